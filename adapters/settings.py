@@ -1,0 +1,62 @@
+"""Settings: the only place that reads the environment. One pydantic-settings class."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob the functions read, each set in ``template.yaml`` (a test checks that)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Where data lives (names from template.yaml; the local stack sets the same).
+    pool_errors_table: str = "runner-kit-pool-errors"
+    actors_table: str = "runner-kit-actors"
+    messages_table: str = "runner-kit-messages"
+    runner_configs_table: str = "runner-kit-runner-configs"
+    slots_table: str = "runner-kit-slots"
+    idempotency_table: str = "runner-kit-idempotency"
+    actor_messages_queue_url: str = ""
+    actor_messages_dlq_url: str = ""
+
+    # Tracker.
+    success_threshold: int = Field(default=3, ge=1)
+    pool_error_cache_ms: int = Field(default=500, ge=0)
+    pool_error_stale_after_s: float | None = None
+
+    # Runner starts.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    init_timeout_s: float = Field(default=30.0, gt=0)
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    max_event_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    # Actor host.
+    deadline_margin_s: float = Field(default=10.0, ge=0)
+    errors_cap: int = Field(default=20, ge=0)
+
+    # Gateway.
+    gateway_first_check_s: float = Field(default=1.0, ge=0)
+    gateway_check_interval_s: float = Field(default=2.0, gt=0)
+    gateway_ready_timeout_s: float = Field(default=25.0, gt=0)
+
+    # Runtime facts (set by Lambda itself).
+    aws_lambda_function_name: str | None = None
+
+    @property
+    def in_lambda(self) -> bool:
+        return bool(self.aws_lambda_function_name)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once (a warm Lambda keeps them)."""
+    return Settings()
+
+
+def in_lambda() -> bool:
+    """True when this process runs inside AWS Lambda."""
+    return get_settings().in_lambda

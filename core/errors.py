@@ -1,0 +1,546 @@
+"""Every error the kit speaks, as data with a stable snake_case ``code``.
+
+Codes are wire format: append-only, never renamed. JSON is ``{"code": ..., <fields>}``.
+
+RunnerPoolError (a pool's serverless endpoint failed; what the tracker holds):
+    serverless_http_error{status_code, body}       endpoint answered a status other than 200
+    serverless_stream_ended_early                  stream ended before the ``init`` frame
+    serverless_connection_error{message, reason}   transport failed; ``reason`` is a sub-code
+    serverless_invalid_base64{raw_payload}         an event's data is not standard base64
+    serverless_invalid_payload{message, raw_payload}  decoded data is not a valid v1 frame
+    internal_error{message}                        the kit itself failed while starting a runner
+
+ActorFailureReason (stored on the actor):
+    no_capacity                                    waiting for a runner slot
+    runner_no_response{runner_id}                  the runner started, then went silent or ended
+
+ActorError (API-facing ``error`` of an actor; omitted when there is none):
+    pool_error{error}                              no_capacity while the pool has an active error
+    no_capacity
+    runner_no_response{runner_id}
+    actor_failed{error_code, message}              the actor's own code sent an ``error`` frame
+                                                   (DESIGN.md says ``code``; that key is the tag)
+
+Gateway codes (group ``guard``): actor_runner_failed, actor_ready_timeout.
+
+Kit runtime codes (raised as ``KitError``):
+    durable_store_required:<facet>                 in-memory store wired inside Lambda
+    missing_execution_id                           an execution without its persisted message_id
+    execution_busy                                 another execution holds the actor
+    execution_lease_lost                           this execution lost its lease; must not commit
+    store_commit_failed                            the commit could not be written
+
+Decoding an unknown code never fails: it gives an ``Other*`` value that keeps the code and every
+field in order and re-encodes to identical JSON. Malformed input raises ``ErrorDecodeError``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal, TypeAlias, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+
+from core.truncate import MAX_ERROR_BYTES, truncate_utf8
+
+# --- Code registries (the golden test pins these) -------------------------------------------
+
+POOL_ERROR_CODES: Final = (
+    "serverless_http_error",
+    "serverless_stream_ended_early",
+    "serverless_connection_error",
+    "serverless_invalid_base64",
+    "serverless_invalid_payload",
+    "internal_error",
+)
+CONNECTION_REASONS: Final = (
+    "connect",
+    "dns",
+    "tls",
+    "timeout",
+    "read",
+    "content_type",
+    "blocked_address",
+    "too_large",
+    "redirect",
+    "protocol",
+    "invalid_url",
+)
+FAILURE_REASON_CODES: Final = ("no_capacity", "runner_no_response")
+ACTOR_ERROR_CODES: Final = ("pool_error", "no_capacity", "runner_no_response", "actor_failed")
+GATEWAY_CODES: Final = ("actor_runner_failed", "actor_ready_timeout")
+STORE_FACETS: Final = (
+    "pool_error_store",
+    "actor_store",
+    "runner_config_store",
+    "idempotency_store",
+)
+RUNTIME_CODES: Final = (
+    *(f"durable_store_required:{facet}" for facet in STORE_FACETS),
+    "missing_execution_id",
+    "execution_busy",
+    "execution_lease_lost",
+    "store_commit_failed",
+)
+
+ConnectionReason: TypeAlias = str
+"""A sub-code of ``serverless_connection_error``; known values in ``CONNECTION_REASONS``."""
+
+
+class ErrorDecodeError(ValueError):
+    """Input that is not an error object: not JSON, no object, no string ``code``, bad fields."""
+
+
+def _cut(value: Any) -> Any:
+    """Pydantic ``before`` hook: cap free text at 512 bytes on a character boundary."""
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        return truncate_utf8(value, MAX_ERROR_BYTES)
+    return value
+
+
+class _Coded(BaseModel):
+    """Base of every known variant: frozen, no extra fields, JSON with ``code`` first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The wire form: ``{"code": ..., <fields>}``."""
+        return self.model_dump(mode="json")
+
+    @property
+    def summary(self) -> str:
+        """One human line, used in ``str(RunnerError)`` and logs."""
+        return str(self.to_json()["code"])
+
+
+class _Other(BaseModel):
+    """An error with a code this build does not know: kept whole, re-encoded unchanged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data: dict[str, JsonValue]
+
+    @property
+    def code(self) -> str:
+        return str(self.data["code"])
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return dict(self.data)
+
+    @property
+    def summary(self) -> str:
+        message = self.data.get("message")
+        return message if isinstance(message, str) else json.dumps(self.data, ensure_ascii=False)
+
+
+# --- RunnerPoolError ---------------------------------------------------------------------------
+
+
+class ServerlessHttpError(_Coded):
+    """The endpoint answered a status other than 200."""
+
+    code: Literal["serverless_http_error"] = "serverless_http_error"
+    status_code: int
+    body: str = ""
+
+    _cut_body = field_validator("body", mode="before")(_cut)
+
+    @property
+    def summary(self) -> str:
+        return f"endpoint answered HTTP {self.status_code}" + (
+            f": {self.body}" if self.body else ""
+        )
+
+
+class ServerlessStreamEndedEarly(_Coded):
+    """The stream ended before the runner sent its ``init`` frame."""
+
+    code: Literal["serverless_stream_ended_early"] = "serverless_stream_ended_early"
+
+    @property
+    def summary(self) -> str:
+        return "stream ended before the init frame"
+
+
+class ServerlessConnectionError(_Coded):
+    """The transport failed (refused, DNS, TLS, reset, timeout, wrong content type, blocked...)."""
+
+    code: Literal["serverless_connection_error"] = "serverless_connection_error"
+    message: str
+    reason: ConnectionReason
+
+    _cut_message = field_validator("message", mode="before")(_cut)
+
+    @property
+    def summary(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+class ServerlessInvalidBase64(_Coded):
+    """An event's data is not standard base64."""
+
+    code: Literal["serverless_invalid_base64"] = "serverless_invalid_base64"
+    raw_payload: str
+
+    _cut_raw = field_validator("raw_payload", mode="before")(_cut)
+
+    @property
+    def summary(self) -> str:
+        return f"event data is not base64: {self.raw_payload[:80]!r}"
+
+
+class ServerlessInvalidPayload(_Coded):
+    """The decoded event is not a valid protocol v1 frame."""
+
+    code: Literal["serverless_invalid_payload"] = "serverless_invalid_payload"
+    message: str
+    raw_payload: str
+
+    _cut_fields = field_validator("message", "raw_payload", mode="before")(_cut)
+
+    @property
+    def summary(self) -> str:
+        return self.message
+
+
+class InternalError(_Coded):
+    """The kit failed while starting a runner (a bug or an unexpected exception)."""
+
+    code: Literal["internal_error"] = "internal_error"
+    message: str
+
+    _cut_message = field_validator("message", mode="before")(_cut)
+
+    @property
+    def summary(self) -> str:
+        return self.message
+
+
+class OtherPoolError(_Other):
+    """A pool error with a code this build does not know."""
+
+
+KnownPoolError: TypeAlias = Annotated[
+    ServerlessHttpError
+    | ServerlessStreamEndedEarly
+    | ServerlessConnectionError
+    | ServerlessInvalidBase64
+    | ServerlessInvalidPayload
+    | InternalError,
+    Field(discriminator="code"),
+]
+RunnerPoolError: TypeAlias = (
+    ServerlessHttpError
+    | ServerlessStreamEndedEarly
+    | ServerlessConnectionError
+    | ServerlessInvalidBase64
+    | ServerlessInvalidPayload
+    | InternalError
+    | OtherPoolError
+)
+
+# --- Actor failure reasons and API-facing actor errors ---------------------------------------
+
+
+class NoCapacity(_Coded):
+    """The actor is waiting for a runner slot in its pool."""
+
+    code: Literal["no_capacity"] = "no_capacity"
+
+    @property
+    def summary(self) -> str:
+        return "waiting for a runner slot"
+
+
+class RunnerNoResponse(_Coded):
+    """The runner started (sent ``init``), then went silent or ended without ``done``."""
+
+    code: Literal["runner_no_response"] = "runner_no_response"
+    runner_id: str
+
+    @property
+    def summary(self) -> str:
+        return f"runner {self.runner_id} stopped responding"
+
+
+class OtherFailureReason(_Other):
+    """A stored failure reason with a code this build does not know."""
+
+
+KnownFailureReason: TypeAlias = Annotated[
+    NoCapacity | RunnerNoResponse, Field(discriminator="code")
+]
+ActorFailureReason: TypeAlias = NoCapacity | RunnerNoResponse | OtherFailureReason
+
+
+def _pool_error_field(value: Any) -> RunnerPoolError:
+    if isinstance(
+        value,
+        ServerlessHttpError
+        | ServerlessStreamEndedEarly
+        | ServerlessConnectionError
+        | ServerlessInvalidBase64
+        | ServerlessInvalidPayload
+        | InternalError
+        | OtherPoolError,
+    ):
+        return value
+    return decode_pool_error(value)
+
+
+ERROR_OBJECT_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["code"],
+    "properties": {"code": {"type": "string"}},
+    "additionalProperties": True,
+}
+
+PoolErrorField = Annotated[
+    RunnerPoolError,
+    PlainValidator(_pool_error_field),
+    PlainSerializer(lambda err: err.to_json(), return_type=dict),
+    WithJsonSchema(ERROR_OBJECT_SCHEMA),
+]
+"""A pydantic field type for a ``RunnerPoolError`` (unknown codes kept as ``OtherPoolError``)."""
+
+
+class PoolErrorView(_Coded):
+    """API-facing: the actor waits for capacity while its pool has an active error."""
+
+    code: Literal["pool_error"] = "pool_error"
+    error: PoolErrorField
+    first_seen: str | None = None
+    last_seen: str | None = None
+    count: int | None = None
+
+    @property
+    def summary(self) -> str:
+        return f"pool error: {self.error.summary}"
+
+
+class ActorFailed(_Coded):
+    """API-facing: the actor's own code failed (an ``error`` frame)."""
+
+    code: Literal["actor_failed"] = "actor_failed"
+    error_code: str
+    message: str = ""
+
+    _cut_message = field_validator("message", mode="before")(_cut)
+
+    @property
+    def summary(self) -> str:
+        return f"{self.error_code}: {self.message}"
+
+
+class OtherActorError(_Other):
+    """An API-facing actor error with a code this build does not know."""
+
+
+KnownActorError: TypeAlias = Annotated[
+    PoolErrorView | NoCapacity | RunnerNoResponse | ActorFailed, Field(discriminator="code")
+]
+ActorError: TypeAlias = (
+    PoolErrorView | NoCapacity | RunnerNoResponse | ActorFailed | OtherActorError
+)
+
+# --- Decoding ------------------------------------------------------------------------------
+
+_M = TypeVar("_M", bound=_Other)
+
+_POOL_ADAPTER: Final = TypeAdapter(KnownPoolError)
+_REASON_ADAPTER: Final = TypeAdapter(KnownFailureReason)
+_ACTOR_ADAPTER: Final = TypeAdapter(KnownActorError)
+
+
+def _as_object(raw: Mapping[str, Any] | str | bytes) -> dict[str, Any]:
+    if isinstance(raw, str | bytes):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ErrorDecodeError(f"error JSON does not parse: {exc}") from exc
+    if not isinstance(raw, Mapping):
+        raise ErrorDecodeError(f"an error must be a JSON object, got {type(raw).__name__}")
+    data = dict(raw)
+    if not isinstance(data.get("code"), str) or not data["code"]:
+        raise ErrorDecodeError("an error object needs a non-empty string 'code'")
+    return data
+
+
+def _decode(
+    raw: Mapping[str, Any] | str | bytes,
+    known: tuple[str, ...],
+    adapter: TypeAdapter[Any],
+    other: type[_M],
+) -> Any:
+    data = _as_object(raw)
+    if data["code"] not in known:
+        try:
+            return other(data=data)
+        except ValidationError as exc:
+            raise ErrorDecodeError(f"error fields are not JSON values: {exc}") from exc
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ErrorDecodeError(f"malformed {data['code']}: {exc.errors()[0]['msg']}") from exc
+
+
+def decode_pool_error(raw: Mapping[str, Any] | str | bytes) -> RunnerPoolError:
+    """Decode a ``RunnerPoolError`` from its JSON (object, str or bytes)."""
+    result: RunnerPoolError = _decode(raw, POOL_ERROR_CODES, _POOL_ADAPTER, OtherPoolError)
+    return result
+
+
+def decode_failure_reason(raw: Mapping[str, Any] | str | bytes) -> ActorFailureReason:
+    """Decode a stored actor ``failure_reason``."""
+    result: ActorFailureReason = _decode(
+        raw, FAILURE_REASON_CODES, _REASON_ADAPTER, OtherFailureReason
+    )
+    return result
+
+
+def decode_actor_error(raw: Mapping[str, Any] | str | bytes) -> ActorError:
+    """Decode an API-facing actor ``error``."""
+    result: ActorError = _decode(raw, ACTOR_ERROR_CODES, _ACTOR_ADAPTER, OtherActorError)
+    return result
+
+
+def encode_error(err: _Coded | _Other) -> dict[str, JsonValue]:
+    """The wire form of any error value."""
+    return err.to_json()
+
+
+FailureReasonField = Annotated[
+    ActorFailureReason,
+    PlainValidator(lambda v: v if isinstance(v, _Coded | _Other) else decode_failure_reason(v)),
+    PlainSerializer(lambda err: err.to_json(), return_type=dict),
+    WithJsonSchema(ERROR_OBJECT_SCHEMA),
+]
+"""A pydantic field type holding an ``ActorFailureReason``."""
+
+ActorErrorField = Annotated[
+    ActorError,
+    PlainValidator(lambda v: v if isinstance(v, _Coded | _Other) else decode_actor_error(v)),
+    PlainSerializer(lambda err: err.to_json(), return_type=dict),
+    WithJsonSchema(ERROR_OBJECT_SCHEMA),
+]
+"""A pydantic field type holding an API-facing ``ActorError``."""
+
+# --- Exceptions ----------------------------------------------------------------------------
+
+
+class RunnerError(Exception):
+    """Control flow: carries a typed ``RunnerPoolError``; raise it ``from`` the transport cause."""
+
+    def __init__(self, error: RunnerPoolError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+    def __str__(self) -> str:
+        return f"{self.error.code}: {self.error.summary}"
+
+
+class RunnerNoResponseError(Exception):
+    """Control flow: the runner sent ``init`` and then went silent or ended without ``done``."""
+
+    def __init__(self, runner_id: str, detail: str = "") -> None:
+        super().__init__(runner_id)
+        self.reason = RunnerNoResponse(runner_id=runner_id)
+        self.detail = detail
+
+    @property
+    def code(self) -> str:
+        return self.reason.code
+
+    def __str__(self) -> str:
+        suffix = f" ({self.detail})" if self.detail else ""
+        return f"runner_no_response: {self.reason.summary}{suffix}"
+
+
+class KitError(Exception):
+    """The kit's own runtime failure, with a stable ``code`` (see ``RUNTIME_CODES``)."""
+
+    code: str = "kit_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class DurableStoreRequiredError(KitError):
+    """An in-memory store was wired into code running inside Lambda."""
+
+    def __init__(self, facet: str) -> None:
+        if facet not in STORE_FACETS:
+            raise ValueError(f"unknown store facet {facet!r}")
+        self.facet = facet
+        self.code = f"durable_store_required:{facet}"
+        super().__init__(
+            f"the {facet} is in-memory but this code runs in Lambda; "
+            "wire the DynamoDB store (state would vanish between invocations)"
+        )
+
+
+class MissingExecutionIdError(KitError):
+    """An execution arrived without the persisted ``message_id`` that anchors its idempotency."""
+
+    code = "missing_execution_id"
+
+
+class ExecutionBusyError(KitError):
+    """Another execution holds the actor; this one must wait and retry."""
+
+    code = "execution_busy"
+
+
+class ExecutionLeaseLostError(KitError):
+    """This execution lost its lease on the actor; it must not commit."""
+
+    code = "execution_lease_lost"
+
+
+class StoreCommitFailedError(KitError):
+    """The state and result could not be committed."""
+
+    code = "store_commit_failed"
+
+
+KIT_ERROR_TYPES: Final[tuple[type[KitError], ...]] = (
+    MissingExecutionIdError,
+    ExecutionBusyError,
+    ExecutionLeaseLostError,
+    StoreCommitFailedError,
+)
+
+ALL_CODES: Final = tuple(
+    dict.fromkeys(
+        (
+            *POOL_ERROR_CODES,
+            *FAILURE_REASON_CODES,
+            *ACTOR_ERROR_CODES,
+            *GATEWAY_CODES,
+            *RUNTIME_CODES,
+        )
+    )
+)
+"""Every code the kit emits (API request codes live in ``core.api_errors`` when present)."""

@@ -1,0 +1,308 @@
+"""The error model: codes are wire format, JSON round-trips, unknown codes survive."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core import errors as E
+from core.truncate import truncate_utf8
+
+GOLDEN_CODES = [
+    "serverless_http_error",
+    "serverless_stream_ended_early",
+    "serverless_connection_error",
+    "serverless_invalid_base64",
+    "serverless_invalid_payload",
+    "internal_error",
+    "no_capacity",
+    "runner_no_response",
+    "pool_error",
+    "actor_failed",
+    "actor_runner_failed",
+    "actor_ready_timeout",
+    "durable_store_required:pool_error_store",
+    "durable_store_required:actor_store",
+    "durable_store_required:runner_config_store",
+    "durable_store_required:idempotency_store",
+    "missing_execution_id",
+    "execution_busy",
+    "execution_lease_lost",
+    "store_commit_failed",
+]
+
+CODE_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*(:[a-z][a-z0-9]*(_[a-z0-9]+)*)?$")
+
+
+def test_golden_list_of_codes() -> None:
+    assert list(E.ALL_CODES) == GOLDEN_CODES
+
+
+@pytest.mark.parametrize("code", GOLDEN_CODES + list(E.CONNECTION_REASONS))
+def test_code_is_snake_case(code: str) -> None:
+    assert CODE_RE.match(code), code
+
+
+# Every known variant with its exact wire JSON: renaming a code or a field fails here.
+VARIANTS: list[Any] = [
+    pytest.param(
+        E.ServerlessHttpError(status_code=503, body="down"),
+        {"code": "serverless_http_error", "status_code": 503, "body": "down"},
+        id="serverless_http_error",
+    ),
+    pytest.param(
+        E.ServerlessStreamEndedEarly(),
+        {"code": "serverless_stream_ended_early"},
+        id="serverless_stream_ended_early",
+    ),
+    pytest.param(
+        E.ServerlessConnectionError(message="refused", reason="connect"),
+        {"code": "serverless_connection_error", "message": "refused", "reason": "connect"},
+        id="serverless_connection_error",
+    ),
+    pytest.param(
+        E.ServerlessInvalidBase64(raw_payload="!!"),
+        {"code": "serverless_invalid_base64", "raw_payload": "!!"},
+        id="serverless_invalid_base64",
+    ),
+    pytest.param(
+        E.ServerlessInvalidPayload(message="not json", raw_payload="x"),
+        {"code": "serverless_invalid_payload", "message": "not json", "raw_payload": "x"},
+        id="serverless_invalid_payload",
+    ),
+    pytest.param(
+        E.InternalError(message="boom"),
+        {"code": "internal_error", "message": "boom"},
+        id="internal_error",
+    ),
+]
+
+
+@pytest.mark.parametrize(("err", "wire"), VARIANTS)
+def test_pool_error_round_trip(err: Any, wire: dict[str, Any]) -> None:
+    assert err.to_json() == wire
+    assert list(err.to_json()) == list(wire)  # code first, field order stable
+    assert E.decode_pool_error(wire) == err
+    assert E.decode_pool_error(json.dumps(wire)) == err
+    assert E.decode_pool_error(json.dumps(wire).encode()) == err
+
+
+def test_every_pool_code_has_a_variant() -> None:
+    covered = {p.values[1]["code"] for p in VARIANTS}
+    assert covered == set(E.POOL_ERROR_CODES)
+
+
+@pytest.mark.parametrize(
+    ("decode", "err", "wire"),
+    [
+        pytest.param(
+            E.decode_failure_reason,
+            E.NoCapacity(),
+            {"code": "no_capacity"},
+            id="reason_no_capacity",
+        ),
+        pytest.param(
+            E.decode_failure_reason,
+            E.RunnerNoResponse(runner_id="r1"),
+            {"code": "runner_no_response", "runner_id": "r1"},
+            id="reason_no_response",
+        ),
+        pytest.param(
+            E.decode_actor_error, E.NoCapacity(), {"code": "no_capacity"}, id="actor_no_capacity"
+        ),
+        pytest.param(
+            E.decode_actor_error,
+            E.RunnerNoResponse(runner_id="r1"),
+            {"code": "runner_no_response", "runner_id": "r1"},
+            id="actor_no_response",
+        ),
+        pytest.param(
+            E.decode_actor_error,
+            E.ActorFailed(error_code="bad_input", message="nope"),
+            {"code": "actor_failed", "error_code": "bad_input", "message": "nope"},
+            id="actor_failed",
+        ),
+        pytest.param(
+            E.decode_actor_error,
+            E.PoolErrorView(
+                error=E.ServerlessHttpError(status_code=502, body=""),
+                first_seen="2026-01-01T00:00:00Z",
+                last_seen="2026-01-01T00:01:00Z",
+                count=4,
+            ),
+            {
+                "code": "pool_error",
+                "error": {"code": "serverless_http_error", "status_code": 502, "body": ""},
+                "first_seen": "2026-01-01T00:00:00Z",
+                "last_seen": "2026-01-01T00:01:00Z",
+                "count": 4,
+            },
+            id="actor_pool_error",
+        ),
+    ],
+)
+def test_actor_values_round_trip(decode: Any, err: Any, wire: dict[str, Any]) -> None:
+    assert err.to_json() == wire
+    assert decode(wire) == err
+
+
+def test_pool_error_view_keeps_unknown_inner_code() -> None:
+    wire = {
+        "code": "pool_error",
+        "error": {"code": "future_thing", "x": [1, 2]},
+        "first_seen": None,
+        "last_seen": None,
+        "count": None,
+    }
+    decoded = E.decode_actor_error(wire)
+    assert isinstance(decoded, E.PoolErrorView)
+    assert isinstance(decoded.error, E.OtherPoolError)
+    assert decoded.to_json() == wire
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("not json", id="not_json"),
+        pytest.param("[1,2]", id="array"),
+        pytest.param({"status_code": 1}, id="no_code"),
+        pytest.param({"code": 7}, id="code_not_string"),
+        pytest.param({"code": ""}, id="empty_code"),
+        pytest.param({"code": "serverless_http_error"}, id="missing_field"),
+        pytest.param(
+            {"code": "serverless_http_error", "status_code": "x", "body": ""}, id="wrong_type"
+        ),
+        pytest.param({"code": "internal_error", "message": "m", "extra": 1}, id="extra_field"),
+        pytest.param(b"\xff\xfe", id="bad_bytes"),
+    ],
+)
+def test_malformed_raises_one_typed_error(raw: Any) -> None:
+    with pytest.raises(E.ErrorDecodeError):
+        E.decode_pool_error(raw)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    code=st.text(min_size=1).filter(
+        lambda c: (
+            c not in E.POOL_ERROR_CODES
+            and c not in E.ACTOR_ERROR_CODES
+            and c not in E.FAILURE_REASON_CODES
+        )
+    ),
+    fields=st.dictionaries(st.text().filter(lambda k: k != "code"), json_values, max_size=6),
+    code_first=st.booleans(),
+)
+def test_unknown_codes_round_trip_exactly(
+    code: str, fields: dict[str, Any], code_first: bool
+) -> None:
+    wire = {"code": code, **fields} if code_first else {**fields, "code": code}
+    text = json.dumps(wire)
+    for decode in (E.decode_pool_error, E.decode_failure_reason, E.decode_actor_error):
+        value = decode(text)
+        assert value.code == code
+        assert json.dumps(value.to_json()) == text
+
+
+def test_body_is_truncated_on_a_character_boundary() -> None:
+    body = "a" * 511 + "é" + "tail"  # é is 2 bytes and straddles byte 512
+    err = E.ServerlessHttpError(status_code=500, body=body)
+    assert err.body == "a" * 511
+    assert len(err.body.encode()) <= 512
+    err2 = E.ServerlessInvalidBase64(raw_payload=b"\xff" * 600)
+    assert len(err2.raw_payload.encode()) <= 512
+
+
+@given(st.text())
+def test_truncate_never_raises_is_prefix_and_fits(text: str) -> None:
+    out = truncate_utf8(text, 512)
+    encoded = out.encode("utf-8")  # valid UTF-8 by construction
+    assert len(encoded) <= 512
+    assert text.startswith(out)
+    if len(text.encode()) <= 512:
+        assert out == text
+    else:  # longest prefix: one more character would not fit
+        assert len(text[: len(out) + 1].encode()) > 512
+
+
+@given(
+    st.text(alphabet=st.characters(codec=None, categories=["Cs", "Lo", "So"])),
+    st.integers(min_value=-5, max_value=600),
+)
+def test_truncate_handles_surrogates_and_any_limit(text: str, limit: int) -> None:
+    out = truncate_utf8(text, limit)
+    assert len(out.encode("utf-8")) <= max(limit, 0)
+
+
+def test_runner_error_str_and_chain() -> None:
+    cause = ConnectionRefusedError("nope")
+
+    def start() -> None:
+        try:
+            raise cause
+        except ConnectionRefusedError as exc:
+            err = E.ServerlessConnectionError(message="refused", reason="connect")
+            raise E.RunnerError(err) from exc
+
+    with pytest.raises(E.RunnerError) as info:
+        start()
+    assert str(info.value) == "serverless_connection_error: connect: refused"
+    assert info.value.__cause__ is cause
+    assert info.value.code == "serverless_connection_error"
+
+
+@pytest.mark.parametrize("facet", E.STORE_FACETS)
+def test_durable_store_required_codes(facet: str) -> None:
+    err = E.DurableStoreRequiredError(facet)
+    assert err.code == f"durable_store_required:{facet}"
+    assert str(err).startswith(f"durable_store_required:{facet}: ")
+
+
+@pytest.mark.parametrize(
+    ("cls", "code"),
+    [
+        (E.MissingExecutionIdError, "missing_execution_id"),
+        (E.ExecutionBusyError, "execution_busy"),
+        (E.ExecutionLeaseLostError, "execution_lease_lost"),
+        (E.StoreCommitFailedError, "store_commit_failed"),
+    ],
+)
+def test_kit_error_codes(cls: type[E.KitError], code: str) -> None:
+    assert cls("x").code == code
+    assert str(cls("x")) == f"{code}: x"
+
+
+def test_unknown_facet_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown store facet"):
+        E.DurableStoreRequiredError("nope")
+
+
+def test_importing_core_loads_no_boto3_or_httpx() -> None:
+    code = (
+        "import sys, core.errors, core.events, core.models, core.truncate\n"
+        "import pkgutil, importlib, core\n"
+        "for m in pkgutil.iter_modules(core.__path__): importlib.import_module('core.' + m.name)\n"
+        "bad = [m for m in ('boto3', 'botocore', 'httpx', 'httpx_sse') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
