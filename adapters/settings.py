@@ -15,6 +15,7 @@ class Settings(BaseSettings):
 
     # Where data lives (names from template.yaml; the local stack sets the same).
     pool_errors_table: str = "runner-kit-pool-errors"
+    pool_probes_table: str = "runner-kit-pool-probes"
     actors_table: str = "runner-kit-actors"
     messages_table: str = "runner-kit-messages"
     runner_configs_table: str = "runner-kit-runner-configs"
