@@ -306,3 +306,25 @@ def test_importing_core_loads_no_boto3_or_httpx() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _documented() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text("utf-8")
+
+
+@pytest.mark.parametrize("code", [c for c in GOLDEN_CODES if ":" not in c])
+def test_every_code_has_a_docs_entry(code: str) -> None:
+    assert f"### `{code}`" in _documented()
+
+
+@pytest.mark.parametrize("facet", E.STORE_FACETS)
+def test_every_facet_is_documented(facet: str) -> None:
+    assert "### `durable_store_required:<facet>`" in _documented()
+    assert f"`{facet}`" in _documented()
+
+
+@pytest.mark.parametrize("reason", E.CONNECTION_REASONS)
+def test_every_connection_reason_is_documented(reason: str) -> None:
+    assert f"| `{reason}` |" in _documented()
