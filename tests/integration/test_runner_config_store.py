@@ -1,0 +1,130 @@
+"""One contract suite for every RunnerConfigStore: DynamoDB (moto server) and in-memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from adapters import settings as settings_mod
+from adapters.runner_config_store import (
+    DynamoDBRunnerConfigStore,
+    InMemoryRunnerConfigStore,
+    RunnerConfigStore,
+)
+from core.errors import DurableStoreRequiredError
+from core.models import ErrorPolicy, PoolKey, RunnerConfig
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def store(request: pytest.FixtureRequest) -> RunnerConfigStore:
+    if request.param == "memory":
+        return InMemoryRunnerConfigStore(in_lambda=False)
+    tables = request.getfixturevalue("tables")
+    dynamodb = request.getfixturevalue("dynamodb")
+    return DynamoDBRunnerConfigStore(tables["RunnerConfigsTable"], client=dynamodb)
+
+
+def make(name: str = "echo", namespace: str = "ns", **kw: Any) -> RunnerConfig:
+    return RunnerConfig(
+        namespace=namespace, runner_name=name, url="https://runner.example.com/x", **kw
+    )
+
+
+def test_store_satisfies_protocol(store: RunnerConfigStore) -> None:
+    assert isinstance(store, RunnerConfigStore)
+
+
+def test_get_missing_is_none(store: RunnerConfigStore) -> None:
+    assert store.get(PoolKey(namespace="ns", runner_name="nope")) is None
+
+
+def test_put_then_get_round_trips_every_field(store: RunnerConfigStore) -> None:
+    config = make(
+        headers={"authorization": "Bearer s3cret", "x-api-key": "k"},
+        request_lifespan=120,
+        slots_per_runner=4,
+        min_runners=1,
+        max_runners=7,
+        runners_margin=2,
+        allow_private_network=True,
+        error_policy=ErrorPolicy(on_actor="stop", max_attempts=3, backoff_base_s=0.5),
+        updated_at=datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC),
+    )
+    store.put(config)
+    got = store.get(config.pool)
+    assert got == config
+    assert got is not None
+    assert got.header_values() == {"authorization": "Bearer s3cret", "x-api-key": "k"}
+    assert got.error_policy.backoff_base_s == 0.5
+
+
+def test_put_replaces(store: RunnerConfigStore) -> None:
+    store.put(make(max_runners=2))
+    store.put(make(max_runners=9, headers={"a": "b"}))
+    got = store.get(PoolKey(namespace="ns", runner_name="echo"))
+    assert got is not None
+    assert got.max_runners == 9
+    assert got.header_values() == {"a": "b"}
+
+
+def test_delete_reports_whether_it_existed(store: RunnerConfigStore) -> None:
+    pool = PoolKey(namespace="ns", runner_name="echo")
+    assert store.delete(pool) is False
+    store.put(make())
+    assert store.delete(pool) is True
+    assert store.get(pool) is None
+    assert store.delete(pool) is False
+
+
+def test_list_is_per_namespace_and_ordered(store: RunnerConfigStore) -> None:
+    for name in ["b", "a", "c"]:
+        store.put(make(name))
+    store.put(make("a", namespace="other"))
+    assert [c.runner_name for c in store.list("ns")] == ["a", "b", "c"]
+    assert [c.runner_name for c in store.list("other")] == ["a"]
+    assert store.list("empty") == []
+
+
+def test_dynamodb_keeps_header_values_as_strings(dynamodb: Any, tables: dict[str, str]) -> None:
+    store = DynamoDBRunnerConfigStore(tables["RunnerConfigsTable"], client=dynamodb)
+    store.put(make(headers={"authorization": "Bearer s3cret"}))
+    item = dynamodb.get_item(
+        TableName=tables["RunnerConfigsTable"],
+        Key={"namespace": {"S": "ns"}, "runner_name": {"S": "echo"}},
+    )["Item"]
+    assert item["headers"] == {"M": {"authorization": {"S": "Bearer s3cret"}}}
+
+
+def test_dynamodb_list_follows_pages(dynamodb: Any, tables: dict[str, str]) -> None:
+    store = DynamoDBRunnerConfigStore(tables["RunnerConfigsTable"], client=dynamodb)
+    big = "x" * 300_000  # ~300 KB per item: a 1 MB query page holds only a few
+    names = [f"r{i:02d}" for i in range(5)]
+    for name in names:
+        store.put(make(name, headers={"big": big}))
+    assert [c.runner_name for c in store.list("ns")] == names
+
+
+@pytest.mark.parametrize(
+    ("in_lambda", "raises"),
+    [pytest.param(True, True, id="in_lambda"), pytest.param(False, False, id="outside")],
+)
+def test_in_memory_refused_inside_lambda(in_lambda: bool, raises: bool) -> None:
+    if raises:
+        with pytest.raises(DurableStoreRequiredError) as info:
+            InMemoryRunnerConfigStore(in_lambda=in_lambda)
+        assert info.value.code == "durable_store_required:runner_config_store"
+    else:
+        InMemoryRunnerConfigStore(in_lambda=in_lambda)
+
+
+def test_in_memory_reads_lambda_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "runner-kit-dev-api")
+    settings_mod.get_settings.cache_clear()
+    try:
+        with pytest.raises(DurableStoreRequiredError):
+            InMemoryRunnerConfigStore()
+    finally:
+        monkeypatch.undo()
+        settings_mod.get_settings.cache_clear()
