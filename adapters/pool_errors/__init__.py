@@ -1,0 +1,13 @@
+"""Where pool error tracker state lives: one ``Protocol``, a DynamoDB store, an in-memory store."""
+
+from adapters.pool_errors.dynamodb import DynamoDBPoolErrorStore
+from adapters.pool_errors.memory import InMemoryPoolErrorStore
+from adapters.pool_errors.store import ApplyResult, PoolErrorStore, StoreReadFailedError
+
+__all__ = [
+    "ApplyResult",
+    "DynamoDBPoolErrorStore",
+    "InMemoryPoolErrorStore",
+    "PoolErrorStore",
+    "StoreReadFailedError",
+]

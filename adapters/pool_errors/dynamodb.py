@@ -1,0 +1,273 @@
+"""``PoolErrorsTable`` (hash ``pool_id``): one item per pool, one conditional write per change.
+
+Item (attributes besides the key; see docs/tracker.md):
+
+    version     N  +1 on every write (never reset; the item is never deleted)
+    successes   N  consecutive successes since the last error
+    error       S  the active error's wire JSON          } present only while an
+    error_code  S  its code (for the console / filters)  } error is active; a clear
+    first_seen  S  ISO 8601 UTC, start of the episode    } REMOVEs them all, so the
+    last_seen   S  ISO 8601 UTC, latest failure          } next failure opens a new
+    count       N  failures in this episode              } episode via if_not_exists
+    updated_at  S  ISO 8601 UTC of the latest write
+
+A failure is one unconditional ``UpdateItem`` (every failure changes the state). A success is
+one ``UpdateItem`` whose condition says which of the two success transitions it is (increment
+below the threshold, clear at it) and that an error is active. If the condition does not hold,
+DynamoDB hands back the current item (``ReturnValuesOnConditionCheckFailure=ALL_OLD``) and the
+store picks the right transition from it and tries again: no read, no lost update, and a clear
+can never erase an error that arrived in between (that error reset ``successes`` to 0).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from adapters.pool_errors.store import ApplyResult, StoreReadFailedError
+from core.errors import StoreCommitFailedError, decode_pool_error
+from core.hysteresis import ActiveError, Failure, HysteresisPolicy, Outcome, PoolState
+from core.models import PoolKey
+
+BATCH_GET_LIMIT: Final = 100
+"""BatchGetItem takes at most 100 keys per request."""
+
+CONDITIONAL_CHECK_FAILED: Final = "ConditionalCheckFailedException"
+
+_FAILURE_UPDATE: Final = (
+    "SET #v = if_not_exists(#v, :zero) + :one, #s = :zero, #e = :err, #ec = :code,"
+    " #f = if_not_exists(#f, :now), #l = :now, #n = if_not_exists(#n, :zero) + :one, #u = :now"
+)
+_INCREMENT_UPDATE: Final = "SET #v = #v + :one, #s = #s + :one, #u = :now"
+_INCREMENT_CONDITION: Final = "attribute_exists(#e) AND #s < :last"
+_CLEAR_UPDATE: Final = "SET #v = #v + :one, #s = :zero, #u = :now REMOVE #e, #ec, #f, #l, #n"
+_CLEAR_CONDITION: Final = "attribute_exists(#e) AND #s >= :last"
+# `:last` is threshold - 1: the counter value at which the next success clears.
+
+_NAMES: Final = {
+    "#v": "version",
+    "#s": "successes",
+    "#e": "error",
+    "#ec": "error_code",
+    "#f": "first_seen",
+    "#l": "last_seen",
+    "#n": "count",
+    "#u": "updated_at",
+}
+
+
+def format_time(value: datetime) -> str:
+    """ISO 8601 in UTC with microseconds and ``Z``: sorts as text, parses back to the instant."""
+    if value.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of ``format_time`` (any ISO 8601 with an offset)."""
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def state_from_item(item: dict[str, Any] | None) -> PoolState:
+    """A low-level DynamoDB item (``{"attr": {"N": "1"}}``) -> ``PoolState``."""
+    if not item:
+        return PoolState()
+    active = None
+    if "error" in item:
+        active = ActiveError(
+            error=decode_pool_error(item["error"]["S"]),
+            first_seen=parse_time(item["first_seen"]["S"]),
+            last_seen=parse_time(item["last_seen"]["S"]),
+            count=int(item["count"]["N"]),
+        )
+    return PoolState(
+        active_error=active,
+        consecutive_successes=int(item.get("successes", {}).get("N", "0")),
+        version=int(item.get("version", {}).get("N", "0")),
+    )
+
+
+def aws_error_code(exc: BaseException) -> str:
+    """``Error.Code`` of a botocore ``ClientError``; the class name for other botocore errors."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if isinstance(code, str) and code:
+            return code
+    return type(exc).__name__
+
+
+def _botocore_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (ClientError, BotoCoreError)
+
+
+class DynamoDBPoolErrorStore:
+    """The durable store. Thread-safe; the boto3 client is created on first use."""
+
+    durable = True
+
+    def __init__(
+        self,
+        table_name: str,
+        client: Any = None,
+        *,
+        consistent_read: bool = True,
+        max_attempts: int = 25,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.table_name = table_name
+        self.consistent_read = consistent_read
+        self.max_attempts = max_attempts
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._sleep = sleep
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._client_lock:  # boto3's default session is not thread-safe
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
+
+                    # Throttling and 5xx are retried by botocore (standard mode, by Error.Code).
+                    config = Config(retries={"mode": "standard", "max_attempts": 5})
+                    self._client = boto3.client("dynamodb", config=config)
+        return self._client
+
+    @staticmethod
+    def _key(pool: PoolKey) -> dict[str, Any]:
+        return {"pool_id": {"S": pool.id}}
+
+    # --- writes ------------------------------------------------------------------------
+
+    def apply(
+        self,
+        pool: PoolKey,
+        outcome: Outcome,
+        *,
+        now: datetime,
+        policy: HysteresisPolicy,
+        hint: PoolState | None = None,
+    ) -> ApplyResult:
+        now_s = format_time(now)
+        if isinstance(outcome, Failure):
+            return self._update(pool, self._failure_request(outcome, now_s))
+        last = policy.success_threshold - 1
+        guess = hint if hint is not None else PoolState()
+        for _ in range(self.max_attempts):
+            clear = guess.consecutive_successes >= last
+            result = self._update(pool, self._success_request(clear, last, now_s))
+            # Not written: the condition failed and `result.state` is the item as it is now
+            # (no item: healthy). Healthy means this success changes nothing; otherwise the
+            # found counter picks the right transition for the next attempt.
+            if result.written or result.state.healthy:
+                return result
+            guess = result.state
+        raise StoreCommitFailedError(
+            f"pool {pool.id}: success not applied after {self.max_attempts} conflicting attempts"
+        )
+
+    def _failure_request(self, outcome: Failure, now_s: str) -> dict[str, Any]:
+        error_json = json.dumps(outcome.error.to_json(), ensure_ascii=False, separators=(",", ":"))
+        return {
+            "UpdateExpression": _FAILURE_UPDATE,
+            "ExpressionAttributeNames": _NAMES,
+            "ExpressionAttributeValues": {
+                ":zero": {"N": "0"},
+                ":one": {"N": "1"},
+                ":err": {"S": error_json},
+                ":code": {"S": outcome.error.code},
+                ":now": {"S": now_s},
+            },
+        }
+
+    @staticmethod
+    def _success_request(clear: bool, last: int, now_s: str) -> dict[str, Any]:
+        values = {":last": {"N": str(last)}, ":now": {"S": now_s}, ":one": {"N": "1"}}
+        if clear:
+            values[":zero"] = {"N": "0"}
+            return {
+                "UpdateExpression": _CLEAR_UPDATE,
+                "ConditionExpression": _CLEAR_CONDITION,
+                "ExpressionAttributeNames": _NAMES,
+                "ExpressionAttributeValues": values,
+            }
+        names = {k: _NAMES[k] for k in ("#v", "#s", "#e", "#u")}
+        return {
+            "UpdateExpression": _INCREMENT_UPDATE,
+            "ConditionExpression": _INCREMENT_CONDITION,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _update(self, pool: PoolKey, request: dict[str, Any]) -> ApplyResult:
+        """One ``UpdateItem``: the post-image, or (not written) the item its condition saw."""
+        errors = _botocore_errors()
+        try:
+            resp = self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(pool),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **request,
+            )
+        except errors as exc:
+            code = aws_error_code(exc)
+            if code == CONDITIONAL_CHECK_FAILED:
+                item = getattr(exc, "response", {}).get("Item")
+                return ApplyResult(state=state_from_item(item), written=False)
+            raise StoreCommitFailedError(f"pool {pool.id}: UpdateItem failed: {code}") from exc
+        return ApplyResult(state=state_from_item(resp.get("Attributes")), written=True)
+
+    # --- reads -------------------------------------------------------------------------
+
+    def get(self, pool: PoolKey) -> PoolState:
+        try:
+            resp = self.client.get_item(
+                TableName=self.table_name,
+                Key=self._key(pool),
+                ConsistentRead=self.consistent_read,
+            )
+        except _botocore_errors() as exc:
+            code = aws_error_code(exc)
+            raise StoreReadFailedError(f"pool {pool.id}: GetItem failed: {code}") from exc
+        return state_from_item(resp.get("Item"))
+
+    def get_many(self, pools: Iterable[PoolKey]) -> dict[PoolKey, PoolState]:
+        unique = list(dict.fromkeys(pools))
+        by_id = {pool.id: pool for pool in unique}
+        found: dict[PoolKey, PoolState] = {}
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            chunk = unique[start : start + BATCH_GET_LIMIT]
+            for item in self._batch_get([self._key(pool) for pool in chunk]):
+                found[by_id[item["pool_id"]["S"]]] = state_from_item(item)
+        return {pool: found.get(pool, PoolState()) for pool in unique}
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One ``BatchGetItem``, then its ``UnprocessedKeys`` again with jittered backoff."""
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            self.table_name: {"Keys": keys, "ConsistentRead": self.consistent_read}
+        }
+        for attempt in range(self.max_attempts):
+            try:
+                resp = self.client.batch_get_item(RequestItems=request)
+            except _botocore_errors() as exc:
+                code = aws_error_code(exc)
+                raise StoreReadFailedError(f"BatchGetItem failed: {code}") from exc
+            items.extend(resp.get("Responses", {}).get(self.table_name, []))
+            request = resp.get("UnprocessedKeys") or {}
+            if not request:
+                return items
+            self._sleep(min(1.0, 0.025 * 2**attempt) * random.uniform(0.5, 1.0))
+        raise StoreReadFailedError(
+            f"BatchGetItem left keys unprocessed after {self.max_attempts} attempts"
+        )
