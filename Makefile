@@ -3,14 +3,24 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# aws-sam-translator pins its own pydantic, so the SAM transform check runs in its own venv.
+SAM_TRANSLATOR_VERSION ?= 1.115.0
+TRANSLATOR_VENV  ?= .translator-venv
+TRANSLATOR_STAMP := $(TRANSLATOR_VENV)/.installed-$(SAM_TRANSLATOR_VERSION)
 
-.PHONY: test demo local lint typecheck pytest bench clean
+.PHONY: test demo local lint typecheck pytest bench template-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(TRANSLATOR_STAMP):
+	rm -rf $(TRANSLATOR_VENV)
+	$(PYTHON) -m venv $(TRANSLATOR_VENV)
+	$(TRANSLATOR_VENV)/bin/pip install --quiet --disable-pip-version-check 'aws-sam-translator==$(SAM_TRANSLATOR_VERSION)'
+	touch $(TRANSLATOR_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -19,8 +29,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(BIN)/pytest
+pytest: $(STAMP) $(TRANSLATOR_STAMP)
+	RUNNER_KIT_TRANSLATOR_PYTHON=$(TRANSLATOR_VENV)/bin/python $(BIN)/pytest
+
+template-check: $(STAMP) $(TRANSLATOR_STAMP)
+	$(BIN)/python -m infra.template_check
+	RUNNER_KIT_TRANSLATOR_PYTHON=$(TRANSLATOR_VENV)/bin/python $(BIN)/pytest -q tests/integration/test_template_checks.py
 
 test: lint typecheck pytest
 
@@ -34,4 +48,4 @@ bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TRANSLATOR_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,338 @@
+"""The kit's own rules for ``template.yaml``, beyond what cfn-lint and the SAM transform check.
+
+1. ``queue_visibility``: a queue that triggers a function has a visibility timeout of at least
+   6x that function's timeout (AWS's advice for SQS event sources; less and a slow batch is
+   redelivered while it still runs).
+2. ``handler_importable``: every function's ``Handler`` imports in a fresh interpreter with no
+   AWS environment and exposes a callable; importing it creates no AWS client.
+3. ``environment``: every variable ``Settings`` reads is set for every function (Globals or
+   the function), except runtime facts Lambda sets itself and optional knobs whose default is
+   "off" (``None``).
+4. ``tables_declared``: every ``*_table`` / ``*_queue_url`` / ``*_dlq_url`` setting points at a
+   table / queue the template declares, and the code reads no such setting ``Settings`` lacks.
+5. ``no_wildcard_resource``: no inline policy statement grants ``Resource: "*"``.
+
+``python -m infra.template_check`` prints the violations and exits 1 if there are any.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from infra.template import TEMPLATE_PATH, load_template, resources
+
+ROOT: Final = TEMPLATE_PATH.parent
+VISIBILITY_FACTOR: Final = 6
+RUNTIME_FACTS: Final = frozenset({"aws_lambda_function_name"})
+"""Settings Lambda itself provides; the template must not set them."""
+
+FUNCTION_TYPE: Final = "AWS::Serverless::Function"
+CODE_DIRS: Final = ("functions", "adapters")
+TABLE_SUFFIXES: Final = ("_table",)
+QUEUE_SUFFIXES: Final = ("_queue_url", "_dlq_url")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which rule, where, and what is wrong."""
+
+    rule: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.rule}] {self.where}: {self.message}"
+
+
+def _parameter_default(template: Mapping[str, Any], value: Any) -> Any:
+    """A literal, or the default of the parameter a ``!Ref`` names."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        param = template.get("Parameters", {}).get(value["Ref"])
+        if param is not None:
+            return param.get("Default")
+    return value
+
+
+def functions(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every SAM function's properties, with ``Globals.Function`` merged in (env merged too)."""
+    defaults = template.get("Globals", {}).get("Function", {})
+    out: dict[str, dict[str, Any]] = {}
+    for logical_id, props in resources(template, FUNCTION_TYPE).items():
+        merged = {**defaults, **props}
+        env = {
+            **defaults.get("Environment", {}).get("Variables", {}),
+            **props.get("Environment", {}).get("Variables", {}),
+        }
+        merged["Environment"] = {"Variables": env}
+        out[logical_id] = merged
+    return out
+
+
+def function_timeout(template: Mapping[str, Any], props: Mapping[str, Any]) -> int:
+    """The function's timeout in seconds (parameter defaults resolved; Lambda's default is 3)."""
+    return int(_parameter_default(template, props.get("Timeout", 3)))
+
+
+def handler_module(handler: str) -> tuple[str, str]:
+    """``functions/api/app.lambda_handler`` -> (``functions.api.app``, ``lambda_handler``)."""
+    path, _, attr = handler.rpartition(".")
+    return path.replace("/", "."), attr
+
+
+def check_queue_visibility(template: Mapping[str, Any]) -> list[Violation]:
+    """Rule 1: visibility >= 6x the timeout of every function the queue triggers."""
+    queues = resources(template, "AWS::SQS::Queue")
+    out: list[Violation] = []
+    for logical_id, props in functions(template).items():
+        timeout = function_timeout(template, props)
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "SQS":
+                continue
+            queue_ref = event.get("Properties", {}).get("Queue")
+            queue_id = (
+                queue_ref.get("Fn::GetAtt", [None])[0] if isinstance(queue_ref, dict) else None
+            )
+            if queue_id not in queues:
+                out.append(Violation("queue_visibility", logical_id, "SQS event names no queue"))
+                continue
+            visibility = int(
+                _parameter_default(template, queues[queue_id].get("VisibilityTimeout", 30))
+            )
+            if visibility < VISIBILITY_FACTOR * timeout:
+                out.append(
+                    Violation(
+                        "queue_visibility",
+                        queue_id,
+                        f"VisibilityTimeout {visibility}s < {VISIBILITY_FACTOR} x "
+                        f"{logical_id} Timeout {timeout}s",
+                    )
+                )
+    return out
+
+
+_IMPORT_PROBE: Final = """
+import json, sys
+created = []
+import botocore.client
+_orig = botocore.client.ClientCreator.create_client
+def _record(self, service_name, *args, **kwargs):
+    created.append(service_name)
+    return _orig(self, service_name, *args, **kwargs)
+botocore.client.ClientCreator.create_client = _record
+import importlib
+module_name, attr = sys.argv[1], sys.argv[2]
+result = {"error": None, "callable": False, "clients": created}
+try:
+    module = importlib.import_module(module_name)
+    result["callable"] = callable(getattr(module, attr, None))
+except BaseException as exc:
+    result["error"] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(result))
+"""
+
+
+def _clean_env(pythonpath: Sequence[str] = ()) -> dict[str, str]:
+    """The current environment without anything that could reach AWS or configure a client."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOTO_"))}
+    env["AWS_CONFIG_FILE"] = os.devnull
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env["PYTHONPATH"] = os.pathsep.join([*pythonpath, str(ROOT)])
+    return env
+
+
+def check_handler_importable(
+    template: Mapping[str, Any], *, pythonpath: Sequence[str] = ()
+) -> list[Violation]:
+    """Rule 2: each handler imports cleanly in a fresh interpreter and creates no client."""
+    out: list[Violation] = []
+    for logical_id, props in functions(template).items():
+        handler = props.get("Handler")
+        if not isinstance(handler, str):
+            out.append(Violation("handler_importable", logical_id, "no Handler"))
+            continue
+        module, attr = handler_module(handler)
+        proc = subprocess.run(  # noqa: S603 - our interpreter, our probe
+            [sys.executable, "-c", _IMPORT_PROBE, module, attr],
+            capture_output=True,
+            text=True,
+            env=_clean_env(pythonpath),
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        try:
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            out.append(
+                Violation("handler_importable", logical_id, f"probe failed: {proc.stderr[-500:]}")
+            )
+            continue
+        if result["error"]:
+            out.append(Violation("handler_importable", logical_id, f"{handler}: {result['error']}"))
+        elif not result["callable"]:
+            out.append(Violation("handler_importable", logical_id, f"{handler} is not callable"))
+        if result["clients"]:
+            out.append(
+                Violation(
+                    "handler_importable",
+                    logical_id,
+                    f"importing {module} created AWS clients {result['clients']} "
+                    "(build them in deps(), not at import)",
+                )
+            )
+    return out
+
+
+def settings_fields() -> dict[str, Any]:
+    """``Settings`` field name -> default."""
+    from adapters.settings import Settings
+
+    return {name: field.default for name, field in Settings.model_fields.items()}
+
+
+def required_env_vars(fields: Mapping[str, Any] | None = None) -> set[str]:
+    """Environment variables the template must set for every function."""
+    fields = fields if fields is not None else settings_fields()
+    return {
+        name.upper()
+        for name, default in fields.items()
+        if name not in RUNTIME_FACTS and default is not None
+    }
+
+
+def check_environment(
+    template: Mapping[str, Any], fields: Mapping[str, Any] | None = None
+) -> list[Violation]:
+    """Rule 3: every Settings variable is set for every function; runtime facts are not."""
+    fields = fields if fields is not None else settings_fields()
+    required = required_env_vars(fields)
+    out: list[Violation] = []
+    for logical_id, props in functions(template).items():
+        env = props["Environment"]["Variables"]
+        for missing in sorted(required - set(env)):
+            out.append(Violation("environment", logical_id, f"{missing} is not set"))
+        for fact in sorted(f.upper() for f in RUNTIME_FACTS if f.upper() in env):
+            out.append(Violation("environment", logical_id, f"{fact} is set by Lambda itself"))
+    return out
+
+
+def _settings_attributes_used(paths: Iterable[Path]) -> dict[str, str]:
+    """``*_table`` / ``*_queue_url`` attribute names read in the code -> first file using one."""
+    used: dict[str, str] = {}
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.endswith(
+                TABLE_SUFFIXES + QUEUE_SUFFIXES
+            ):
+                where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                used.setdefault(node.attr, str(where))
+    return used
+
+
+def code_files(root: Path = ROOT) -> list[Path]:
+    """The Python files deployed as function code that may read settings."""
+    return sorted(p for d in CODE_DIRS for p in (root / d).rglob("*.py"))
+
+
+def check_tables_declared(
+    template: Mapping[str, Any],
+    fields: Mapping[str, Any] | None = None,
+    paths: Iterable[Path] | None = None,
+) -> list[Violation]:
+    """Rule 4: table/queue settings name declared resources; code reads only declared ones."""
+    fields = fields if fields is not None else settings_fields()
+    declared = {
+        TABLE_SUFFIXES: ("table", set(resources(template, "AWS::DynamoDB::Table"))),
+        QUEUE_SUFFIXES: ("queue", set(resources(template, "AWS::SQS::Queue"))),
+    }
+    out: list[Violation] = []
+    for logical_id, props in functions(template).items():
+        env = props["Environment"]["Variables"]
+        for name in sorted(fields):
+            kind = next((k for suffixes, k in declared.items() if name.endswith(suffixes)), None)
+            value = env.get(name.upper())
+            if kind is None or value is None:
+                continue
+            what, logical_ids = kind
+            ref = value.get("Ref") if isinstance(value, dict) else None
+            if ref not in logical_ids:
+                out.append(
+                    Violation(
+                        "tables_declared",
+                        logical_id,
+                        f"{name.upper()} must be !Ref to a declared {what}, got {value!r}",
+                    )
+                )
+    used = _settings_attributes_used(paths if paths is not None else code_files())
+    for attr, where in sorted(used.items()):
+        if attr not in fields:
+            out.append(
+                Violation(
+                    "tables_declared",
+                    where,
+                    f"code reads settings.{attr}, which Settings (and so the template) lacks",
+                )
+            )
+    return out
+
+
+def _statements(template: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any]]]:
+    for logical_id, props in functions(template).items():
+        for policy in props.get("Policies") or []:
+            if isinstance(policy, dict):
+                for statement in policy.get("Statement", []):
+                    yield logical_id, statement
+    for logical_id, props in resources(template, "AWS::IAM::Role").items():
+        for policy in props.get("Policies") or []:
+            for statement in policy.get("PolicyDocument", {}).get("Statement", []):
+                yield logical_id, statement
+
+
+def check_no_wildcard_resource(template: Mapping[str, Any]) -> list[Violation]:
+    """Rule 5: no inline statement allows ``Resource: "*"`` (least privilege)."""
+    out: list[Violation] = []
+    for logical_id, statement in _statements(template):
+        found = statement.get("Resource")
+        items = found if isinstance(found, list) else [found]
+        if statement.get("Effect") == "Allow" and "*" in items:
+            out.append(
+                Violation("no_wildcard_resource", logical_id, f"{statement.get('Action')} on *")
+            )
+    return out
+
+
+def check_template(
+    template: Mapping[str, Any] | None = None, *, import_handlers: bool = True
+) -> list[Violation]:
+    """Every kit rule on ``template`` (default: the repository's ``template.yaml``)."""
+    template = template if template is not None else load_template()
+    violations = [
+        *check_queue_visibility(template),
+        *check_environment(template),
+        *check_tables_declared(template),
+        *check_no_wildcard_resource(template),
+    ]
+    if import_handlers:
+        violations += check_handler_importable(template)
+    return violations
+
+
+def main() -> int:
+    violations = check_template(load_template(TEMPLATE_PATH))
+    for violation in violations:
+        print(violation)
+    print(f"template check: {len(violations)} violation(s)")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
