@@ -1,0 +1,496 @@
+"""Where actors live: one ``Protocol``, a DynamoDB store and an in-memory store.
+
+Item shape (``ActorsTable``, hash ``actor_id``, GSI ``by_namespace``): plain string/number
+attributes for what conditions look at (``state_version``, ``status``, ``failure_code``,
+``extra_rev``), and JSON text for free-form values (``state``, ``extra``, ``failure_reason``...),
+so any JSON (floats included) round-trips exactly.
+
+Three independent writers never get in each other's way:
+- the state commit (``state``, ``state_version``; conditional on ``state_version``; see
+  ``message_store.commit_success``);
+- ``set_failure_reason`` (``failure_reason``/``failure_code``; never bumps ``state_version``);
+- ``append_errors`` (``extra``; optimistic on ``extra_rev``; never bumps ``state_version``).
+Each update names only its own attributes, so telemetry can never make a state commit fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol, runtime_checkable
+
+from adapters.settings import in_lambda as _in_lambda
+from core.errors import (
+    ActorFailed,
+    ActorFailureReason,
+    DurableStoreRequiredError,
+    decode_failure_reason,
+)
+from core.events import ErrorEvent
+from core.events import append_errors as _append_errors
+from core.models import ActorRecord, ActorStatus
+
+_APPEND_TRIES: Final = 8
+
+
+class ActorExistsError(Exception):
+    """An actor with this ``actor_id`` already exists."""
+
+    def __init__(self, actor_id: str) -> None:
+        super().__init__(f"actor {actor_id!r} already exists")
+        self.actor_id = actor_id
+
+
+def iso(dt: datetime) -> str:
+    """Fixed-width ISO-8601 UTC (``2026-01-02T03:04:05.000006Z``): sorts lexicographically."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    """Inverse of ``iso``."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def encode_cursor(actor_id: str) -> str:
+    """An opaque page cursor: the last actor id of the page."""
+    return base64.urlsafe_b64encode(actor_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """Inverse of ``encode_cursor``; a malformed cursor raises ``ValueError``."""
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("malformed cursor") from exc
+
+
+@runtime_checkable
+class ActorStore(Protocol):
+    """Actors by id, listed by namespace."""
+
+    def create(self, actor: ActorRecord) -> ActorRecord:
+        """Store a new actor; raises ``ActorExistsError`` if the id is taken."""
+
+    def get(self, actor_id: str) -> ActorRecord | None:
+        """The actor, or ``None``."""
+
+    def list(
+        self, namespace: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[builtins.list[ActorRecord], str | None]:
+        """A page of actors of ``namespace`` by ``actor_id``, and the next page's cursor."""
+
+    def set_failure_reason(
+        self,
+        actor_id: str,
+        reason: ActorFailureReason | None,
+        *,
+        only_if_empty: bool = False,
+        only_if_code: str | None = None,
+    ) -> bool:
+        """Set (or clear, with ``None``) the failure reason; ``True`` if written."""
+
+    def append_errors(self, actor_id: str, events: Sequence[ErrorEvent], *, cap: int) -> None:
+        """Append error events to ``extra.errors`` (newest ``cap`` kept)."""
+
+    def set_status(
+        self, actor_id: str, status: ActorStatus, *, last_actor_error: ActorFailed | None = None
+    ) -> None:
+        """Set the actor's status (``stopped`` by the error policy), and its last actor error."""
+
+    def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
+        """Remember (or forget) the last ``actor_failed`` error of the actor's own code."""
+
+
+# --- item codec ----------------------------------------------------------------------------
+
+_JSON_FIELDS: Final = ("state", "extra", "failure_reason", "last_actor_error", "error_policy")
+
+
+def actor_to_item(actor: ActorRecord) -> dict[str, Any]:
+    """ActorRecord -> low-level DynamoDB item."""
+    doc = actor.model_dump(mode="json")
+    item: dict[str, Any] = {
+        "actor_id": {"S": actor.actor_id},
+        "namespace": {"S": actor.namespace},
+        "runner_name": {"S": actor.runner_name},
+        "state_version": {"N": str(actor.state_version)},
+        "status": {"S": actor.status},
+        "extra_rev": {"N": "0"},
+    }
+    if actor.key is not None:
+        item["key"] = {"S": actor.key}
+    for name in _JSON_FIELDS:
+        if doc.get(name) is not None:
+            item[name] = {"S": json.dumps(doc[name], separators=(",", ":"))}
+    if actor.failure_reason is not None:
+        item["failure_code"] = {"S": actor.failure_reason.code}
+    for name in ("created_at", "updated_at"):
+        value = getattr(actor, name)
+        if value is not None:
+            item[name] = {"S": iso(value)}
+    return item
+
+
+def actor_from_item(item: dict[str, Any]) -> ActorRecord:
+    """Low-level DynamoDB item -> ActorRecord."""
+    doc: dict[str, Any] = {
+        "actor_id": item["actor_id"]["S"],
+        "namespace": item["namespace"]["S"],
+        "runner_name": item["runner_name"]["S"],
+        "state_version": int(item.get("state_version", {"N": "0"})["N"]),
+        "status": item.get("status", {"S": "active"})["S"],
+    }
+    if "key" in item:
+        doc["key"] = item["key"]["S"]
+    for name in _JSON_FIELDS:
+        if name in item:
+            doc[name] = json.loads(item[name]["S"])
+    for name in ("created_at", "updated_at"):
+        if name in item:
+            doc[name] = parse_iso(item[name]["S"])
+    return ActorRecord.model_validate(doc)
+
+
+def _is_conditional_failure(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code == "ConditionalCheckFailedException"
+
+
+class DynamoDBActorStore:
+    """``ActorsTable`` through the low-level boto3 client."""
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("dynamodb")
+        return self._client
+
+    @staticmethod
+    def _key(actor_id: str) -> dict[str, Any]:
+        return {"actor_id": {"S": actor_id}}
+
+    def create(self, actor: ActorRecord) -> ActorRecord:
+        now = _now()
+        actor = actor.model_copy(
+            update={"created_at": actor.created_at or now, "updated_at": actor.updated_at or now}
+        )
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=actor_to_item(actor),
+                ConditionExpression="attribute_not_exists(actor_id)",
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                raise ActorExistsError(actor.actor_id) from exc
+            raise
+        return actor
+
+    def _get_item(self, actor_id: str) -> dict[str, Any] | None:
+        resp = self.client.get_item(
+            TableName=self.table_name, Key=self._key(actor_id), ConsistentRead=True
+        )
+        item: dict[str, Any] | None = resp.get("Item")
+        return item
+
+    def get(self, actor_id: str) -> ActorRecord | None:
+        item = self._get_item(actor_id)
+        return actor_from_item(item) if item else None
+
+    def list(
+        self, namespace: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[builtins.list[ActorRecord], str | None]:
+        limit = max(1, min(limit, 1000))
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "by_namespace",
+            "KeyConditionExpression": "#ns = :ns",
+            "ExpressionAttributeNames": {"#ns": "namespace"},
+            "ExpressionAttributeValues": {":ns": {"S": namespace}},
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = {
+                "namespace": {"S": namespace},
+                "actor_id": {"S": decode_cursor(cursor)},
+            }
+        actors: builtins.list[ActorRecord] = []
+        while True:
+            resp = self.client.query(**kwargs)
+            actors.extend(actor_from_item(item) for item in resp.get("Items", []))
+            last = resp.get("LastEvaluatedKey")
+            if len(actors) >= limit or not last:
+                break
+            kwargs["ExclusiveStartKey"] = last
+            kwargs["Limit"] = limit - len(actors)
+        actors = actors[:limit]
+        more = bool(last) and len(actors) == limit
+        return actors, encode_cursor(actors[-1].actor_id) if more and actors else None
+
+    def set_failure_reason(
+        self,
+        actor_id: str,
+        reason: ActorFailureReason | None,
+        *,
+        only_if_empty: bool = False,
+        only_if_code: str | None = None,
+    ) -> bool:
+        conditions = ["attribute_exists(actor_id)"]
+        values: dict[str, Any] = {":now": {"S": iso(_now())}}
+        if only_if_empty:
+            conditions.append("attribute_not_exists(failure_code)")
+        if only_if_code is not None:
+            conditions.append("failure_code = :only")
+            values[":only"] = {"S": only_if_code}
+        if reason is None:
+            update = "SET updated_at = :now REMOVE failure_reason, failure_code"
+        else:
+            update = "SET failure_reason = :r, failure_code = :c, updated_at = :now"
+            values[":r"] = {"S": json.dumps(reason.to_json(), separators=(",", ":"))}
+            values[":c"] = {"S": reason.code}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(actor_id),
+                UpdateExpression=update,
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def append_errors(self, actor_id: str, events: Sequence[ErrorEvent], *, cap: int) -> None:
+        if not events:
+            return
+        for _ in range(_APPEND_TRIES):
+            item = self._get_item(actor_id)
+            if item is None:
+                return
+            rev = int(item.get("extra_rev", {"N": "0"})["N"])
+            extra = json.loads(item["extra"]["S"]) if "extra" in item else {}
+            new_extra = _append_errors(extra if isinstance(extra, dict) else {}, events, cap=cap)
+            # Optimistic on extra_rev (or its absence for items written by older code).
+            condition = (
+                "extra_rev = :rev" if "extra_rev" in item else "attribute_not_exists(extra_rev)"
+            )
+            values: dict[str, Any] = {
+                ":extra": {"S": json.dumps(new_extra, separators=(",", ":"))},
+                ":next": {"N": str(rev + 1)},
+            }
+            if "extra_rev" in item:
+                values[":rev"] = {"N": str(rev)}
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=self._key(actor_id),
+                    UpdateExpression="SET extra = :extra, extra_rev = :next",
+                    ConditionExpression=f"attribute_exists(actor_id) AND {condition}",
+                    ExpressionAttributeValues=values,
+                )
+                return
+            except Exception as exc:
+                if not _is_conditional_failure(exc):
+                    raise
+        # Telemetry lost a race eight times in a row: drop it rather than fail the execution.
+
+    def set_status(
+        self, actor_id: str, status: ActorStatus, *, last_actor_error: ActorFailed | None = None
+    ) -> None:
+        update = "SET #st = :st, updated_at = :now"
+        values: dict[str, Any] = {":st": {"S": status}, ":now": {"S": iso(_now())}}
+        if last_actor_error is not None:
+            update += ", last_actor_error = :e"
+            values[":e"] = {"S": json.dumps(last_actor_error.to_json())}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(actor_id),
+                UpdateExpression=update,
+                ConditionExpression="attribute_exists(actor_id)",
+                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
+        values: dict[str, Any] = {":now": {"S": iso(_now())}}
+        if error is None:
+            update = "SET updated_at = :now REMOVE last_actor_error"
+        else:
+            update = "SET last_actor_error = :e, updated_at = :now"
+            values[":e"] = {"S": json.dumps(error.to_json())}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(actor_id),
+                UpdateExpression=update,
+                ConditionExpression="attribute_exists(actor_id)",
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def commit_update(
+        self, actor_id: str, *, expected_version: int, state: Any, now: datetime
+    ) -> dict[str, Any]:
+        """The actor half of an execution commit, as a TransactWriteItems ``Update``.
+
+        New state and ``state_version + 1``, conditional on the version the execution read;
+        clears ``failure_reason`` (the actor just ran fine). Never touches ``extra``.
+        """
+        return {
+            "TableName": self.table_name,
+            "Key": self._key(actor_id),
+            "UpdateExpression": (
+                "SET #state = :state, state_version = :next, updated_at = :now "
+                "REMOVE failure_reason, failure_code"
+            ),
+            "ConditionExpression": "state_version = :expected",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {
+                ":state": {"S": json.dumps(state, separators=(",", ":"))},
+                ":next": {"N": str(expected_version + 1)},
+                ":expected": {"N": str(expected_version)},
+                ":now": {"S": iso(now)},
+            },
+        }
+
+
+class InMemoryActorStore:
+    """Items in a dict behind a lock, with the same semantics. Refused inside Lambda."""
+
+    def __init__(self, *, in_lambda: bool | None = None) -> None:
+        if _in_lambda() if in_lambda is None else in_lambda:
+            raise DurableStoreRequiredError("actor_store")
+        self._items: dict[str, dict[str, Any]] = {}
+        self.lock = threading.RLock()
+
+    def create(self, actor: ActorRecord) -> ActorRecord:
+        now = _now()
+        actor = actor.model_copy(
+            update={"created_at": actor.created_at or now, "updated_at": actor.updated_at or now}
+        )
+        with self.lock:
+            if actor.actor_id in self._items:
+                raise ActorExistsError(actor.actor_id)
+            self._items[actor.actor_id] = actor_to_item(actor)
+        return actor
+
+    def get(self, actor_id: str) -> ActorRecord | None:
+        with self.lock:
+            item = self._items.get(actor_id)
+            return actor_from_item(item) if item else None
+
+    def list(
+        self, namespace: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[builtins.list[ActorRecord], str | None]:
+        limit = max(1, min(limit, 1000))
+        after = decode_cursor(cursor) if cursor else None
+        with self.lock:
+            ids = sorted(
+                aid
+                for aid, item in self._items.items()
+                if item["namespace"]["S"] == namespace and (after is None or aid > after)
+            )
+            page = [actor_from_item(self._items[aid]) for aid in ids[:limit]]
+        more = len(ids) > limit
+        return page, encode_cursor(page[-1].actor_id) if more else None
+
+    def set_failure_reason(
+        self,
+        actor_id: str,
+        reason: ActorFailureReason | None,
+        *,
+        only_if_empty: bool = False,
+        only_if_code: str | None = None,
+    ) -> bool:
+        with self.lock:
+            item = self._items.get(actor_id)
+            if item is None:
+                return False
+            current = item.get("failure_code", {}).get("S")
+            if only_if_empty and current is not None:
+                return False
+            if only_if_code is not None and current != only_if_code:
+                return False
+            item["updated_at"] = {"S": iso(_now())}
+            if reason is None:
+                item.pop("failure_reason", None)
+                item.pop("failure_code", None)
+            else:
+                # Round-trip through the decoder like a DynamoDB read would.
+                decode_failure_reason(reason.to_json())
+                item["failure_reason"] = {"S": json.dumps(reason.to_json())}
+                item["failure_code"] = {"S": reason.code}
+            return True
+
+    def append_errors(self, actor_id: str, events: Sequence[ErrorEvent], *, cap: int) -> None:
+        if not events:
+            return
+        with self.lock:
+            item = self._items.get(actor_id)
+            if item is None:
+                return
+            extra = json.loads(item["extra"]["S"]) if "extra" in item else {}
+            new_extra = _append_errors(extra if isinstance(extra, dict) else {}, events, cap=cap)
+            item["extra"] = {"S": json.dumps(new_extra)}
+            item["extra_rev"] = {"N": str(int(item.get("extra_rev", {"N": "0"})["N"]) + 1)}
+
+    def set_status(
+        self, actor_id: str, status: ActorStatus, *, last_actor_error: ActorFailed | None = None
+    ) -> None:
+        with self.lock:
+            item = self._items.get(actor_id)
+            if item is None:
+                return
+            item["status"] = {"S": status}
+            item["updated_at"] = {"S": iso(_now())}
+            if last_actor_error is not None:
+                item["last_actor_error"] = {"S": json.dumps(last_actor_error.to_json())}
+
+    def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
+        with self.lock:
+            item = self._items.get(actor_id)
+            if item is None:
+                return
+            if error is None:
+                item.pop("last_actor_error", None)
+            else:
+                item["last_actor_error"] = {"S": json.dumps(error.to_json())}
+            item["updated_at"] = {"S": iso(_now())}
+
+    # Used by InMemoryMessageStore.commit_success, under this store's lock.
+    def _check_version(self, actor_id: str, expected_version: int) -> bool:
+        item = self._items.get(actor_id)
+        return item is not None and int(item["state_version"]["N"]) == expected_version
+
+    def _apply_commit(self, actor_id: str, *, state: Any, now: datetime) -> None:
+        item = self._items[actor_id]
+        item["state"] = {"S": json.dumps(state)}
+        item["state_version"] = {"N": str(int(item["state_version"]["N"]) + 1)}
+        item["updated_at"] = {"S": iso(now)}
+        item.pop("failure_reason", None)
+        item.pop("failure_code", None)

@@ -1,0 +1,142 @@
+"""SQS: send actor messages, change a received message's visibility, dead-letter, reply.
+
+Every call is synchronous boto3; async code calls these through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from pydantic import JsonValue
+
+from core.models import MessageEnvelope
+
+_VISIBILITY_BATCH: Final = 10  # ChangeMessageVisibilityBatch takes at most 10 entries
+
+
+def _client(client: Any) -> Any:
+    if client is not None:
+        return client
+    import boto3
+
+    return boto3.client("sqs")
+
+
+class SqsMessageQueue:
+    """``ActorMessagesQueue``: one FIFO group per actor, deduplicated by ``message_id``."""
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        self._client = _client(self._client)
+        return self._client
+
+    def send(self, envelope: MessageEnvelope) -> None:
+        """Enqueue ``envelope`` (MessageGroupId = actor, MessageDeduplicationId = message)."""
+        self.client.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=envelope.model_dump_json(),
+            MessageGroupId=envelope.actor_id,
+            MessageDeduplicationId=envelope.message_id,
+        )
+
+    def change_visibility(self, receipt_handle: str, timeout_s: int) -> None:
+        """Make a received message visible again in ``timeout_s`` seconds (its backoff)."""
+        self.client.change_message_visibility(
+            QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=timeout_s
+        )
+
+    def change_visibility_many(self, entries: Sequence[tuple[str, int]]) -> list[str]:
+        """``(receipt_handle, timeout_s)`` pairs, 10 per call; returns the handles that failed."""
+        failed: list[str] = []
+        for start in range(0, len(entries), _VISIBILITY_BATCH):
+            chunk = entries[start : start + _VISIBILITY_BATCH]
+            resp = self.client.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": timeout}
+                    for i, (handle, timeout) in enumerate(chunk)
+                ],
+            )
+            failed.extend(chunk[int(f["Id"])][0] for f in resp.get("Failed", []))
+        return failed
+
+
+class SqsDeadLetterQueue:
+    """``ActorMessagesDLQ``: messages the policy gave up on, with why, in the attributes."""
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        self._client = _client(self._client)
+        return self._client
+
+    def send(
+        self,
+        body: str,
+        *,
+        group_id: str,
+        dedup_id: str,
+        error_code: str,
+        attributes: Mapping[str, str] | None = None,
+    ) -> None:
+        """Dead-letter ``body`` (the original SQS body, so a redrive replays it unchanged)."""
+        attrs = {"error_code": error_code, **(attributes or {})}
+        kwargs: dict[str, Any] = {
+            "QueueUrl": self.queue_url,
+            "MessageBody": body,
+            "MessageAttributes": {
+                name: {"DataType": "String", "StringValue": value[:256] or "-"}
+                for name, value in attrs.items()
+            },
+        }
+        if self.queue_url.endswith(".fifo"):
+            kwargs["MessageGroupId"] = group_id
+            kwargs["MessageDeduplicationId"] = dedup_id
+        self.client.send_message(**kwargs)
+
+
+class SqsReplies:
+    """Replies to a message's ``reply_to`` queue (a queue URL or a queue name)."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+        self._urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        self._client = _client(self._client)
+        return self._client
+
+    def _url(self, reply_to: str) -> str:
+        if reply_to.startswith(("https://", "http://")):
+            return reply_to
+        with self._lock:
+            url = self._urls.get(reply_to)
+        if url is None:
+            url = str(self.client.get_queue_url(QueueName=reply_to)["QueueUrl"])
+            with self._lock:
+                self._urls[reply_to] = url
+        return url
+
+    def send(self, reply_to: str, body: Mapping[str, JsonValue]) -> None:
+        """Send ``body`` as JSON; FIFO reply queues dedupe on the message id."""
+        url = self._url(reply_to)
+        kwargs: dict[str, Any] = {
+            "QueueUrl": url,
+            "MessageBody": json.dumps(body, separators=(",", ":")),
+        }
+        if url.endswith(".fifo"):
+            kwargs["MessageGroupId"] = str(body.get("actor_id", "reply"))
+            kwargs["MessageDeduplicationId"] = str(body.get("message_id", "reply"))
+        self.client.send_message(**kwargs)

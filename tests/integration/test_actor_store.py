@@ -1,0 +1,195 @@
+"""One contract suite for every ActorStore: DynamoDB (moto server over HTTP) and in-memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from adapters.actor_store import (
+    ActorExistsError,
+    ActorStore,
+    DynamoDBActorStore,
+    InMemoryActorStore,
+)
+from core.errors import (
+    ActorFailed,
+    DurableStoreRequiredError,
+    NoCapacity,
+    OtherFailureReason,
+    RunnerNoResponse,
+    ServerlessHttpError,
+)
+from core.events import ErrorEvent, read_errors
+from core.models import ActorRecord, ErrorPolicy
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def store(request: pytest.FixtureRequest) -> ActorStore:
+    if request.param == "memory":
+        return InMemoryActorStore(in_lambda=False)
+    tables = request.getfixturevalue("tables")
+    return DynamoDBActorStore(tables["ActorsTable"], client=request.getfixturevalue("dynamodb"))
+
+
+def actor(actor_id: str = "a1", namespace: str = "ns", **kw: Any) -> ActorRecord:
+    return ActorRecord(actor_id=actor_id, namespace=namespace, runner_name="echo", **kw)
+
+
+def event(i: int) -> ErrorEvent:
+    return ErrorEvent.of(
+        ServerlessHttpError(status_code=500 + i),
+        scope="pool",
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_store_satisfies_protocol(store: ActorStore) -> None:
+    assert isinstance(store, ActorStore)
+
+
+def test_create_get_round_trips_every_field(store: ActorStore) -> None:
+    created = store.create(
+        actor(
+            key="k",
+            state={"n": 1.5, "list": [1, "x", None], "nested": {"t": True}},
+            failure_reason=RunnerNoResponse(runner_id="r1"),
+            last_actor_error=ActorFailed(error_code="boom", message="bad"),
+            error_policy=ErrorPolicy(on_actor="stop", max_attempts=2),
+            extra={"tag": "v"},
+        )
+    )
+    assert created.created_at is not None
+    got = store.get("a1")
+    assert got == created
+    assert got is not None and got.state == {
+        "n": 1.5,
+        "list": [1, "x", None],
+        "nested": {"t": True},
+    }
+
+
+def test_create_twice_raises(store: ActorStore) -> None:
+    store.create(actor())
+    with pytest.raises(ActorExistsError):
+        store.create(actor(state={"other": True}))
+    got = store.get("a1")
+    assert got is not None and got.state is None
+
+
+def test_get_missing_is_none(store: ActorStore) -> None:
+    assert store.get("nope") is None
+
+
+def test_list_pages_by_namespace(store: ActorStore) -> None:
+    for i in range(5):
+        store.create(actor(f"a{i}"))
+    store.create(actor("other", namespace="ns2"))
+    page1, cursor = store.list("ns", limit=2)
+    assert [a.actor_id for a in page1] == ["a0", "a1"]
+    assert cursor is not None
+    page2, cursor2 = store.list("ns", limit=2, cursor=cursor)
+    assert [a.actor_id for a in page2] == ["a2", "a3"]
+    page3, cursor3 = store.list("ns", limit=2, cursor=cursor2)
+    assert [a.actor_id for a in page3] == ["a4"]
+    assert cursor3 is None
+    assert [a.actor_id for a in store.list("ns2")[0]] == ["other"]
+
+
+@pytest.mark.parametrize(
+    ("initial", "reason", "kwargs", "written", "final_code"),
+    [
+        pytest.param(None, NoCapacity(), {"only_if_empty": True}, True, "no_capacity", id="set"),
+        pytest.param(
+            RunnerNoResponse(runner_id="r"),
+            NoCapacity(),
+            {"only_if_empty": True},
+            False,
+            "runner_no_response",
+            id="never_masks_runner_failure",
+        ),
+        pytest.param(
+            NoCapacity(), None, {"only_if_code": "no_capacity"}, True, None, id="clear_own"
+        ),
+        pytest.param(
+            RunnerNoResponse(runner_id="r"),
+            None,
+            {"only_if_code": "no_capacity"},
+            False,
+            "runner_no_response",
+            id="clear_keeps_other",
+        ),
+        pytest.param(None, None, {"only_if_code": "no_capacity"}, False, None, id="clear_empty"),
+        pytest.param(
+            NoCapacity(),
+            RunnerNoResponse(runner_id="r"),
+            {},
+            True,
+            "runner_no_response",
+            id="overwrite",
+        ),
+        pytest.param(
+            None,
+            OtherFailureReason(data={"code": "future", "x": 1}),
+            {},
+            True,
+            "future",
+            id="unknown_code_kept",
+        ),
+    ],
+)
+def test_set_failure_reason(
+    store: ActorStore,
+    initial: Any,
+    reason: Any,
+    kwargs: dict[str, Any],
+    written: bool,
+    final_code: str | None,
+) -> None:
+    store.create(actor(failure_reason=initial, state={"s": 1}))
+    assert store.set_failure_reason("a1", reason, **kwargs) is written
+    got = store.get("a1")
+    assert got is not None
+    assert (got.failure_reason.code if got.failure_reason else None) == final_code
+    assert got.state_version == 0  # never bumps the version
+    assert got.state == {"s": 1}
+
+
+def test_set_failure_reason_on_missing_actor_is_false(store: ActorStore) -> None:
+    assert store.set_failure_reason("ghost", NoCapacity()) is False
+
+
+def test_append_errors_caps_and_keeps_version(store: ActorStore) -> None:
+    store.create(actor(extra={"keep": 1}))
+    store.append_errors("a1", [event(0), event(1)], cap=3)
+    store.append_errors("a1", [event(2), event(3)], cap=3)
+    got = store.get("a1")
+    assert got is not None
+    events, dropped = read_errors(got.extra)
+    assert [e.context["error"]["status_code"] for e in events] == [501, 502, 503]  # type: ignore[index,call-overload]
+    assert dropped == 1
+    assert got.extra["keep"] == 1
+    assert got.state_version == 0
+
+
+def test_append_errors_on_missing_actor_is_silent(store: ActorStore) -> None:
+    store.append_errors("ghost", [event(0)], cap=3)
+    assert store.get("ghost") is None
+
+
+def test_set_status_and_last_actor_error(store: ActorStore) -> None:
+    store.create(actor())
+    err = ActorFailed(error_code="boom", message="m")
+    store.set_status("a1", "stopped", last_actor_error=err)
+    got = store.get("a1")
+    assert got is not None and got.status == "stopped" and got.last_actor_error == err
+    store.set_last_actor_error("a1", None)
+    got = store.get("a1")
+    assert got is not None and got.last_actor_error is None and got.state_version == 0
+
+
+def test_in_memory_store_refused_in_lambda() -> None:
+    with pytest.raises(DurableStoreRequiredError) as info:
+        InMemoryActorStore(in_lambda=True)
+    assert info.value.code == "durable_store_required:actor_store"

@@ -1,0 +1,220 @@
+"""One contract suite for every MessageStore (DynamoDB on moto, in-memory), commit included."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from adapters.actor_store import ActorStore, DynamoDBActorStore, InMemoryActorStore
+from adapters.message_store import DynamoDBMessageStore, InMemoryMessageStore, MessageStore
+from core.errors import (
+    DurableStoreRequiredError,
+    ExecutionLeaseLostError,
+    NoCapacity,
+    StoreCommitFailedError,
+)
+from core.models import ActorRecord, MessageRecord
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def stores(request: pytest.FixtureRequest) -> tuple[ActorStore, MessageStore]:
+    if request.param == "memory":
+        actors = InMemoryActorStore(in_lambda=False)
+        return actors, InMemoryMessageStore(actors=actors, in_lambda=False)
+    tables = request.getfixturevalue("tables")
+    client = request.getfixturevalue("dynamodb")
+    dactors = DynamoDBActorStore(tables["ActorsTable"], client=client)
+    return dactors, DynamoDBMessageStore(tables["MessagesTable"], client=client, actors=dactors)
+
+
+@pytest.fixture
+def store(stores: tuple[ActorStore, MessageStore]) -> MessageStore:
+    return stores[1]
+
+
+def msg(message_id: str = "m1", actor_id: str = "a1", **kw: Any) -> MessageRecord:
+    return MessageRecord(actor_id=actor_id, message_id=message_id, **kw)
+
+
+def test_store_satisfies_protocol(store: MessageStore) -> None:
+    assert isinstance(store, MessageStore)
+
+
+def test_create_is_idempotent(store: MessageStore) -> None:
+    first = store.create(msg(input={"x": 1.25}, reply_to="q"))
+    again = store.create(msg(input={"x": 2}))
+    assert again == first
+    assert store.get("a1", "m1") == first
+    assert first.input == {"x": 1.25} and first.status == "pending"
+
+
+def test_get_missing_is_none(store: MessageStore) -> None:
+    assert store.get("a1", "nope") is None
+    assert store.load("a1", "nope") is None
+
+
+def test_list_running_by_age(store: MessageStore) -> None:
+    for i, minutes in enumerate([30, 20, 1]):
+        store.create(msg(f"m{i}"))
+        claim = store.claim("a1", f"m{i}", owner="o", lease_s=60, now=T0)
+        assert claim.outcome == "claimed"
+        store.mark_running(
+            "a1", f"m{i}", owner="o", runner_id=f"r{i}", now=T0 - timedelta(minutes=minutes)
+        )
+    store.create(msg("pending"))
+    old = store.list_running(T0 - timedelta(minutes=10))
+    assert [m.message_id for m in old] == ["m0", "m1"]
+    assert all(m.status == "running" for m in old)
+    assert old[0].runner_id == "r0"
+    assert len(store.list_running(T0, limit=1)) == 1
+
+
+def test_claim_outcomes(store: MessageStore) -> None:
+    assert store.claim("a1", "m1", owner="o1", lease_s=60, now=T0).outcome == "missing"
+    store.create(msg())
+    first = store.claim("a1", "m1", owner="o1", lease_s=60, now=T0)
+    assert first.outcome == "claimed"
+    assert first.message is not None and first.message.record.attempts == 1
+    assert first.message.lease_owner == "o1"
+    busy = store.claim("a1", "m1", owner="o2", lease_s=60, now=T0 + timedelta(seconds=30))
+    assert busy.outcome == "busy"
+    # The holder crashed: once its lease ran out another execution takes over.
+    later = store.claim("a1", "m1", owner="o2", lease_s=60, now=T0 + timedelta(seconds=61))
+    assert later.outcome == "claimed"
+    assert later.message is not None and later.message.record.attempts == 2
+    assert store.mark_running("a1", "m1", owner="o1", runner_id="r", now=T0) is False
+
+
+def test_claim_without_counting(store: MessageStore) -> None:
+    store.create(msg())
+    claim = store.claim("a1", "m1", owner="o", lease_s=5, now=T0, count_attempt=False)
+    assert claim.message is not None and claim.message.record.attempts == 0
+
+
+def test_finish_failure_retry_then_final(store: MessageStore) -> None:
+    store.create(msg())
+    store.claim("a1", "m1", owner="o", lease_s=60, now=T0)
+    err = {"code": "serverless_http_error", "status_code": 503, "body": ""}
+    assert store.finish_failure(
+        "a1",
+        "m1",
+        owner="o",
+        status="pending",
+        error=err,
+        disposition="retry",
+        now=T0,
+        next_attempt_at=T0 + timedelta(seconds=4),
+    )
+    stored = store.load("a1", "m1")
+    assert stored is not None and stored.lease_owner is None
+    assert stored.record.status == "pending" and stored.record.error == err
+    assert stored.record.next_attempt_at == T0 + timedelta(seconds=4)
+    # The lease was dropped, so a retry can claim at once.
+    assert store.claim("a1", "m1", owner="o2", lease_s=60, now=T0).outcome == "claimed"
+    assert not store.finish_failure(
+        "a1", "m1", owner="o", status="failed", error=err, disposition="discard", now=T0
+    )
+    assert store.finish_failure(
+        "a1", "m1", owner="o2", status="dead_lettered", error=err, disposition="dead_letter", now=T0
+    )
+    final = store.get("a1", "m1")
+    assert final is not None and final.status == "dead_lettered" and final.finished_at == T0
+    assert final.next_attempt_at is None
+    assert store.claim("a1", "m1", owner="o3", lease_s=60, now=T0).outcome == "terminal"
+
+
+def test_release_keeps_status(store: MessageStore) -> None:
+    store.create(msg())
+    store.claim("a1", "m1", owner="o", lease_s=600, now=T0)
+    store.release("a1", "m1", owner="o", now=T0)
+    assert store.claim("a1", "m1", owner="o2", lease_s=600, now=T0).outcome == "claimed"
+
+
+def test_commit_success_is_atomic_and_once(stores: tuple[ActorStore, MessageStore]) -> None:
+    actors, store = stores
+    actors.create(
+        ActorRecord(actor_id="a1", namespace="ns", runner_name="echo", failure_reason=NoCapacity())
+    )
+    store.create(msg())
+    store.claim("a1", "m1", owner="o", lease_s=60, now=T0)
+    store.commit_success(
+        "a1", "m1", owner="o", expected_version=0, state={"n": 1}, result={"ok": 1}, now=T0
+    )
+    a = actors.get("a1")
+    m = store.get("a1", "m1")
+    assert a is not None and a.state == {"n": 1} and a.state_version == 1
+    assert a.failure_reason is None
+    assert m is not None and m.status == "succeeded" and m.result == {"ok": 1}
+    with pytest.raises(ExecutionLeaseLostError):
+        store.commit_success(
+            "a1", "m1", owner="o", expected_version=1, state={"n": 2}, result=None, now=T0
+        )
+    a = actors.get("a1")
+    assert a is not None and a.state == {"n": 1} and a.state_version == 1
+
+
+def test_commit_refused_when_state_moved(stores: tuple[ActorStore, MessageStore]) -> None:
+    actors, store = stores
+    actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="echo"))
+    store.create(msg())
+    store.claim("a1", "m1", owner="o", lease_s=60, now=T0)
+    with pytest.raises(StoreCommitFailedError):
+        store.commit_success(
+            "a1", "m1", owner="o", expected_version=7, state={"n": 1}, result=None, now=T0
+        )
+    m = store.get("a1", "m1")
+    a = actors.get("a1")
+    assert m is not None and m.status == "pending"
+    assert a is not None and a.state is None
+
+
+def test_commit_refused_after_lease_taken_over(stores: tuple[ActorStore, MessageStore]) -> None:
+    actors, store = stores
+    actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="echo"))
+    store.create(msg())
+    store.claim("a1", "m1", owner="slow", lease_s=1, now=T0)
+    store.claim("a1", "m1", owner="new", lease_s=60, now=T0 + timedelta(seconds=5))
+    with pytest.raises(ExecutionLeaseLostError):
+        store.commit_success(
+            "a1", "m1", owner="slow", expected_version=0, state=1, result=None, now=T0
+        )
+
+
+def test_errors_append_never_breaks_commit(stores: tuple[ActorStore, MessageStore]) -> None:
+    from core.errors import InternalError
+    from core.events import ErrorEvent, read_errors
+
+    actors, store = stores
+    actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="echo"))
+    store.create(msg())
+    store.claim("a1", "m1", owner="o", lease_s=60, now=T0)
+    read_version = actors.get("a1").state_version  # type: ignore[union-attr]
+    actors.append_errors(
+        "a1", [ErrorEvent.of(InternalError(message="x"), scope="actor", now=T0)], cap=5
+    )
+    actors.set_failure_reason("a1", NoCapacity())
+    store.commit_success(
+        "a1", "m1", owner="o", expected_version=read_version, state=2, result=None, now=T0
+    )
+    a = actors.get("a1")
+    assert a is not None and a.state == 2
+    assert len(read_errors(a.extra)[0]) == 1  # the commit did not clobber telemetry
+
+
+def test_outbox_marks(store: MessageStore) -> None:
+    store.create(msg())
+    store.mark_effect("a1", "m1", "reply", now=T0)
+    stored = store.load("a1", "m1")
+    assert stored is not None and stored.replied and not stored.dlq_sent
+    store.mark_effect("a1", "m1", "dlq", now=T0)
+    stored = store.load("a1", "m1")
+    assert stored is not None and stored.dlq_sent
+
+
+def test_in_memory_store_refused_in_lambda() -> None:
+    with pytest.raises(DurableStoreRequiredError):
+        InMemoryMessageStore(in_lambda=True)
