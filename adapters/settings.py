@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     gateway_first_check_s: float = Field(default=1.0, ge=0)
     gateway_check_interval_s: float = Field(default=2.0, gt=0)
     gateway_ready_timeout_s: float = Field(default=25.0, gt=0)
+    gateway_poll_interval_s: float = Field(default=0.25, gt=0)
+    gateway_retry_after_s: int = Field(default=60, ge=1)
+    gateway_deadline_margin_s: float = Field(default=1.0, ge=0)
+
+    # Pool manager (and what the API accepts for a runner config).
+    actor_host_timeout_s: float = Field(default=300.0, gt=0)
+    probe_backoff_base_s: float = Field(default=60.0, gt=0)
+    probe_backoff_max_s: float = Field(default=900.0, gt=0)
+    silent_after_s: float = Field(default=60.0, ge=0)
+    pool_manager_margin_s: float = Field(default=5.0, ge=0)
 
     # Runtime facts (set by Lambda itself).
     aws_lambda_function_name: str | None = None
@@ -50,6 +60,11 @@ class Settings(BaseSettings):
     @property
     def in_lambda(self) -> bool:
         return bool(self.aws_lambda_function_name)
+
+    @property
+    def max_request_lifespan_s(self) -> int:
+        """The longest runner request the actor host can hold: its timeout minus the margin."""
+        return max(1, min(900, int(self.actor_host_timeout_s - self.deadline_margin_s)))
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,164 @@
+"""Per-pool probe backoff for the pool manager (``PoolProbesTable``, hash key ``pool_id``).
+
+A pool with no item is due now. ``claim`` is one conditional write, so overlapping pool manager
+invocations never probe the same pool twice in one round; ``reset`` (on a saved runner config or
+a cleared error) deletes the item.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+from core.models import PoolKey
+
+
+@dataclass(frozen=True)
+class ProbeState:
+    """How often a pool's probes failed in a row and when it may be probed next."""
+
+    pool_id: str
+    failures: int = 0
+    next_probe_at: float = 0.0
+    """Epoch seconds; a claim moves it forward by the lease while a round runs."""
+    last_error_code: str | None = None
+
+    @property
+    def next_probe_time(self) -> datetime:
+        return datetime.fromtimestamp(self.next_probe_at, tz=UTC)
+
+
+@runtime_checkable
+class ProbeStore(Protocol):
+    """Probe backoff by pool."""
+
+    def get(self, pool: PoolKey) -> ProbeState | None:
+        """The pool's state, or ``None`` (never failed since the last reset)."""
+
+    def claim(self, pool: PoolKey, *, now: float, lease_s: float) -> ProbeState | None:
+        """Take the pool's probe round if it is due; ``None`` if not due or taken by another."""
+
+    def record_failure(
+        self, pool: PoolKey, *, failures: int, next_probe_at: float, error_code: str | None
+    ) -> None:
+        """Store the failed round's count and when to probe next."""
+
+    def reset(self, pool: PoolKey) -> None:
+        """Forget the pool's backoff: it is due at once."""
+
+
+class DynamoDBProbeStore:
+    """``PoolProbesTable``: ``pool_id`` (S), ``failures`` (N), ``next_probe_at`` (N, epoch s)."""
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("dynamodb")
+        return self._client
+
+    @staticmethod
+    def _decode(item: dict[str, Any]) -> ProbeState:
+        return ProbeState(
+            pool_id=item["pool_id"]["S"],
+            failures=int(item.get("failures", {}).get("N", "0")),
+            next_probe_at=float(item.get("next_probe_at", {}).get("N", "0")),
+            last_error_code=item.get("last_error_code", {}).get("S"),
+        )
+
+    def get(self, pool: PoolKey) -> ProbeState | None:
+        resp = self.client.get_item(
+            TableName=self.table_name, Key={"pool_id": {"S": pool.id}}, ConsistentRead=True
+        )
+        item = resp.get("Item")
+        return self._decode(item) if item else None
+
+    def claim(self, pool: PoolKey, *, now: float, lease_s: float) -> ProbeState | None:
+        try:
+            resp = self.client.update_item(
+                TableName=self.table_name,
+                Key={"pool_id": {"S": pool.id}},
+                UpdateExpression="SET next_probe_at = :lease",
+                ConditionExpression="attribute_not_exists(pool_id) OR next_probe_at <= :now",
+                ExpressionAttributeValues={
+                    ":lease": {"N": repr(now + lease_s)},
+                    ":now": {"N": repr(now)},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            if _aws_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._decode(resp["Attributes"])
+
+    def record_failure(
+        self, pool: PoolKey, *, failures: int, next_probe_at: float, error_code: str | None
+    ) -> None:
+        item: dict[str, Any] = {
+            "pool_id": {"S": pool.id},
+            "failures": {"N": str(failures)},
+            "next_probe_at": {"N": repr(next_probe_at)},
+        }
+        if error_code:
+            item["last_error_code"] = {"S": error_code}
+        self.client.put_item(TableName=self.table_name, Item=item)
+
+    def reset(self, pool: PoolKey) -> None:
+        self.client.delete_item(TableName=self.table_name, Key={"pool_id": {"S": pool.id}})
+
+
+def _aws_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+class InMemoryProbeStore:
+    """A dict behind a lock with the same claim semantics (unit tests, one-process tools)."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, ProbeState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, pool: PoolKey) -> ProbeState | None:
+        with self._lock:
+            return self._states.get(pool.id)
+
+    def claim(self, pool: PoolKey, *, now: float, lease_s: float) -> ProbeState | None:
+        with self._lock:
+            state = self._states.get(pool.id) or ProbeState(pool_id=pool.id)
+            if pool.id in self._states and state.next_probe_at > now:
+                return None
+            claimed = ProbeState(
+                pool_id=pool.id,
+                failures=state.failures,
+                next_probe_at=now + lease_s,
+                last_error_code=state.last_error_code,
+            )
+            self._states[pool.id] = claimed
+            return claimed
+
+    def record_failure(
+        self, pool: PoolKey, *, failures: int, next_probe_at: float, error_code: str | None
+    ) -> None:
+        with self._lock:
+            self._states[pool.id] = ProbeState(
+                pool_id=pool.id,
+                failures=failures,
+                next_probe_at=next_probe_at,
+                last_error_code=error_code,
+            )
+
+    def reset(self, pool: PoolKey) -> None:
+        with self._lock:
+            self._states.pop(pool.id, None)
