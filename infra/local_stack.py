@@ -1,0 +1,638 @@
+"""``runner-kit local``: the deployed stack, embedded on loopback, built from ``template.yaml``.
+
+- a moto server (its own process) with every table and queue of the template;
+- the API over HTTP (default http://127.0.0.1:8080) through ``functions.api.app.lambda_handler``
+  with API Gateway REST proxy events, as ``AWS::Serverless::Api`` sends them;
+- an SQS poller that feeds ``functions.actor_host.app.lambda_handler`` like Lambda's event source
+  mapping: the template's batch size, the queue's own visibility timeout and redrive policy, a
+  context whose remaining time counts down from the function's ``Timeout``, and partial batch
+  failures (only the ids in ``batchItemFailures`` stay in the queue; a raised error keeps the
+  whole batch);
+- a ticker for ``functions.pool_manager.app.lambda_handler`` every few seconds (the template's
+  schedule is once a minute; locally we want to see recovery quickly);
+- the dev runner endpoint (``infra.dev_runner.DevRunner``) with its fault switch.
+
+Handlers read their configuration through ``Settings``; ``LocalStack.start`` sets the same
+environment variables the template sets (resource names resolved to the local ones) before any
+handler builds its ``deps()``, and restores the environment on ``stop``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from infra.moto_server import LOCAL_CREDENTIALS, MotoServer
+from infra.template import (
+    create_queues,
+    create_tables,
+    load_template,
+    queue_specs,
+    resources,
+    table_specs,
+)
+
+REGION: Final = LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"]
+ACCOUNT_ID: Final = "123456789012"
+STAGE: Final = "local"
+API_FUNCTION: Final = "ApiFunction"
+ACTOR_HOST_FUNCTION: Final = "ActorHostFunction"
+POOL_MANAGER_FUNCTION: Final = "PoolManagerFunction"
+
+Handler = Callable[[Any, Any], Any]
+
+
+# ---------------------------------------------------------------------------- template reading
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the local stack needs of one ``AWS::Serverless::Function``."""
+
+    logical_id: str
+    handler: str
+    timeout_s: int
+    memory_mb: int
+    environment: dict[str, Any]
+    sqs_queue: str | None = None
+    batch_size: int = 10
+
+    @property
+    def module(self) -> str:
+        return self.handler.rpartition(".")[0].replace("/", ".")
+
+    @property
+    def attr(self) -> str:
+        return self.handler.rpartition(".")[2]
+
+    def load(self) -> Handler:
+        """Import the handler (lazily: the function may still be in progress)."""
+        handler: Handler = getattr(importlib.import_module(self.module), self.attr)
+        return handler
+
+
+def _resolve(template: Mapping[str, Any], value: Any) -> Any:
+    """A literal, or a parameter's default; resource refs are returned unchanged."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        param = template.get("Parameters", {}).get(value["Ref"])
+        if param is not None:
+            return param.get("Default")
+    return value
+
+
+def function_specs(template: Mapping[str, Any] | None = None) -> dict[str, FunctionSpec]:
+    """Every function of the template, with Globals merged and parameter defaults resolved."""
+    template = template if template is not None else load_template()
+    defaults = template.get("Globals", {}).get("Function", {})
+    specs: dict[str, FunctionSpec] = {}
+    for logical_id, props in resources(template, "AWS::Serverless::Function").items():
+        env = {
+            **defaults.get("Environment", {}).get("Variables", {}),
+            **props.get("Environment", {}).get("Variables", {}),
+        }
+        queue, batch = None, 10
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") == "SQS":
+                ref = event["Properties"]["Queue"]
+                queue = ref["Fn::GetAtt"][0] if isinstance(ref, dict) else None
+                batch = int(_resolve(template, event["Properties"].get("BatchSize", 10)))
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            handler=props.get("Handler", defaults.get("Handler", "")),
+            timeout_s=int(_resolve(template, props.get("Timeout", defaults.get("Timeout", 3)))),
+            memory_mb=int(
+                _resolve(template, props.get("MemorySize", defaults.get("MemorySize", 128)))
+            ),
+            environment={k: _resolve(template, v) for k, v in env.items()},
+            sqs_queue=queue,
+            batch_size=batch,
+        )
+    return specs
+
+
+# ---------------------------------------------------------------------------- Lambda shapes
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_s: float
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return f"local/{self.aws_request_id}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before this invocation's timeout."""
+        elapsed = time.monotonic() - self.started
+        return max(0, int((self.timeout_s - elapsed) * 1000))
+
+
+def api_gateway_event(
+    method: str,
+    raw_path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    source_ip: str = "127.0.0.1",
+    stage: str = STAGE,
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event for ``ANY /{proxy+}``, as the deployed API sends."""
+    parts = urlsplit(raw_path)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    text: str | None
+    try:
+        text, is_b64 = (body.decode("utf-8") if body else None), False
+    except UnicodeDecodeError:
+        text, is_b64 = base64.b64encode(body).decode("ascii"), True
+    return {
+        "resource": "/{proxy+}",
+        "path": parts.path,
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": {"proxy": parts.path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": "local",
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": f"/{stage}{parts.path}",
+            "stage": stage,
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "accountId": ACCOUNT_ID,
+            "apiId": "local",
+            "protocol": "HTTP/1.1",
+            "domainName": headers.get("Host", "127.0.0.1"),
+            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent")},
+        },
+        "body": text,
+        "isBase64Encoded": is_b64,
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping sends for ``messages`` (ReceiveMessage)."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {
+                    name: {
+                        "stringValue": attr.get("StringValue"),
+                        "binaryValue": attr.get("BinaryValue"),
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": attr["DataType"],
+                    }
+                    for name, attr in m.get("MessageAttributes", {}).items()
+                },
+                "md5OfBody": m.get("MD5OfBody"),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def failed_ids(response: Any, records: list[dict[str, Any]]) -> set[str]:
+    """Message ids to keep, from a ``ReportBatchItemFailures`` answer.
+
+    As Lambda does: no answer (or no failures) means all succeeded; an answer Lambda cannot
+    read (not a dict, unknown or empty id) fails the whole batch.
+    """
+    every = {r["messageId"] for r in records}
+    if response is None:
+        return set()
+    if not isinstance(response, dict):
+        return every
+    failures = response.get("batchItemFailures") or []
+    ids = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
+    if len(ids) != len(failures) or not ids <= every:
+        return every
+    return {i for i in ids if isinstance(i, str)}
+
+
+# ---------------------------------------------------------------------------- the stack
+
+
+class LocalStack:
+    """Everything ``runner-kit local`` runs, as a context manager for the demo and tests."""
+
+    def __init__(
+        self,
+        *,
+        api_port: int = 8080,
+        host: str = "127.0.0.1",
+        tick_s: float = 5.0,
+        poll_wait_s: int = 1,
+        dev_runner: bool = True,
+        quiet: bool = False,
+        environ: Mapping[str, str] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.api_port = api_port
+        self.tick_s = tick_s
+        self.poll_wait_s = poll_wait_s
+        self.quiet = quiet
+        self.extra_environ = dict(environ or {})
+        self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._want_dev_runner = dev_runner
+        self.functions = function_specs()
+        self.moto = MotoServer()
+        self.dev_runner: Any = None
+        self.table_names: dict[str, str] = {}
+        self.queue_urls: dict[str, str] = {}
+        self.environ: dict[str, str] = {}
+        self._saved_env: dict[str, str | None] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._http: ThreadingHTTPServer | None = None
+        self._handlers: dict[str, Handler] = {}
+        self._handlers_lock = threading.Lock()
+        self._missing: set[str] = set()
+        self.ticks = 0
+        self.batches = 0
+
+    # -- urls
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def dev_runner_url(self) -> str | None:
+        return str(self.dev_runner.url) if self.dev_runner is not None else None
+
+    # -- lifecycle
+
+    def start(self) -> LocalStack:
+        """Start moto, create the template's resources, set the env, start every loop."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.moto.start()
+        import boto3
+
+        creds = {
+            "endpoint_url": self.moto.url,
+            "region_name": REGION,
+            "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            "aws_session_token": LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"],
+        }
+        dynamodb = boto3.client("dynamodb", **creds)
+        sqs = boto3.client("sqs", **creds)
+        self.table_names = {lid: f"runner-kit-{STAGE}-{_kebab(lid)}" for lid in table_specs()}
+        create_tables(dynamodb, self.table_names)
+        queue_names = {lid: f"runner-kit-{STAGE}-{_kebab(lid)}" for lid in queue_specs()}
+        self.queue_urls = create_queues(sqs, queue_names)
+        self._sqs = sqs
+        self._set_environ()
+        if self._want_dev_runner:
+            self.dev_runner = _start_dev_runner(self._log)
+        self._start_api()
+        self._spawn("sqs-poller", self._poll_loop)
+        self._spawn("pool-manager-ticker", self._tick_loop)
+
+    def stop(self) -> None:
+        """Stop the loops, the API, the dev runner and moto; restore the environment."""
+        self._stop.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
+        if self.dev_runner is not None:
+            with contextlib.suppress(Exception):
+                self.dev_runner.stop()
+            self.dev_runner = None
+        self.moto.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        _reset_cached_deps()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def wait(self) -> None:
+        """Block until Ctrl-C (or ``stop()`` from another thread)."""
+        with contextlib.suppress(KeyboardInterrupt):
+            while not self._stop.wait(0.5):
+                pass
+
+    def describe(self) -> str:
+        """The URLs and names a user needs, one per line."""
+        lines = [
+            f"API            {self.api_url}   (API Gateway-shaped events -> functions.api.app)",
+            f"moto server    {self.moto.url}   (DynamoDB + SQS; AWS_ENDPOINT_URL_* point here)",
+        ]
+        if self.dev_runner is not None:
+            lines.append(f"dev runner     {self.dev_runner.url}   (POST /start)")
+            lines.append(
+                f"fault switch   POST {self.dev_runner.url}/_control/fault "
+                '{"fault": "http_503"}  ({"fault": null} heals it)'
+            )
+        else:
+            lines.append("dev runner     not available (infra/dev_runner.py not built yet)")
+        queue = self.queue_urls.get("ActorMessagesQueue", "")
+        lines.append(f"actor queue    {queue}")
+        lines.append(f"pool manager   every {self.tick_s:g}s")
+        return "\n".join(lines)
+
+    # -- environment
+
+    def _set_environ(self) -> None:
+        env: dict[str, str] = {**self.moto.environ(), "AWS_REGION": REGION}
+        physical = {**self.table_names, **self.queue_urls}
+        for spec in self.functions.values():
+            for name, value in spec.environment.items():
+                if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in physical:
+                    env[name] = physical[value["Ref"]]
+                elif isinstance(value, str | int | float | bool):
+                    env.setdefault(name, str(value))
+        env.pop("POWERTOOLS_SERVICE_NAME", None)  # differs per function; one process here
+        if self.quiet:
+            env["POWERTOOLS_LOG_LEVEL"] = "ERROR"
+            env["POWERTOOLS_METRICS_DISABLED"] = "true"
+        env.update(self.extra_environ)
+        for key, value in env.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+        self.environ = env
+        _reset_cached_deps()
+
+    # -- handlers
+
+    def handler(self, logical_id: str) -> Handler:
+        """The function's handler, imported on first use."""
+        with self._handlers_lock:
+            if logical_id not in self._handlers:
+                self._handlers[logical_id] = self.functions[logical_id].load()
+            return self._handlers[logical_id]
+
+    def available(self, logical_id: str) -> bool:
+        """True if the function's handler imports (it may not be built yet); says so once."""
+        try:
+            self.handler(logical_id)
+        except ModuleNotFoundError as exc:
+            spec = self.functions[logical_id]
+            if exc.name is None or not spec.module.startswith(exc.name):
+                raise
+            if logical_id not in self._missing:
+                self._missing.add(logical_id)
+                self._log(f"{logical_id}: {spec.module} is not built yet; skipping it")
+            return False
+        return True
+
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        """Call a handler as Lambda would: one event, a fresh context with the timeout."""
+        spec = self.functions[logical_id]
+        context = LambdaContext(
+            function_name=f"runner-kit-{STAGE}-{_kebab(logical_id)}",
+            memory_limit_in_mb=spec.memory_mb,
+            timeout_s=spec.timeout_s,
+        )
+        return self.handler(logical_id)(event, context)
+
+    # -- API over HTTP
+
+    def _start_api(self) -> None:
+        stack = self
+
+        class ApiRequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _proxy(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                event = api_gateway_event(
+                    self.command,
+                    self.path,
+                    {k: v for k, v in self.headers.items()},
+                    body,
+                    source_ip=self.client_address[0],
+                )
+                try:
+                    answer = stack.invoke(API_FUNCTION, event)
+                except Exception:
+                    stack._log(f"api handler raised:\n{traceback.format_exc()}")
+                    answer = {
+                        "statusCode": 502,
+                        "headers": {"Content-Type": "application/json"},
+                        "body": json.dumps({"message": "Internal server error"}),
+                    }
+                self._answer(answer)
+
+            def _answer(self, answer: Mapping[str, Any]) -> None:
+                raw = answer.get("body") or ""
+                data = (
+                    base64.b64decode(raw)
+                    if answer.get("isBase64Encoded")
+                    else str(raw).encode("utf-8")
+                )
+                self.send_response(int(answer.get("statusCode", 200)))
+                headers: dict[str, list[str]] = {
+                    k: [str(v)] for k, v in (answer.get("headers") or {}).items()
+                }
+                for k, values in (answer.get("multiValueHeaders") or {}).items():
+                    headers[k] = [str(v) for v in values]
+                for k, values in headers.items():
+                    if k.lower() not in ("content-length", "connection"):
+                        for v in values:
+                            self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _proxy
+
+            def log_message(self, format: str, *args: Any) -> None:
+                if not stack.quiet:
+                    stack._log(f"api  {self.address_string()} {format % args}")
+
+        self._http = ThreadingHTTPServer((self.host, self.api_port), ApiRequestHandler)
+        self._http.daemon_threads = True
+        self.api_port = int(self._http.server_address[1])
+        self._spawn("api-http", self._http.serve_forever)
+
+    # -- event source mapping
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"local-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def poll_once(self, logical_id: str = ACTOR_HOST_FUNCTION) -> int:
+        """One ReceiveMessage + invoke + delete round, as the event source mapping does."""
+        spec = self.functions[logical_id]
+        if spec.sqs_queue is None or not self.available(logical_id):
+            self._stop.wait(self.poll_wait_s)
+            return 0
+        url = self.queue_urls[spec.sqs_queue]
+        got = self._sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(spec.batch_size, 10),
+            WaitTimeSeconds=self.poll_wait_s,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = got.get("Messages", [])
+        if not messages:
+            return 0
+        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{url.rsplit('/', 1)[-1]}"
+        event = sqs_event(messages, arn)
+        try:
+            response = self.invoke(logical_id, event)
+        except Exception:
+            self._log(f"actor_host raised (the whole batch returns):\n{traceback.format_exc()}")
+            return len(messages)
+        keep = failed_ids(response, event["Records"])
+        done = [m for m in messages if m["MessageId"] not in keep]
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ],
+            )
+        self.batches += 1
+        return len(messages)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                self._log(f"sqs poller:\n{traceback.format_exc()}")
+                self._stop.wait(1.0)
+
+    def tick_once(self) -> Any:
+        """One scheduled pool manager invocation."""
+        if not self.available(POOL_MANAGER_FUNCTION):
+            return None
+        self.ticks += 1
+        return self.invoke(POOL_MANAGER_FUNCTION, {})
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            try:
+                self.tick_once()
+            except Exception:
+                self._log(f"pool_manager raised:\n{traceback.format_exc()}")
+
+
+def _kebab(logical_id: str) -> str:
+    """``ActorMessagesDLQ`` -> ``actor-messages-dlq``; ``PoolErrorsTable`` -> ``pool-errors``."""
+    name = logical_id.removesuffix("Table")
+    out: list[str] = []
+    for i, ch in enumerate(name):
+        prev = name[i - 1] if i else ""
+        nxt = name[i + 1] if i + 1 < len(name) else ""
+        if ch.isupper() and i and (not prev.isupper() or (nxt and nxt.islower())):
+            out.append("-")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def _start_dev_runner(log: Callable[[str], None]) -> Any:
+    try:
+        from infra.dev_runner import DevRunner  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        log("dev runner: infra/dev_runner.py is not built yet; starting without it")
+        return None
+    return DevRunner().start()
+
+
+def _reset_cached_deps() -> None:
+    """Forget settings and composition roots built under another environment."""
+    from adapters.settings import get_settings
+
+    get_settings.cache_clear()
+    for name in ("functions.api.app", "functions.actor_host.app", "functions.pool_manager.app"):
+        module = sys.modules.get(name)
+        deps = getattr(module, "deps", None)
+        clear = getattr(deps, "cache_clear", None)
+        if callable(clear):
+            clear()
+
+
+@contextlib.contextmanager
+def local_stack(**kwargs: Any) -> Iterator[LocalStack]:
+    """``with local_stack(api_port=0) as stack:`` (same as ``with LocalStack(...)``)."""
+    with LocalStack(**kwargs) as stack:
+        yield stack
+
+
+def main(api_port: int = 8080, tick_s: float = 5.0) -> int:
+    """``runner-kit local``: start everything, print the URLs, run until Ctrl-C."""
+    stack = LocalStack(api_port=api_port, tick_s=tick_s, log=lambda line: print(line, flush=True))
+    print("runner-kit local: starting moto, tables and queues from template.yaml ...", flush=True)
+    stack.start()
+    try:
+        print(stack.describe(), flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        stack.wait()
+    finally:
+        print("\nstopping ...", flush=True)
+        stack.stop()
+        print("stopped.", flush=True)
+    return 0
