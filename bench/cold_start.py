@@ -1,0 +1,165 @@
+"""Cold start of each handler beside ``python -c "import boto3"``, measured in the same run.
+
+For each function of ``template.yaml``: a fresh interpreter imports its handler module and calls
+its ``deps()`` composition root (settings, clients, stores; no network call is made), and we
+take the wall time of the whole process. The baseline is a fresh interpreter that only imports
+boto3. Runs are interleaved (baseline, api, actor_host, pool_manager, baseline, ...) so drift of
+the machine hits every figure alike; we print medians and the ratio to the baseline's median.
+
+Goals (issue 7): api and pool_manager <= 2.0x, actor_host <= 2.5x (a naive Powertools stack
+with Tracer measures about 6x). ``--strict`` exits 1 when a goal is missed.
+
+    .venv/bin/python bench/cold_start.py [--runs 7] [--strict] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from infra.local_stack import function_specs  # noqa: E402
+
+GOALS: Final = {"api": 2.0, "pool_manager": 2.0, "actor_host": 2.5}
+BASELINE: Final = "import boto3"
+
+# Import the handler, then build its dependencies as the first invocation would. Report
+# the in-process part too (the rest of the wall time is the interpreter starting).
+PROBE: Final = """
+import time, importlib, sys
+t0 = time.perf_counter()
+module = importlib.import_module(sys.argv[1])
+getattr(module, sys.argv[2])
+deps = getattr(module, "deps", None)
+if callable(deps):
+    deps()
+print(time.perf_counter() - t0)
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One target's figures."""
+
+    median_s: float
+    min_s: float
+    in_process_median_s: float | None
+    ratio: float
+    goal: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.goal is None or self.ratio <= self.goal
+
+
+def bench_env() -> dict[str, str]:
+    """Dummy credentials and a dead loopback endpoint: building clients must not call AWS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:9",
+        AWS_ENDPOINT_URL_SQS="http://127.0.0.1:9",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        PYTHONPATH=str(ROOT),
+        PYTHONDONTWRITEBYTECODE="",
+    )
+    return env
+
+
+def run_once(args: list[str], env: dict[str, str]) -> tuple[float, float | None]:
+    """(process wall time, in-process seconds reported by the probe or None)."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, check=False
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
+    out = proc.stdout.strip().splitlines()
+    return wall, float(out[-1]) if out else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a goal is missed")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    opts = parser.parse_args(argv)
+
+    env = bench_env()
+    targets: dict[str, list[str]] = {"boto3": ["-c", BASELINE]}
+    for spec in function_specs().values():
+        name = spec.module.split(".")[1]
+        targets[name] = ["-c", PROBE, spec.module, spec.attr]
+
+    walls: dict[str, list[float]] = {name: [] for name in targets}
+    inner: dict[str, list[float]] = {name: [] for name in targets}
+    errors: dict[str, str] = {}
+    for round_ in range(opts.runs + 1):  # round 0 warms the page cache and .pyc files
+        for name, args in targets.items():
+            if name in errors:
+                continue
+            try:
+                wall, in_process = run_once(args, env)
+            except RuntimeError as exc:
+                errors[name] = str(exc)
+                continue
+            if round_:
+                walls[name].append(wall)
+                if in_process is not None:
+                    inner[name].append(in_process)
+
+    base = statistics.median(walls["boto3"])
+    rows: dict[str, Row | str] = {}
+    for name in targets:
+        if name in errors:
+            rows[name] = errors[name]
+            continue
+        median = statistics.median(walls[name])
+        rows[name] = Row(
+            median_s=round(median, 4),
+            min_s=round(min(walls[name]), 4),
+            in_process_median_s=round(statistics.median(inner[name]), 4) if inner[name] else None,
+            ratio=round(median / base, 2),
+            goal=GOALS.get(name),
+        )
+    missed = any(isinstance(row, str) or not row.ok for name, row in rows.items() if name in GOALS)
+
+    if opts.json:
+        out = {
+            n: (asdict(r) | {"ok": r.ok}) if isinstance(r, Row) else {"error": r}
+            for n, r in rows.items()
+        }
+        print(json.dumps({"runs": opts.runs, "python": sys.version.split()[0], **out}))
+    else:
+        print(f"cold start, {opts.runs} interleaved runs, Python {sys.version.split()[0]}")
+        print(f"{'target':<14}{'median':>9}{'min':>9}{'import+deps':>13}{'ratio':>8}  goal")
+        for name, row in rows.items():
+            if isinstance(row, str):
+                print(f"{name:<14}  not measurable: {row}")
+                continue
+            inproc = "-" if row.in_process_median_s is None else f"{row.in_process_median_s:.3f}s"
+            verdict = "" if row.goal is None else f"<= {row.goal}x {'ok' if row.ok else 'MISSED'}"
+            print(
+                f"{name:<14}{row.median_s:>8.3f}s{row.min_s:>8.3f}s{inproc:>13}"
+                f"{row.ratio:>7.2f}x  {verdict}"
+            )
+    return 1 if (opts.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
