@@ -1,0 +1,511 @@
+"""The API's routes (DESIGN.md §6) on a Powertools router; ``app.py`` wires them and the deps.
+
+Every route reads its dependencies from ``router.context["deps"]`` (an ``ApiDeps``), which
+``app.handle`` puts there for one request, so unit tests pass in-memory parts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Protocol
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import JsonValue, ValidationError
+
+from adapters.settings import Settings
+from core.api_errors import ApiError, ApiErrorBody
+from core.gateway import GatewayPolicy, PoolFailed, Ready, wait_for_result
+from core.models import (
+    NAME_PATTERN,
+    REDACTED,
+    TERMINAL_STATUSES,
+    ActorRecord,
+    MessageEnvelope,
+    MessageRecord,
+    PoolKey,
+    RunnerConfig,
+)
+from functions.api import schemas
+from functions.api.views import (
+    PoolErrorStatusLike,
+    actor_view,
+    message_view,
+    runner_config_view,
+)
+
+router = Router()  # type: ignore[no-untyped-call]
+
+JSON = "application/json"
+
+
+# --- Ports: what the API needs from the stores, the queue and the tracker ---------------------
+
+
+class RunnerConfigs(Protocol):
+    def put(self, config: RunnerConfig) -> None: ...
+    def get(self, pool: PoolKey) -> RunnerConfig | None: ...
+    def delete(self, pool: PoolKey) -> bool: ...
+    def list(self, namespace: str) -> list[RunnerConfig]: ...
+
+
+class Actors(Protocol):
+    def create(self, actor: ActorRecord) -> ActorRecord: ...
+    def get(self, actor_id: str) -> ActorRecord | None: ...
+    def list(
+        self, namespace: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[ActorRecord], str | None]: ...
+
+
+class Messages(Protocol):
+    def create(self, message: MessageRecord) -> MessageRecord: ...
+    def get(self, actor_id: str, message_id: str) -> MessageRecord | None: ...
+
+
+class Queue(Protocol):
+    def send(self, envelope: MessageEnvelope) -> Any: ...
+
+
+class Tracker(Protocol):
+    def active_error(self, pool: PoolKey) -> Any: ...
+    def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, Any]: ...
+
+
+class ProbeResetter(Protocol):
+    def reset(self, pool: PoolKey) -> None: ...
+
+
+UrlCheck = Callable[[str, bool], str | None]
+"""``(url, allow_private_network) -> refusal reason | None`` (the outbound safety policy)."""
+
+
+@dataclass
+class ApiDeps:
+    """Everything a request may touch; built once per warm Lambda by ``app.deps()``."""
+
+    settings: Settings
+    runner_configs: RunnerConfigs
+    actors: Actors
+    messages: Messages
+    queue: Queue
+    tracker: Tracker
+    probes: ProbeResetter
+    check_url: UrlCheck
+    actor_exists_error: type[Exception]
+    now: Callable[[], datetime]
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    new_id: Callable[[], str]
+
+
+def _deps() -> ApiDeps:
+    deps = router.context.get("deps")
+    if not isinstance(deps, ApiDeps):  # pragma: no cover - a wiring bug, not an input
+        raise RuntimeError("ApiDeps missing from the resolver context")
+    return deps
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(status_code=status, content_type=JSON, body=body, headers=headers)
+
+
+def _errors(*codes: int) -> dict[int, OpenAPIResponse]:
+    """OpenAPI entries for error answers (all share ``ApiErrorBody``)."""
+    return {
+        code: {"description": "error", "content": {JSON: {"model": ApiErrorBody}}} for code in codes
+    }
+
+
+def _ok(model: type[Any], description: str = "OK") -> OpenAPIResponse:
+    return {"description": description, "content": {JSON: {"model": model}}}
+
+
+Namespace = Annotated[str, Path(pattern=NAME_PATTERN)]
+RunnerName = Annotated[str, Path(pattern=NAME_PATTERN)]
+ActorId = Annotated[str, Path(pattern=NAME_PATTERN)]
+MessageId = Annotated[str, Path(pattern=schemas.MESSAGE_ID_PATTERN)]
+
+
+# --- Runner configs ---------------------------------------------------------------------------
+
+
+@router.put(
+    "/runner-configs/<namespace>/<runner_name>",
+    operation_id="put_runner_config",
+    summary="Create or replace a runner config",
+    tags=["runner-configs"],
+    responses={200: _ok(schemas.RunnerConfigView), **_errors(400, 415, 422)},
+)
+def put_runner_config(
+    namespace: Namespace, runner_name: RunnerName, body: schemas.RunnerConfigIn
+) -> Response[Any]:
+    deps = _deps()
+    pool = PoolKey(namespace=namespace, runner_name=runner_name)
+    headers = dict(body.headers)
+    if any(value == REDACTED for value in headers.values()):
+        existing = deps.runner_configs.get(pool)
+        kept = existing.header_values() if existing else {}
+        for name, value in list(headers.items()):
+            if value == REDACTED and name in kept:
+                headers[name] = kept[name]
+    lifespan_cap = deps.settings.max_request_lifespan_s
+    lifespan = body.request_lifespan or min(schemas.DEFAULT_REQUEST_LIFESPAN_S, lifespan_cap)
+    try:
+        config = RunnerConfig(
+            namespace=namespace,
+            runner_name=runner_name,
+            **body.model_dump(exclude={"headers", "request_lifespan"}),
+            request_lifespan=lifespan,
+            headers=headers,  # pydantic turns each str into a SecretStr
+            updated_at=deps.now(),
+        )
+    except ValidationError as exc:
+        raise ApiError(
+            "runner_config_invalid",
+            "; ".join(str(e["msg"]) for e in exc.errors()),
+            metadata={"errors": [_error_entry(e) for e in exc.errors()]},
+        ) from None
+    if config.request_lifespan > lifespan_cap:
+        raise ApiError(
+            "runner_config_invalid",
+            f"request_lifespan {config.request_lifespan} s is more than the actor host can hold "
+            f"({lifespan_cap} s: its timeout minus the deadline margin)",
+            metadata={"max_request_lifespan": lifespan_cap},
+        )
+    refusal = deps.check_url(config.url, config.allow_private_network)
+    if refusal is not None:
+        raise ApiError(
+            "runner_config_url_blocked",
+            refusal,
+            metadata={"allow_private_network": config.allow_private_network},
+        )
+    deps.runner_configs.put(config)
+    # A saved config is a user's fix: probe the pool on the next tick, not after the backoff.
+    deps.probes.reset(pool)
+    return _json(200, runner_config_view(config, deps.tracker.active_error(pool)))
+
+
+@router.get(
+    "/runner-configs/<namespace>/<runner_name>",
+    operation_id="get_runner_config",
+    summary="Get a runner config with its pool's active error",
+    tags=["runner-configs"],
+    responses={200: _ok(schemas.RunnerConfigView), **_errors(404, 422)},
+)
+def get_runner_config(namespace: Namespace, runner_name: RunnerName) -> Response[Any]:
+    deps = _deps()
+    pool = PoolKey(namespace=namespace, runner_name=runner_name)
+    config = deps.runner_configs.get(pool)
+    if config is None:
+        raise ApiError(
+            "runner_config_not_found", f"no runner config for {pool.id}", metadata={"pool": pool.id}
+        )
+    return _json(200, runner_config_view(config, deps.tracker.active_error(pool)))
+
+
+@router.delete(
+    "/runner-configs/<namespace>/<runner_name>",
+    operation_id="delete_runner_config",
+    summary="Delete a runner config",
+    tags=["runner-configs"],
+    responses={204: {"description": "deleted"}, **_errors(404, 422)},
+)
+def delete_runner_config(namespace: Namespace, runner_name: RunnerName) -> Response[Any]:
+    deps = _deps()
+    pool = PoolKey(namespace=namespace, runner_name=runner_name)
+    if not deps.runner_configs.delete(pool):
+        raise ApiError(
+            "runner_config_not_found", f"no runner config for {pool.id}", metadata={"pool": pool.id}
+        )
+    deps.probes.reset(pool)
+    return Response(status_code=204, content_type=None, body="")
+
+
+@router.get(
+    "/runner-configs",
+    operation_id="list_runner_configs",
+    summary="List a namespace's runner configs, each with its pool's active error",
+    tags=["runner-configs"],
+    responses={200: _ok(schemas.RunnerConfigList), **_errors(422)},
+)
+def list_runner_configs(
+    namespace: Annotated[str, Query(pattern=NAME_PATTERN)],
+) -> Response[Any]:
+    deps = _deps()
+    configs = deps.runner_configs.list(namespace)
+    statuses = deps.tracker.active_errors([c.pool for c in configs]) if configs else {}
+    views = [runner_config_view(c, statuses.get(c.pool)) for c in configs]
+    return _json(200, {"runner_configs": views})
+
+
+# --- Actors -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/actors",
+    operation_id="create_actor",
+    summary="Create an actor",
+    tags=["actors"],
+    responses={201: _ok(schemas.ActorView, "created"), **_errors(400, 409, 415, 422)},
+)
+def create_actor(body: schemas.ActorIn) -> Response[Any]:
+    deps = _deps()
+    pool = PoolKey(namespace=body.namespace, runner_name=body.runner_name)
+    if deps.runner_configs.get(pool) is None:
+        raise ApiError(
+            "pool_not_configured",
+            f"no runner config for {pool.id}; PUT /runner-configs/{pool.id} first",
+            metadata={"pool": pool.id},
+        )
+    now = deps.now()
+    record = ActorRecord(
+        actor_id=body.actor_id or deps.new_id(),
+        namespace=body.namespace,
+        runner_name=body.runner_name,
+        key=body.key,
+        state=body.state,
+        error_policy=body.error_policy,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        created = deps.actors.create(record)
+    except deps.actor_exists_error:
+        raise ApiError(
+            "actor_exists",
+            f"actor {record.actor_id} already exists",
+            metadata={"actor_id": record.actor_id},
+        ) from None
+    return _json(201, actor_view(created, None), {"Location": f"/actors/{created.actor_id}"})
+
+
+@router.get(
+    "/actors/<actor_id>",
+    operation_id="get_actor",
+    summary="Get an actor with its error (pool_error while its pool is broken)",
+    tags=["actors"],
+    responses={200: _ok(schemas.ActorView), **_errors(404, 422)},
+)
+def get_actor(actor_id: ActorId) -> Response[Any]:
+    deps = _deps()
+    actor = _actor_or_404(deps, actor_id)
+    statuses = deps.tracker.active_errors([actor.pool]) if _needs_pool(actor) else {}
+    return _json(200, actor_view(actor, statuses.get(actor.pool)))
+
+
+@router.get(
+    "/actors",
+    operation_id="list_actors",
+    summary="List a namespace's actors (one page)",
+    tags=["actors"],
+    responses={200: _ok(schemas.ActorList), **_errors(422)},
+)
+def list_actors(
+    namespace: Annotated[str, Query(pattern=NAME_PATTERN)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
+) -> Response[Any]:
+    deps = _deps()
+    try:
+        actors, next_cursor = deps.actors.list(namespace, limit=limit, cursor=cursor)
+    except ValueError as exc:  # a cursor the store cannot decode is bad input, not a bug
+        raise ApiError(
+            "invalid_request", f"bad cursor: {exc}", metadata={"param": "cursor"}
+        ) from None
+    pools = {a.pool for a in actors if _needs_pool(a)}
+    statuses = deps.tracker.active_errors(sorted(pools, key=str)) if pools else {}
+    views = [actor_view(a, statuses.get(a.pool)) for a in actors]
+    return _json(200, {"actors": views, "next_cursor": next_cursor})
+
+
+# --- Messages and the gateway -----------------------------------------------------------------
+
+
+@router.post(
+    "/actors/<actor_id>/messages",
+    operation_id="send_message",
+    summary="Send a message; with wait=true, wait for its result (the fail-fast gateway)",
+    tags=["messages"],
+    responses={
+        200: _ok(schemas.MessageView, "wait=true: the message finished (see status)"),
+        202: _ok(schemas.MessageView, "accepted; poll GET .../messages/{message_id}"),
+        **_errors(400, 404, 409, 415, 422, 503),
+    },
+)
+def send_message(
+    actor_id: ActorId,
+    body: schemas.MessageIn,
+    wait: Annotated[bool, Query()] = False,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", pattern=schemas.MESSAGE_ID_PATTERN),
+    ] = None,
+) -> Response[Any]:
+    deps = _deps()
+    started = deps.clock()
+    actor = _actor_or_404(deps, actor_id)
+    if actor.status == "stopped":
+        raise ApiError(
+            "actor_stopped", f"actor {actor_id} is stopped", metadata={"actor_id": actor_id}
+        )
+    message = _enqueue(deps, actor, body, idempotency_key)
+    location = {"Location": f"/actors/{actor_id}/messages/{message.message_id}"}
+    if not wait or message.status in TERMINAL_STATUSES:
+        status = 200 if message.status in TERMINAL_STATUSES else 202
+        return _json(status, message_view(message), location)
+    return _gateway(deps, actor, message, started, location)
+
+
+def _enqueue(
+    deps: ApiDeps, actor: ActorRecord, body: schemas.MessageIn, idempotency_key: str | None
+) -> MessageRecord:
+    """Persist the pending message (idempotent on its id), then queue the pointer to it."""
+    now = deps.now()
+    wanted = MessageRecord(
+        actor_id=actor.actor_id,
+        message_id=idempotency_key or deps.new_id(),
+        status="pending",
+        input=body.input,
+        reply_to=body.reply_to,
+        created_at=now,
+        updated_at=now,
+    )
+    stored = deps.messages.create(wanted)
+    if stored.input != wanted.input or stored.reply_to != wanted.reply_to:
+        raise ApiError(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a message with another input",
+            metadata={"actor_id": actor.actor_id, "message_id": stored.message_id},
+        )
+    if stored.status == "pending":
+        # A retried request re-sends: the FIFO queue drops the duplicate (deduplication id =
+        # message_id) and the actor host never commits a message twice.
+        deps.queue.send(MessageEnvelope(actor_id=actor.actor_id, message_id=stored.message_id))
+    return stored
+
+
+def _gateway(
+    deps: ApiDeps,
+    actor: ActorRecord,
+    message: MessageRecord,
+    started: float,
+    headers: dict[str, str],
+) -> Response[Any]:
+    settings = deps.settings
+    policy = GatewayPolicy(
+        first_check_s=settings.gateway_first_check_s,
+        check_interval_s=settings.gateway_check_interval_s,
+        ready_timeout_s=settings.gateway_ready_timeout_s,
+        poll_interval_s=settings.gateway_poll_interval_s,
+    )
+    # The schedule counts from the request's arrival; stay inside the Lambda's own deadline.
+    spent = deps.clock() - started
+    remaining = _remaining_s()
+    max_wait = policy.ready_timeout_s - spent
+    if remaining is not None:
+        max_wait = min(max_wait, remaining - settings.gateway_deadline_margin_s)
+
+    def check_result() -> MessageRecord | None:
+        current = deps.messages.get(message.actor_id, message.message_id)
+        return current if current is not None and current.status in TERMINAL_STATUSES else None
+
+    def check_pool() -> PoolErrorStatusLike | None:
+        status: PoolErrorStatusLike | None = deps.tracker.active_error(actor.pool)
+        return status
+
+    outcome = wait_for_result(
+        check_result=check_result,
+        check_pool=check_pool,
+        policy=GatewayPolicy(
+            first_check_s=max(policy.first_check_s - spent, 0.0),
+            check_interval_s=policy.check_interval_s,
+            ready_timeout_s=policy.ready_timeout_s,
+            poll_interval_s=policy.poll_interval_s,
+        ),
+        clock=deps.clock,
+        sleep=deps.sleep,
+        max_wait_s=max_wait,
+    )
+    waited = round(deps.clock() - started, 3)
+    if isinstance(outcome, Ready):
+        return _json(200, message_view(outcome.result), headers)
+    if isinstance(outcome, PoolFailed):
+        pool_error: dict[str, JsonValue] = outcome.pool_error.to_json()
+        raise ApiError(
+            "actor_runner_failed",
+            f"the runner pool {actor.pool.id} is failing: {outcome.pool_error.error.summary}",
+            metadata={
+                "actor_id": actor.actor_id,
+                "message_id": message.message_id,
+                "pool_error": pool_error,
+            },
+            headers={"Retry-After": str(settings.gateway_retry_after_s), **headers},
+        )
+    raise ApiError(
+        "actor_ready_timeout",
+        f"no result for message {message.message_id} within {waited:g} s; it stays queued",
+        metadata={
+            "actor_id": actor.actor_id,
+            "message_id": message.message_id,
+            "waited_s": waited,
+        },
+        headers={
+            "Retry-After": str(max(1, math.ceil(settings.gateway_check_interval_s))),
+            **headers,
+        },
+    )
+
+
+@router.get(
+    "/actors/<actor_id>/messages/<message_id>",
+    operation_id="get_message",
+    summary="Get a message and its result",
+    tags=["messages"],
+    responses={200: _ok(schemas.MessageView), **_errors(404, 422)},
+)
+def get_message(actor_id: ActorId, message_id: MessageId) -> Response[Any]:
+    deps = _deps()
+    message = deps.messages.get(actor_id, message_id)
+    if message is None:
+        raise ApiError(
+            "message_not_found",
+            f"no message {message_id} for actor {actor_id}",
+            metadata={"actor_id": actor_id, "message_id": message_id},
+        )
+    return _json(200, message_view(message))
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+def _actor_or_404(deps: ApiDeps, actor_id: str) -> ActorRecord:
+    actor = deps.actors.get(actor_id)
+    if actor is None:
+        raise ApiError("actor_not_found", f"no actor {actor_id}", metadata={"actor_id": actor_id})
+    return actor
+
+
+def _needs_pool(actor: ActorRecord) -> bool:
+    """Only ``no_capacity`` is enriched, so only those actors cost a tracker lookup."""
+    reason = actor.failure_reason
+    return reason is not None and reason.code == "no_capacity"
+
+
+def _remaining_s() -> float | None:
+    context = router.lambda_context
+    get_remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(get_remaining):
+        return None
+    try:
+        return float(get_remaining()) / 1000.0
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_entry(error: Any) -> dict[str, JsonValue]:
+    return {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", ""))}

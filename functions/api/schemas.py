@@ -1,0 +1,139 @@
+"""Request and response bodies of the API (they also make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from core.models import MAX_REQUEST_LIFESPAN_S, NAME_PATTERN, ErrorPolicy
+
+MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+"""Client-chosen message ids (``Idempotency-Key``): safe in URLs, SQS dedup ids and logs."""
+
+
+class RunnerConfigIn(BaseModel):
+    """``PUT /runner-configs/{namespace}/{runner_name}``: the whole config (it replaces).
+
+    A header value of ``***`` (what GET shows) keeps the stored value of that header, so a
+    read-modify-write never overwrites a secret with its redaction.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048, examples=["https://runner.example.com"])
+    headers: dict[str, str] = Field(default_factory=dict, max_length=50)
+    request_lifespan: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REQUEST_LIFESPAN_S,
+        description="seconds; default: 300, or less if the actor host cannot hold that long",
+    )
+    slots_per_runner: int = Field(default=1, ge=1, le=1000)
+    min_runners: int = Field(default=0, ge=0, le=1000)
+    max_runners: int = Field(default=10, ge=1, le=1000)
+    runners_margin: int = Field(default=0, ge=0, le=1000)
+    allow_private_network: bool = False
+    error_policy: ErrorPolicy = Field(default_factory=ErrorPolicy)
+
+
+DEFAULT_REQUEST_LIFESPAN_S = 300
+
+
+class RunnerConfigView(BaseModel):
+    """A runner config as the API shows it: header values redacted, the pool's active error."""
+
+    namespace: str
+    runner_name: str
+    url: str
+    headers: dict[str, str] = Field(description="header names; every value is '***'")
+    request_lifespan: int
+    slots_per_runner: int
+    min_runners: int
+    max_runners: int
+    runners_margin: int
+    allow_private_network: bool
+    error_policy: ErrorPolicy
+    updated_at: datetime | None = None
+    pool_error: dict[str, JsonValue] | None = Field(
+        default=None, description="the pool's active error; omitted when healthy"
+    )
+
+
+class RunnerConfigList(BaseModel):
+    """``GET /runner-configs?namespace=``."""
+
+    runner_configs: list[RunnerConfigView]
+
+
+class ActorIn(BaseModel):
+    """``POST /actors``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor_id: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="generated when omitted"
+    )
+    namespace: str = Field(pattern=NAME_PATTERN)
+    runner_name: str = Field(pattern=NAME_PATTERN)
+    key: str | None = Field(default=None, max_length=1024)
+    state: JsonValue = None
+    error_policy: ErrorPolicy | None = None
+
+
+class ActorView(BaseModel):
+    """An actor; ``error`` is omitted when there is none."""
+
+    actor_id: str
+    namespace: str
+    runner_name: str
+    key: str | None = None
+    state: JsonValue = None
+    state_version: int
+    status: str
+    error: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="pool_error | no_capacity | runner_no_response | actor_failed",
+    )
+    error_policy: ErrorPolicy | None = None
+    errors: dict[str, JsonValue] | None = Field(
+        default=None, description="recent error events: {events: [...], dropped: n}"
+    )
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ActorList(BaseModel):
+    """``GET /actors?namespace=``: one page."""
+
+    actors: list[ActorView]
+    next_cursor: str | None = None
+
+
+class MessageIn(BaseModel):
+    """``POST /actors/{actor_id}/messages``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: JsonValue = None
+    reply_to: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
+class MessageView(BaseModel):
+    """A message and what became of it."""
+
+    actor_id: str
+    message_id: str
+    status: str
+    input: JsonValue = None
+    attempts: int = 0
+    result: JsonValue = None
+    error: dict[str, JsonValue] | None = None
+    disposition: str | None = None
+    runner_id: str | None = None
+    reply_to: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    next_attempt_at: datetime | None = None

@@ -1,0 +1,637 @@
+"""The API on in-memory stores and the real tracker, with a virtual clock (no sockets, no waits)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from adapters.actor_store import ActorExistsError, InMemoryActorStore
+from adapters.message_store import InMemoryMessageStore
+from adapters.pool_errors import InMemoryPoolErrorStore
+from adapters.probe_store import InMemoryProbeStore
+from adapters.runner_config_store import InMemoryRunnerConfigStore
+from adapters.settings import Settings
+from adapters.tracker import PoolErrorStatus, PoolErrorTracker
+from core.errors import NoCapacity, RunnerNoResponse, ServerlessHttpError
+from core.models import MessageEnvelope, PoolKey
+from functions.api.app import handle
+from functions.api.routes import ApiDeps
+from functions.api.url_check import make_url_check
+from tests.unit.test_api_events import aws_proxy_event, response_header, response_json
+
+SECRET = "Bearer s3cret-value"
+POOL = PoolKey(namespace="ns", runner_name="echo")
+START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+RESOLVE = {
+    "runner.example.com": ["93.184.216.34"],
+    "internal.example.com": ["10.1.2.3"],
+    "mixed.example.com": ["93.184.216.34", "169.254.169.254"],
+}
+
+
+def fake_resolver(host: str, port: int) -> list[str]:
+    if host in RESOLVE:
+        return RESOLVE[host]
+    raise OSError(f"no such host {host}")
+
+
+class VirtualClock:
+    """Monotonic seconds and wall time that only move when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.hooks: list[tuple[float, Callable[[], None]]] = []
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return START + timedelta(seconds=self.t)
+
+    def at(self, when: float, hook: Callable[[], None]) -> None:
+        self.hooks.append((when, hook))
+        self.hooks.sort(key=lambda h: h[0])
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        target = self.t + seconds
+        while self.hooks and self.hooks[0][0] <= target:
+            when, hook = self.hooks.pop(0)
+            self.t = max(self.t, when)
+            hook()
+        self.t = target
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.sent: list[MessageEnvelope] = []
+
+    def send(self, envelope: MessageEnvelope) -> None:
+        self.sent.append(envelope)
+
+
+class CountingTracker:
+    """The real tracker, with its lookups counted (enrichment must batch)."""
+
+    def __init__(self, inner: PoolErrorTracker) -> None:
+        self.inner = inner
+        self.batched_calls: list[list[PoolKey]] = []
+        self.single_calls = 0
+
+    def active_error(self, pool: PoolKey) -> PoolErrorStatus | None:
+        self.single_calls += 1
+        return self.inner.active_error(pool)
+
+    def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, PoolErrorStatus]:
+        pools = list(pools)
+        self.batched_calls.append(pools)
+        return self.inner.active_errors(pools)
+
+
+@dataclass
+class World:
+    deps: ApiDeps
+    clock: VirtualClock
+    tracker: PoolErrorTracker
+    counting: CountingTracker
+    actors: InMemoryActorStore
+    messages: InMemoryMessageStore
+    queue: RecordingQueue
+    probes: InMemoryProbeStore
+    context: Any = None
+    ids: list[str] = field(default_factory=list)
+
+    def call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        return handle(aws_proxy_event(method, path, **kw), self.context, self.deps)
+
+    def put_config(self, name: str = "echo", **body: Any) -> dict[str, Any]:
+        body.setdefault("url", "https://runner.example.com")
+        return self.call("PUT", f"/runner-configs/ns/{name}", body=body)
+
+    def create_actor(self, actor_id: str = "a1", runner_name: str = "echo") -> dict[str, Any]:
+        body = {"actor_id": actor_id, "namespace": "ns", "runner_name": runner_name}
+        return self.call("POST", "/actors", body=body)
+
+    def host_finishes(self, actor_id: str, message_id: str, result: Any) -> None:
+        """What the actor host does for a successful execution."""
+        now = self.clock.now()
+        claim = self.messages.claim(actor_id, message_id, owner="host", lease_s=60, now=now)
+        assert claim.outcome == "claimed"
+        self.messages.mark_running(actor_id, message_id, owner="host", runner_id="r1", now=now)
+        actor = self.actors.get(actor_id)
+        assert actor is not None
+        self.messages.commit_success(
+            actor_id,
+            message_id,
+            owner="host",
+            expected_version=actor.state_version,
+            state={"done": True},
+            result=result,
+            now=now,
+        )
+
+
+def make_world(**settings: Any) -> World:
+    clock = VirtualClock()
+    tracker = PoolErrorTracker(
+        InMemoryPoolErrorStore(in_lambda=False), clock=clock.now, monotonic=clock.monotonic
+    )
+    counting = CountingTracker(tracker)
+    actors = InMemoryActorStore(in_lambda=False)
+    messages = InMemoryMessageStore(actors=actors, in_lambda=False)
+    queue = RecordingQueue()
+    probes = InMemoryProbeStore()
+    counter = iter(range(1, 10_000))
+    deps = ApiDeps(
+        settings=Settings(**settings),
+        runner_configs=InMemoryRunnerConfigStore(in_lambda=False),
+        actors=actors,
+        messages=messages,
+        queue=queue,
+        tracker=counting,
+        probes=probes,
+        check_url=make_url_check(fake_resolver, allow_loopback=True),
+        actor_exists_error=ActorExistsError,
+        now=clock.now,
+        clock=clock.monotonic,
+        sleep=clock.sleep,
+        new_id=lambda: f"id{next(counter)}",
+    )
+    return World(deps, clock, tracker, counting, actors, messages, queue, probes)
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world()
+
+
+def assert_error(response: dict[str, Any], status: int, code: str) -> dict[str, Any]:
+    assert response["statusCode"] == status, response
+    body = response_json(response)
+    assert set(body) == {"group", "code", "message", "metadata"}
+    assert body["code"] == code
+    assert isinstance(body["message"], str) and body["message"]
+    return body  # type: ignore[no-any-return]
+
+
+HTTP_503 = ServerlessHttpError(status_code=503, body="upstream down")
+
+
+# --- runner configs ---------------------------------------------------------------------------
+
+
+def test_put_and_get_runner_config_redacts_headers(world: World) -> None:
+    put = world.put_config(headers={"authorization": SECRET}, max_runners=3)
+    assert put["statusCode"] == 200
+    assert SECRET not in put["body"]
+    body = response_json(put)
+    assert body["headers"] == {"authorization": "***"}
+    assert body["max_runners"] == 3
+    assert "pool_error" not in body
+    got = world.call("GET", "/runner-configs/ns/echo")
+    assert got["statusCode"] == 200
+    assert SECRET not in got["body"]
+    assert response_json(got)["url"] == "https://runner.example.com"
+    stored = world.deps.runner_configs.get(POOL)
+    assert stored is not None
+    assert stored.header_values() == {"authorization": SECRET}
+
+
+def test_put_with_redacted_value_keeps_the_stored_secret(world: World) -> None:
+    world.put_config(headers={"authorization": SECRET, "x-team": "a"})
+    world.put_config(headers={"authorization": "***", "x-team": "b"}, max_runners=4)
+    stored = world.deps.runner_configs.get(POOL)
+    assert stored is not None
+    assert stored.header_values() == {"authorization": SECRET, "x-team": "b"}
+    assert stored.max_runners == 4
+
+
+def test_put_resets_probe_backoff(world: World) -> None:
+    world.probes.record_failure(POOL, failures=5, next_probe_at=1e12, error_code="x")
+    assert world.put_config()["statusCode"] == 200
+    assert world.probes.get(POOL) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        pytest.param(
+            {"headers": {"X-Runner-Pool": "x"}},
+            422,
+            "runner_config_invalid",
+            id="reserved_x_runner",
+        ),
+        pytest.param(
+            {"headers": {"Accept": "x"}}, 422, "runner_config_invalid", id="reserved_accept"
+        ),
+        pytest.param(
+            {"headers": {"bad header": "x"}}, 422, "runner_config_invalid", id="header_not_token"
+        ),
+        pytest.param(
+            {"min_runners": 5, "max_runners": 2}, 422, "runner_config_invalid", id="max_below_min"
+        ),
+        pytest.param(
+            {"request_lifespan": 295}, 422, "runner_config_invalid", id="lifespan_over_host"
+        ),
+        pytest.param({"request_lifespan": 901}, 422, "invalid_request", id="lifespan_over_lambda"),
+        pytest.param(
+            {"url": "ftp://runner.example.com"}, 422, "runner_config_invalid", id="ftp_url"
+        ),
+        pytest.param({"url": "not a url"}, 422, "runner_config_invalid", id="not_url"),
+        pytest.param(
+            {"url": "http://10.0.0.7/x"}, 422, "runner_config_url_blocked", id="private_literal"
+        ),
+        pytest.param(
+            {"url": "https://internal.example.com"},
+            422,
+            "runner_config_url_blocked",
+            id="private_dns",
+        ),
+        pytest.param(
+            {"url": "http://169.254.169.254/latest"},
+            422,
+            "runner_config_url_blocked",
+            id="metadata",
+        ),
+        pytest.param(
+            {"url": "http://169.254.169.254/", "allow_private_network": True},
+            422,
+            "runner_config_url_blocked",
+            id="metadata_even_if_private_allowed",
+        ),
+        pytest.param(
+            {"url": "https://mixed.example.com", "allow_private_network": True},
+            422,
+            "runner_config_url_blocked",
+            id="one_bad_address_refuses_host",
+        ),
+        pytest.param(
+            {"url": "http://user:pw@runner.example.com"},
+            422,
+            "runner_config_url_blocked",
+            id="credentials_in_url",
+        ),
+        pytest.param({"unknown": 1}, 422, "invalid_request", id="unknown_field"),
+        pytest.param({"max_runners": "many"}, 422, "invalid_request", id="wrong_type"),
+    ],
+)
+def test_put_runner_config_refusals(
+    world: World, body: dict[str, Any], status: int, code: str
+) -> None:
+    answer = world.put_config(**body)
+    err = assert_error(answer, status, code)
+    assert world.deps.runner_configs.get(POOL) is None
+    assert "Traceback" not in json.dumps(err)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            {"url": "http://10.0.0.7/x", "allow_private_network": True}, id="private_allowed"
+        ),
+        pytest.param({"url": "https://unresolvable.example.com"}, id="dns_not_yet"),
+        pytest.param(
+            {"url": "http://127.0.0.1:9/", "allow_private_network": True},
+            id="loopback_outside_lambda",
+        ),
+    ],
+)
+def test_put_runner_config_accepted(world: World, body: dict[str, Any]) -> None:
+    assert world.put_config(**body)["statusCode"] == 200
+
+
+def test_loopback_refused_when_running_in_lambda() -> None:
+    check = make_url_check(fake_resolver, allow_loopback=False)
+    assert check("http://127.0.0.1:9/", True) is not None
+    assert check("https://runner.example.com", False) is None
+
+
+def test_runner_config_not_found_and_delete(world: World) -> None:
+    assert_error(world.call("GET", "/runner-configs/ns/echo"), 404, "runner_config_not_found")
+    assert_error(world.call("DELETE", "/runner-configs/ns/echo"), 404, "runner_config_not_found")
+    world.put_config()
+    deleted = world.call("DELETE", "/runner-configs/ns/echo")
+    assert deleted["statusCode"] == 204
+    assert_error(world.call("GET", "/runner-configs/ns/echo"), 404, "runner_config_not_found")
+
+
+def test_list_runner_configs_carries_pool_error_per_entry(world: World) -> None:
+    world.put_config("echo")
+    world.put_config("other")
+    world.tracker.report_error(POOL, HTTP_503)
+    answer = world.call("GET", "/runner-configs", query={"namespace": "ns"})
+    assert answer["statusCode"] == 200
+    entries = {e["runner_name"]: e for e in response_json(answer)["runner_configs"]}
+    assert entries["echo"]["pool_error"]["error"] == HTTP_503.to_json()
+    assert entries["echo"]["pool_error"]["count"] == 1
+    assert "pool_error" not in entries["other"]
+    assert len(world.counting.batched_calls) == 1
+    assert sorted(p.runner_name for p in world.counting.batched_calls[0]) == ["echo", "other"]
+
+
+def test_get_runner_config_shows_pool_error(world: World) -> None:
+    world.put_config()
+    world.tracker.report_error(POOL, HTTP_503)
+    body = response_json(world.call("GET", "/runner-configs/ns/echo"))
+    assert body["pool_error"]["error"]["status_code"] == 503
+
+
+# --- request-level errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        pytest.param({"raw_body": "{not json"}, 400, "malformed_body", id="bad_json"),
+        pytest.param(
+            {"raw_body": b"\xff\xfe", "content_type": "application/json"},
+            400,
+            "malformed_body",
+            id="bad_utf8",
+        ),
+        pytest.param(
+            {"raw_body": "url=x", "content_type": "text/plain"},
+            415,
+            "unsupported_media_type",
+            id="text_plain",
+        ),
+        pytest.param({"raw_body": "[1, 2]"}, 422, "invalid_request", id="array_body"),
+        pytest.param({}, 422, "invalid_request", id="missing_body"),
+    ],
+)
+def test_bad_bodies_are_4xx(world: World, kwargs: dict[str, Any], status: int, code: str) -> None:
+    assert_error(world.call("PUT", "/runner-configs/ns/echo", **kwargs), status, code)
+
+
+def test_bad_base64_is_400(world: World) -> None:
+    event = aws_proxy_event("PUT", "/runner-configs/ns/echo", body={"url": "https://x.io"})
+    event["body"] = "%%%not-base64"
+    assert_error(handle(event, None, world.deps), 400, "malformed_body")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        pytest.param("GET", "/nope", 404, "route_not_found", id="unknown_path"),
+        pytest.param("PATCH", "/actors/a1", 404, "route_not_found", id="unknown_method"),
+        pytest.param(
+            "GET", "/runner-configs/ns/bad%20name", 422, "invalid_request", id="bad_path_param"
+        ),
+        pytest.param("GET", "/runner-configs", 422, "invalid_request", id="missing_namespace"),
+        pytest.param("GET", "/actors/-bad", 422, "invalid_request", id="bad_actor_id"),
+    ],
+)
+def test_routing_errors(world: World, method: str, path: str, status: int, code: str) -> None:
+    assert_error(world.call(method, path), status, code)
+
+
+# --- actors and enrichment --------------------------------------------------------------------
+
+
+def test_create_actor_requires_runner_config(world: World) -> None:
+    assert_error(world.create_actor(), 422, "pool_not_configured")
+    world.put_config()
+    created = world.create_actor()
+    assert created["statusCode"] == 201
+    assert response_header(created, "Location") == "/actors/a1"
+    body = response_json(created)
+    assert body["actor_id"] == "a1"
+    assert "error" not in body
+    assert_error(world.create_actor(), 409, "actor_exists")
+
+
+def test_create_actor_generates_an_id(world: World) -> None:
+    world.put_config()
+    answer = world.call("POST", "/actors", body={"namespace": "ns", "runner_name": "echo"})
+    assert answer["statusCode"] == 201
+    assert response_json(answer)["actor_id"] == "id1"
+
+
+def test_get_missing_actor(world: World) -> None:
+    assert_error(world.call("GET", "/actors/zz"), 404, "actor_not_found")
+
+
+@pytest.mark.parametrize(
+    ("reason", "pool_broken", "expected_code"),
+    [
+        pytest.param(None, False, None, id="healthy_no_error"),
+        pytest.param(None, True, None, id="no_reason_pool_broken_still_none"),
+        pytest.param(NoCapacity(), False, "no_capacity", id="no_capacity_pool_healthy"),
+        pytest.param(NoCapacity(), True, "pool_error", id="no_capacity_becomes_pool_error"),
+        pytest.param(
+            RunnerNoResponse(runner_id="r9"),
+            True,
+            "runner_no_response",
+            id="runner_no_response_kept",
+        ),
+    ],
+)
+def test_actor_error_enrichment(
+    world: World, reason: Any, pool_broken: bool, expected_code: str | None
+) -> None:
+    world.put_config()
+    world.create_actor()
+    if reason is not None:
+        world.actors.set_failure_reason("a1", reason)
+    if pool_broken:
+        world.tracker.report_error(POOL, HTTP_503)
+        world.clock.t += 1
+        world.tracker.report_error(POOL, HTTP_503)
+    body = response_json(world.call("GET", "/actors/a1"))
+    if expected_code is None:
+        assert "error" not in body
+        return
+    assert body["error"]["code"] == expected_code
+    if expected_code == "pool_error":
+        assert body["error"]["error"] == HTTP_503.to_json()
+        assert body["error"]["count"] == 2
+        assert body["error"]["first_seen"] < body["error"]["last_seen"]
+    if expected_code == "runner_no_response":
+        assert body["error"]["runner_id"] == "r9"
+
+
+def test_list_actors_enriches_with_one_batched_lookup(world: World) -> None:
+    world.put_config("echo")
+    world.put_config("other")
+    for i in range(4):
+        world.create_actor(f"a{i}", runner_name="echo" if i % 2 == 0 else "other")
+        world.actors.set_failure_reason(f"a{i}", NoCapacity())
+    world.tracker.report_error(POOL, HTTP_503)
+    world.counting.batched_calls.clear()
+    world.counting.single_calls = 0
+    answer = world.call("GET", "/actors", query={"namespace": "ns", "limit": "3"})
+    assert answer["statusCode"] == 200
+    body = response_json(answer)
+    codes = {a["actor_id"]: a["error"]["code"] for a in body["actors"]}
+    assert codes == {"a0": "pool_error", "a1": "no_capacity", "a2": "pool_error"}
+    assert len(world.counting.batched_calls) == 1
+    assert world.counting.single_calls == 0
+    nxt = world.call("GET", "/actors", query={"namespace": "ns", "cursor": body["next_cursor"]})
+    assert [a["actor_id"] for a in response_json(nxt)["actors"]] == ["a3"]
+
+
+def test_list_actors_bad_cursor_is_4xx(world: World) -> None:
+    answer = world.call("GET", "/actors", query={"namespace": "ns", "cursor": "_w"})
+    assert_error(answer, 422, "invalid_request")
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ready(world: World) -> World:
+    world.put_config()
+    world.create_actor()
+    return world
+
+
+def test_post_message_enqueues_and_answers_202(ready: World) -> None:
+    answer = ready.call("POST", "/actors/a1/messages", body={"input": {"n": 1}})
+    assert answer["statusCode"] == 202
+    body = response_json(answer)
+    assert body["status"] == "pending"
+    assert body["input"] == {"n": 1}
+    assert response_header(answer, "Location") == f"/actors/a1/messages/{body['message_id']}"
+    assert ready.queue.sent == [MessageEnvelope(actor_id="a1", message_id=body["message_id"])]
+    got = ready.call("GET", f"/actors/a1/messages/{body['message_id']}")
+    assert response_json(got)["status"] == "pending"
+
+
+def test_idempotency_key(ready: World) -> None:
+    headers = {"Idempotency-Key": "order-42"}
+    first = ready.call("POST", "/actors/a1/messages", body={"input": 1}, headers=headers)
+    again = ready.call("POST", "/actors/a1/messages", body={"input": 1}, headers=headers)
+    assert response_json(first)["message_id"] == response_json(again)["message_id"] == "order-42"
+    assert again["statusCode"] == 202
+    other = ready.call("POST", "/actors/a1/messages", body={"input": 2}, headers=headers)
+    assert_error(other, 409, "idempotency_key_reused")
+    bad = ready.call(
+        "POST", "/actors/a1/messages", body={"input": 2}, headers={"Idempotency-Key": "a b"}
+    )
+    assert_error(bad, 422, "invalid_request")
+
+
+def test_message_errors(ready: World) -> None:
+    assert_error(ready.call("POST", "/actors/zz/messages", body={}), 404, "actor_not_found")
+    assert_error(ready.call("GET", "/actors/a1/messages/nope"), 404, "message_not_found")
+    ready.actors.set_status("a1", "stopped")
+    assert_error(ready.call("POST", "/actors/a1/messages", body={}), 409, "actor_stopped")
+
+
+# --- the gateway ------------------------------------------------------------------------------
+
+
+def post_wait(w: World, **kw: Any) -> dict[str, Any]:
+    return w.call("POST", "/actors/a1/messages", body={"input": "hi"}, query={"wait": "true"}, **kw)
+
+
+def test_gateway_fails_fast_after_first_check(ready: World) -> None:
+    ready.tracker.report_error(POOL, HTTP_503)
+    answer = post_wait(ready)
+    body = assert_error(answer, 503, "actor_runner_failed")
+    assert body["group"] == "guard"
+    assert body["metadata"]["actor_id"] == "a1"
+    assert body["metadata"]["pool_error"]["error"] == HTTP_503.to_json()
+    assert body["metadata"]["message_id"] == ready.queue.sent[0].message_id
+    assert response_header(answer, "Retry-After") == "60"
+    assert ready.clock.t == pytest.approx(1.0)  # virtual: answered at the first check
+
+
+def test_gateway_error_appearing_later_is_seen_on_the_2s_grid(ready: World) -> None:
+    ready.clock.at(2.5, lambda: ready.tracker.report_error(POOL, HTTP_503))
+    assert_error(post_wait(ready), 503, "actor_runner_failed")
+    assert ready.clock.t == pytest.approx(3.0)
+
+
+def test_gateway_returns_the_result(ready: World) -> None:
+    def host() -> None:
+        ready.host_finishes("a1", ready.queue.sent[0].message_id, {"answer": 42})
+
+    ready.clock.at(0.6, host)
+    answer = post_wait(ready)
+    assert answer["statusCode"] == 200
+    body = response_json(answer)
+    assert body["status"] == "succeeded"
+    assert body["result"] == {"answer": 42}
+    assert ready.clock.t == pytest.approx(0.75)  # next 0.25 s poll after the host finished
+
+
+def test_gateway_returns_a_failed_message_as_200(ready: World) -> None:
+    def host() -> None:
+        mid = ready.queue.sent[0].message_id
+        now = ready.clock.now()
+        ready.messages.claim("a1", mid, owner="host", lease_s=60, now=now)
+        ready.messages.finish_failure(
+            "a1",
+            mid,
+            owner="host",
+            status="failed",
+            error={"code": "actor_failed", "error_code": "boom", "message": "x"},
+            disposition="discard",
+            now=now,
+        )
+
+    ready.clock.at(4.1, host)
+    body = response_json(post_wait(ready))
+    assert body["status"] == "failed"
+    assert body["error"]["error_code"] == "boom"
+
+
+def test_gateway_times_out(ready: World) -> None:
+    body = assert_error(post_wait(ready), 503, "actor_ready_timeout")
+    assert body["metadata"]["waited_s"] == pytest.approx(25.0)
+    assert ready.clock.t == pytest.approx(25.0)
+
+
+def test_gateway_timeout_is_configurable_and_bounded_by_lambda_time() -> None:
+    w = make_world(gateway_ready_timeout_s=5.0)
+    w.put_config()
+    w.create_actor()
+    assert_error(post_wait(w), 503, "actor_ready_timeout")
+    assert w.clock.t == pytest.approx(5.0)
+
+    class Ctx:
+        def get_remaining_time_in_millis(self) -> int:
+            return 3000
+
+    w2 = make_world()
+    w2.put_config()
+    w2.create_actor()
+    w2.context = Ctx()
+    assert_error(post_wait(w2), 503, "actor_ready_timeout")
+    assert w2.clock.t == pytest.approx(2.0)  # 3 s left minus the 1 s margin
+
+
+def test_gateway_checks_pool_on_the_configured_schedule() -> None:
+    w = make_world(gateway_first_check_s=0.5, gateway_check_interval_s=1.0)
+    w.put_config()
+    w.create_actor()
+    w.clock.at(1.2, lambda: w.tracker.report_error(POOL, HTTP_503))
+    assert_error(post_wait(w), 503, "actor_runner_failed")
+    assert w.clock.t == pytest.approx(1.5)
+
+
+def test_without_wait_a_broken_pool_still_accepts(ready: World) -> None:
+    ready.tracker.report_error(POOL, HTTP_503)
+    answer = ready.call("POST", "/actors/a1/messages", body={"input": 1})
+    assert answer["statusCode"] == 202
+    assert ready.clock.sleeps == []
+
+
+def test_unexpected_exception_is_a_500_in_the_api_shape(ready: World) -> None:
+    def boom(envelope: MessageEnvelope) -> None:
+        raise RuntimeError("queue exploded")
+
+    ready.queue.send = boom  # type: ignore[method-assign]
+    answer = ready.call("POST", "/actors/a1/messages", body={"input": 1})
+    body = assert_error(answer, 500, "server_error")
+    assert "exploded" not in json.dumps(body)
