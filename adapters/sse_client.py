@@ -1,0 +1,946 @@
+"""Start runners: ``POST {url}/start``, read the SSE answer, classify every way it can fail.
+
+One call of ``start(target, body)`` is one attempt (DESIGN.md §4). It yields typed frames,
+``InitFrame`` first, and ends after ``done``, ``error`` or ``stopping``. Failures:
+
+- before ``init`` (the endpoint's fault; the tracker records these) ->
+  ``RunnerError(<RunnerPoolError>)`` raised ``from`` the cause;
+- after ``init``, silence past ``idle_timeout_s``, the caller's deadline, a broken or ended
+  stream -> ``RunnerNoResponseError(runner_id)``; a frame that does not decode is still the
+  endpoint's fault -> ``RunnerError``.
+
+Order of checks, most specific first: URL and address guard, DNS, transport errors, status
+(httpx-sse never looks at it), redirect, content type, then each event's size, base64, JSON and
+frame schema. Time is bounded by deadlines, not per-read timeouts (httpx's ``read=`` restarts
+on every ping): connect, time to ``init`` (pings do not count), idle with no event (pings and
+comments count), and the caller's absolute ``deadline`` (``time.monotonic()``).
+
+Header values are secrets: they are never logged, and no error or repr contains them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias
+
+import httpx
+
+from adapters import outbound
+from core.errors import (
+    InternalError,
+    RunnerError,
+    RunnerNoResponseError,
+    RunnerPoolError,
+    ServerlessConnectionError,
+    ServerlessHttpError,
+    ServerlessInvalidPayload,
+    ServerlessStreamEndedEarly,
+)
+from core.models import PoolKey, RunnerConfig
+from core.protocol import (
+    START_PATH,
+    DoneFrame,
+    ErrorFrame,
+    Frame,
+    InitFrame,
+    StoppingFrame,
+    decode_frame,
+    probe_body,
+)
+from core.truncate import MAX_ERROR_BYTES
+
+if TYPE_CHECKING:
+    from adapters.settings import Settings
+
+logger = logging.getLogger("runner_kit.sse")
+
+USER_AGENT: Final = "runner-kit/0.1"
+EVENT_STREAM: Final = "text/event-stream"
+
+DeadlineKind: TypeAlias = Literal["init", "idle", "deadline"]
+
+
+@dataclass(frozen=True)
+class StartLimits:
+    """Timeouts and size caps of one start; small values for tests, settings in Lambda."""
+
+    connect_timeout_s: float = 5.0
+    init_timeout_s: float = 30.0
+    idle_timeout_s: float = 60.0
+    max_event_bytes: int = 1024 * 1024
+    max_error_body_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout_s", "init_timeout_s", "idle_timeout_s"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.max_event_bytes <= 0 or self.max_error_body_bytes <= 0:
+            raise ValueError("size caps must be positive")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StartLimits:
+        """The limits configured for the functions (``adapters.settings``)."""
+        return cls(
+            connect_timeout_s=settings.connect_timeout_s,
+            init_timeout_s=settings.init_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            max_event_bytes=settings.max_event_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class StartTarget:
+    """Where and how to start a runner. ``headers`` are secrets: the repr shows names only."""
+
+    url: str
+    headers: Mapping[str, str]
+    pool: PoolKey
+    total_slots: int
+    request_lifespan: int
+    allow_private_network: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", dict(self.headers))  # a private copy
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{name}: ***" for name in self.headers)
+        return (
+            f"StartTarget(url={self.url!r}, headers={{{names}}}, pool={self.pool.id!r}, "
+            f"total_slots={self.total_slots}, request_lifespan={self.request_lifespan}, "
+            f"allow_private_network={self.allow_private_network})"
+        )
+
+    @classmethod
+    def from_config(cls, config: RunnerConfig) -> StartTarget:
+        """The target of a saved runner config."""
+        return cls(
+            url=config.url,
+            headers=config.header_values(),
+            pool=config.pool,
+            total_slots=config.slots_per_runner * config.max_runners,
+            request_lifespan=config.request_lifespan,
+            allow_private_network=config.allow_private_network,
+        )
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one probe start: ``ok`` once the ``init`` frame arrived."""
+
+    ok: bool
+    runner_id: str | None
+    time_to_init_s: float | None
+    error: RunnerPoolError | None
+
+
+# --- Classification ------------------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _transport_reasons() -> tuple[tuple[type[BaseException], str], ...]:
+    from httpx_sse import SSEError
+
+    # Most specific first: the first isinstance match wins.
+    return (
+        (SSEError, "content_type"),
+        (httpx.ConnectTimeout, "timeout"),
+        (httpx.ReadTimeout, "timeout"),
+        (httpx.WriteTimeout, "timeout"),
+        (httpx.PoolTimeout, "timeout"),
+        (httpx.TimeoutException, "timeout"),
+        (httpx.ConnectError, "connect"),
+        (httpx.ReadError, "read"),
+        (httpx.WriteError, "connect"),  # the request could not be delivered
+        (httpx.CloseError, "read"),
+        (httpx.NetworkError, "read"),
+        (httpx.RemoteProtocolError, "protocol"),
+        (httpx.LocalProtocolError, "protocol"),
+        (httpx.ProtocolError, "protocol"),
+        (httpx.ProxyError, "connect"),
+        (httpx.UnsupportedProtocol, "invalid_url"),
+        (httpx.TransportError, "read"),
+        (httpx.DecodingError, "protocol"),  # a broken content-encoding
+        (httpx.TooManyRedirects, "redirect"),
+        (httpx.InvalidURL, "invalid_url"),
+        (TimeoutError, "timeout"),
+        (ConnectionRefusedError, "connect"),
+        (ConnectionError, "read"),
+        (OSError, "connect"),
+    )
+
+
+_REASONS: tuple[tuple[type[BaseException], str], ...] | None = None
+
+
+def classify_exception(exc: BaseException) -> RunnerPoolError:
+    """The ``RunnerPoolError`` for an exception raised while starting or reading a runner."""
+    global _REASONS
+    if _REASONS is None:
+        _REASONS = _transport_reasons()
+    chain = list(_chain(exc))
+    if isinstance(exc, RunnerError):
+        return exc.error
+    if any(isinstance(e, outbound.BlockedAddressError) for e in chain):
+        return ServerlessConnectionError(message=str(exc), reason="blocked_address")
+    if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in chain):
+        return ServerlessConnectionError(message=_describe(exc), reason="tls")
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return ServerlessConnectionError(message=_describe(exc), reason=reason)
+    return InternalError(message=f"unexpected {type(exc).__name__} while starting: {exc}")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _connection_error(message: str, reason: str) -> RunnerError:
+    return RunnerError(ServerlessConnectionError(message=message, reason=reason))
+
+
+# --- SSE framing: bytes in, events out, with a size cap ------------------------------------
+
+
+class _EventTooLarge(Exception):
+    pass
+
+
+class SSEParser:
+    """An incremental ``text/event-stream`` parser on bytes (WHATWG rules), capped per event.
+
+    ``feed`` returns ``(event_type, data)`` pairs; ``data`` is None when the event had no
+    ``data`` line. ``activity`` counts comment lines since the last call of ``take_activity``.
+    A stream's last event is dispatched even without its closing blank line, provided its last
+    line was complete (a line cut by the end of the stream is dropped, as the spec says).
+    """
+
+    __slots__ = ("_cr", "_data", "_event", "_max", "_partial", "_parts", "_size", "comments")
+
+    def __init__(self, max_event_bytes: int) -> None:
+        self._max = max_event_bytes
+        self._cr = False
+        self._parts: list[bytes] = []
+        self._partial = 0
+        self._event: bytes | None = None
+        self._data: list[bytes] = []
+        self._size = 0
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes | None]]:
+        if self._cr:
+            chunk = b"\r" + chunk
+            self._cr = False
+        if chunk.endswith(b"\r"):  # may be the first half of \r\n: decide with the next chunk
+            self._cr = True
+            chunk = chunk[:-1]
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        events: list[tuple[bytes, bytes | None]] = []
+        if lines:
+            if self._parts:
+                self._parts.append(lines[0])
+                lines[0] = b"".join(self._parts)
+                self._parts = []
+                self._partial = 0
+            for line in lines:
+                self._line(line, events)
+        if tail:
+            self._parts.append(tail)
+            self._partial += len(tail)
+            if self._size + self._partial > self._max:
+                raise _EventTooLarge
+        return events
+
+    def finish(self) -> list[tuple[bytes, bytes | None]]:
+        """End of stream: dispatch a pending event whose lines were all complete."""
+        events: list[tuple[bytes, bytes | None]] = []
+        if self._cr:  # a final lone \r ended a line
+            self._cr = False
+            self.feed(b"\n")
+        if not self._parts:
+            self._line(b"", events)
+        self._parts = []
+        return events
+
+    def _line(self, line: bytes, events: list[tuple[bytes, bytes | None]]) -> None:
+        if not line:
+            if self._event is not None or self._data:
+                events.append((self._event or b"", b"\n".join(self._data) if self._data else None))
+            self._event = None
+            self._data = []
+            self._size = 0
+            return
+        self._size += len(line) + 1
+        if self._size > self._max:
+            raise _EventTooLarge
+        if line[0] == 0x3A:  # ':' comment, e.g. a proxy's keep-alive
+            self.comments += 1
+            return
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value
+        # id, retry and unknown fields carry nothing for this protocol.
+
+
+# --- One attempt: timers and frame rules, shared by the sync and async clients -------------
+
+
+class _Attempt:
+    """The state of one start attempt: phase, timers, and how each failure is classified."""
+
+    __slots__ = (
+        "comments_seen",
+        "finished",
+        "idle_deadline",
+        "init_deadline",
+        "limits",
+        "parser",
+        "runner_id",
+        "started",
+        "target_host",
+        "total_deadline",
+    )
+
+    def __init__(self, limits: StartLimits, deadline: float | None, host: str) -> None:
+        self.limits = limits
+        self.started = time.monotonic()
+        self.init_deadline = self.started + limits.init_timeout_s
+        self.idle_deadline = self.started + limits.idle_timeout_s
+        self.total_deadline = math.inf if deadline is None else deadline
+        self.runner_id: str | None = None
+        self.finished = False
+        self.parser = SSEParser(limits.max_event_bytes)
+        self.comments_seen = 0
+        self.target_host = host
+
+    # Deadlines.
+
+    def next_deadline(self) -> tuple[float, DeadlineKind]:
+        """The earliest deadline that applies now, and which one it is."""
+        best: tuple[float, DeadlineKind] = (self.idle_deadline, "idle")
+        if self.runner_id is None and self.init_deadline <= best[0]:
+            best = (self.init_deadline, "init")
+        if self.total_deadline <= best[0]:
+            best = (self.total_deadline, "deadline")
+        return best
+
+    def pre_body_deadline(self) -> tuple[float, DeadlineKind]:
+        """Until the response starts, only time to init and the caller's deadline apply."""
+        if self.total_deadline < self.init_deadline:
+            return self.total_deadline, "deadline"
+        return self.init_deadline, "init"
+
+    def connect_timeout(self) -> float:
+        when, kind = self.pre_body_deadline()
+        remaining = when - time.monotonic()
+        if remaining <= 0:
+            self.timed_out(kind)
+        return min(self.limits.connect_timeout_s, remaining)
+
+    def timed_out(self, kind: DeadlineKind, cause: BaseException | None = None) -> NoReturn:
+        self.finished = True
+        limits = self.limits
+        if self.runner_id is None:
+            message = {
+                "init": f"no init frame within {limits.init_timeout_s:g} s",
+                "idle": f"no event for {limits.idle_timeout_s:g} s before init",
+                "deadline": "the caller's deadline passed before init",
+            }[kind]
+            raise _connection_error(message, "timeout") from cause
+        detail = {
+            "init": "timed out",  # not reachable after init; kept total for safety
+            "idle": f"no event for {limits.idle_timeout_s:g} s",
+            "deadline": "the caller's deadline passed before done",
+        }[kind]
+        raise RunnerNoResponseError(self.runner_id, detail) from cause
+
+    def check_clock(self) -> None:
+        when, kind = self.next_deadline()
+        if time.monotonic() >= when:
+            self.timed_out(kind)
+
+    # Failures of the transport while reading the body.
+
+    def broken(self, exc: BaseException, kind: DeadlineKind) -> NoReturn:
+        self.finished = True
+        if isinstance(exc, httpx.ReadTimeout | TimeoutError):
+            self.timed_out(kind, exc)
+        if self.runner_id is not None:
+            raise RunnerNoResponseError(self.runner_id, _describe(exc)) from exc
+        raise RunnerError(classify_exception(exc)) from exc
+
+    # Events to frames.
+
+    def feed(self, chunk: bytes) -> list[Frame]:
+        try:
+            events = self.parser.feed(chunk)
+        except _EventTooLarge:
+            self._too_large()
+        return self._frames(events)
+
+    def end_of_stream(self) -> list[Frame]:
+        try:
+            frames = self._frames(self.parser.finish())
+        except _EventTooLarge:
+            self._too_large()
+        if self.finished:
+            return frames
+        self.finished = True
+        if self.runner_id is None:
+            raise RunnerError(ServerlessStreamEndedEarly())
+        raise RunnerNoResponseError(self.runner_id, "stream ended without done")
+
+    def _too_large(self) -> NoReturn:
+        self.finished = True
+        raise _connection_error(
+            f"an event exceeded {self.limits.max_event_bytes} bytes", "too_large"
+        )
+
+    def _frames(self, events: list[tuple[bytes, bytes | None]]) -> list[Frame]:
+        frames: list[Frame] = []
+        active = bool(events) or self.parser.comments != self.comments_seen
+        self.comments_seen = self.parser.comments
+        for name, data in events:
+            if name in (b"", b"message"):
+                if data is None:
+                    continue  # an event without data is not dispatched (WHATWG)
+                try:
+                    frames.append(self._accept(decode_frame(data)))
+                except RunnerError:
+                    self.finished = True
+                    raise
+            elif name == b"stopping":
+                if self.runner_id is None:
+                    self.finished = True
+                    raise RunnerError(ServerlessStreamEndedEarly())
+                frames.append(self._accept(StoppingFrame()))
+            # ping and unknown event types: activity only
+            if self.finished:
+                break
+        if active:
+            self.idle_deadline = time.monotonic() + self.limits.idle_timeout_s
+        if not self.finished:
+            self.check_clock()
+        return frames
+
+    def _accept(self, frame: Frame) -> Frame:
+        if self.runner_id is None:
+            if not isinstance(frame, InitFrame):
+                self._out_of_order(frame, f"expected an init frame first, got {frame.type!r}")
+            self.runner_id = frame.runner_id
+            logger.debug("runner %s started after %.3f s", frame.runner_id, self.elapsed())
+        elif isinstance(frame, InitFrame):
+            self._out_of_order(frame, "a second init frame")
+        elif isinstance(frame, DoneFrame | ErrorFrame | StoppingFrame):
+            self.finished = True
+        return frame
+
+    def _out_of_order(self, frame: Frame, message: str) -> NoReturn:
+        self.finished = True
+        raise RunnerError(
+            ServerlessInvalidPayload(message=message, raw_payload=frame.model_dump_json())
+        )
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+# --- Request and response checks, shared --------------------------------------------------
+
+
+def start_url(url: str) -> httpx.URL:
+    """``{url without trailing /}/start``, keeping any query string."""
+    parsed = httpx.URL(url)
+    return parsed.copy_with(path=parsed.path.rstrip("/") + START_PATH)
+
+
+def _reserved_headers(target: StartTarget) -> dict[str, str]:
+    return {
+        "x-runner-pool": target.pool.id,
+        "x-runner-total-slots": str(target.total_slots),
+        "x-runner-request-lifespan": str(target.request_lifespan),
+        "accept": EVENT_STREAM,
+        "cache-control": "no-store",
+    }
+
+
+@dataclass
+class _Plan:
+    url: httpx.URL
+    host: str
+    port: int
+    allow_private: bool
+
+
+def _plan(target: StartTarget) -> _Plan:
+    try:
+        url = start_url(target.url)
+        host, port = outbound.check_url(url)
+    except outbound.Blocked as exc:
+        raise _connection_error(exc.message, exc.reason) from exc
+    except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
+        raise _connection_error(f"invalid runner URL: {exc}", "invalid_url") from exc
+    return _Plan(url, host, port, target.allow_private_network)
+
+
+def _request(
+    http: httpx.Client | httpx.AsyncClient,
+    target: StartTarget,
+    body: Mapping[str, Any],
+    plan: _Plan,
+    address: str,
+    attempt: _Attempt,
+) -> httpx.Request:
+    url, host_header, extensions = outbound.pin(plan.url, address)
+    headers = httpx.Headers(dict(target.headers))
+    headers.update(host_header)
+    headers.update(_reserved_headers(target))  # the kit's reserved headers win
+    pre_body, _ = attempt.pre_body_deadline()
+    budget = max(pre_body - time.monotonic(), 0.001)
+    timeout = httpx.Timeout(
+        connect=attempt.connect_timeout(),
+        read=None if math.isinf(budget) else budget,
+        write=min(budget, attempt.limits.connect_timeout_s),
+        pool=min(budget, attempt.limits.connect_timeout_s),
+    )
+    return http.build_request(
+        "POST", url, headers=headers, json=dict(body), timeout=timeout, extensions=extensions
+    )
+
+
+def _address_or_raise(plan: _Plan, addresses: list[str], allow_loopback: bool) -> str:
+    try:
+        return outbound.choose_address(
+            plan.host, addresses, allow_private=plan.allow_private, allow_loopback=allow_loopback
+        )
+    except outbound.Blocked as exc:
+        raise _connection_error(exc.message, exc.reason) from exc
+
+
+def _dns_failed(plan: _Plan, exc: BaseException) -> RunnerError:
+    return _connection_error(f"cannot resolve {plan.host}: {_describe(exc)}", "dns")
+
+
+def _deadline_stream(
+    response: httpx.Response,
+) -> outbound.DeadlineStream | outbound.AsyncDeadlineStream | None:
+    stream = response.extensions.get("network_stream")
+    if isinstance(stream, outbound.DeadlineStream | outbound.AsyncDeadlineStream):
+        return stream
+    return None  # another transport (MockTransport in tests): deadlines apply between chunks
+
+
+def _media_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).partition(";")[0].strip().lower()
+
+
+def _redirect_error(response: httpx.Response) -> RunnerError:
+    location = response.headers.get("location", "")
+    shown = location.split("?", 1)[0] if location else "(no Location header)"
+    return _connection_error(
+        f"HTTP {response.status_code} redirect to {shown} not followed "
+        "(runner URLs must answer /start directly)",
+        "redirect",
+    )
+
+
+def _content_type_error(response: httpx.Response) -> RunnerError:
+    got = response.headers.get("content-type") or "(none)"
+    return _connection_error(
+        f"HTTP 200 with content-type {got!r}, expected {EVENT_STREAM}", "content_type"
+    )
+
+
+def _body_text(data: bytes, response: httpx.Response) -> str:
+    encoding = response.charset_encoding or "utf-8"
+    try:
+        return data.decode(encoding, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+def _unreadable(exc: BaseException) -> str:
+    return f"<response body unreadable: {type(exc).__name__}>"
+
+
+def _initial_checks(response: httpx.Response) -> str:
+    """``"ok"``, or what is wrong with the response: ``"status"``, ``"redirect"`` or ``"type"``."""
+    if response.status_code == 200:
+        return "ok" if _media_type(response) == EVENT_STREAM else "type"
+    if 300 <= response.status_code < 400 and "location" in response.headers:
+        return "redirect"
+    return "status"
+
+
+# --- Sync client ---------------------------------------------------------------------------
+
+
+class _Frames(Iterator[Frame]):
+    """Frames of one open stream; ends after a terminal frame, raises on any failure."""
+
+    def __init__(self, response: httpx.Response, attempt: _Attempt) -> None:
+        self._chunks = response.iter_bytes()
+        self._net = _deadline_stream(response)
+        self._attempt = attempt
+        self._pending: deque[Frame] = deque()
+
+    def __iter__(self) -> _Frames:
+        return self
+
+    def __next__(self) -> Frame:
+        attempt = self._attempt
+        while not self._pending:
+            if attempt.finished:
+                raise StopIteration
+            when, kind = attempt.next_deadline()
+            if self._net is not None:
+                self._net.read_deadline = when
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._pending.extend(attempt.end_of_stream())
+                continue
+            except Exception as exc:
+                attempt.broken(exc, kind)
+            self._pending.extend(attempt.feed(chunk))
+        return self._pending.popleft()
+
+
+class RunnerClient:
+    """Sync runner starts. One instance per process; thread-safe like ``httpx.Client``."""
+
+    def __init__(
+        self,
+        limits: StartLimits | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        resolver: outbound.Resolver | None = None,
+        allow_loopback: bool | None = None,
+    ) -> None:
+        self.limits = limits or StartLimits()
+        self._resolver = resolver
+        self._allow_loopback = _default_allow_loopback(allow_loopback)
+        self._http = httpx.Client(
+            transport=transport or outbound.guarded_transport(allow_loopback=self._allow_loopback),
+            follow_redirects=False,
+            trust_env=False,  # no env proxies (they would bypass pinning), no .netrc
+            headers={"user-agent": USER_AGENT},
+        )
+
+    def __enter__(self) -> RunnerClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.close()
+
+    @contextmanager
+    def start(
+        self, target: StartTarget, body: Mapping[str, Any], *, deadline: float | None = None
+    ) -> Iterator[Iterator[Frame]]:
+        """Open one ``/start`` stream; iterate the frames inside the ``with`` block."""
+        response, attempt = self._open(target, body, deadline)
+        try:
+            yield _Frames(response, attempt)
+        finally:
+            _close_quietly(response)
+
+    def _resolve(self, plan: _Plan, attempt: _Attempt) -> list[str]:
+        if outbound.parse_ip(plan.host) is not None:
+            return [plan.host]
+        try:
+            if self._resolver is not None:
+                return list(self._resolver(plan.host, plan.port))
+            return outbound.resolve_with_timeout(plan.host, plan.port, attempt.connect_timeout())
+        except (OSError, UnicodeError) as exc:
+            raise _dns_failed(plan, exc) from exc
+
+    def _open(
+        self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
+    ) -> tuple[httpx.Response, _Attempt]:
+        plan = _plan(target)
+        attempt = _Attempt(self.limits, deadline, plan.host)
+        attempt.connect_timeout()  # the caller's deadline may have passed already
+        address = _address_or_raise(plan, self._resolve(plan, attempt), self._allow_loopback)
+        logger.debug("starting a runner: pool=%s host=%s", target.pool.id, plan.host)
+        try:
+            request = _request(self._http, target, body, plan, address, attempt)
+            response = self._http.send(request, stream=True)
+        except RunnerError:
+            raise
+        except Exception as exc:
+            kind = attempt.pre_body_deadline()[1]
+            if isinstance(exc, httpx.ReadTimeout):
+                attempt.timed_out(kind, exc)
+            raise RunnerError(classify_exception(exc)) from exc
+        try:
+            verdict = _initial_checks(response)
+            if verdict == "ok":
+                return response, attempt
+            if verdict == "redirect":
+                raise _redirect_error(response)
+            if verdict == "type":
+                raise _content_type_error(response)
+            raise RunnerError(
+                ServerlessHttpError(
+                    status_code=response.status_code, body=self._error_body(response, attempt)
+                )
+            )
+        except BaseException:
+            _close_quietly(response)
+            raise
+
+    def _error_body(self, response: httpx.Response, attempt: _Attempt) -> str:
+        net = _deadline_stream(response)
+        if net is not None:
+            net.read_deadline = attempt.pre_body_deadline()[0]
+        cap = self.limits.max_error_body_bytes
+        data = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) >= cap:
+                    break
+        except Exception as exc:
+            if not data:
+                return _unreadable(exc)
+        return _body_text(bytes(data[: max(cap, MAX_ERROR_BYTES)]), response)
+
+
+def _close_quietly(response: httpx.Response) -> None:
+    try:
+        response.close()
+    except Exception:  # a broken connection may fail to close; nothing is left to do
+        logger.debug("closing a runner stream failed", exc_info=True)
+
+
+async def _aclose_quietly(response: httpx.Response) -> None:
+    try:
+        await response.aclose()
+    except Exception:
+        logger.debug("closing a runner stream failed", exc_info=True)
+
+
+def _default_allow_loopback(allow_loopback: bool | None) -> bool:
+    if allow_loopback is not None:
+        return allow_loopback
+    from adapters.settings import in_lambda
+
+    return not in_lambda()  # inside Lambda, loopback is the runtime API
+
+
+# --- Async client --------------------------------------------------------------------------
+
+
+class _AsyncFrames(AsyncIterator[Frame]):
+    """The async twin of ``_Frames``."""
+
+    def __init__(self, response: httpx.Response, attempt: _Attempt) -> None:
+        self._chunks = response.aiter_bytes()
+        self._net = _deadline_stream(response)
+        self._attempt = attempt
+        self._pending: deque[Frame] = deque()
+
+    def __aiter__(self) -> _AsyncFrames:
+        return self
+
+    async def __anext__(self) -> Frame:
+        attempt = self._attempt
+        while not self._pending:
+            if attempt.finished:
+                raise StopAsyncIteration
+            when, kind = attempt.next_deadline()
+            if self._net is not None:
+                self._net.read_deadline = when
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._pending.extend(attempt.end_of_stream())
+                continue
+            except Exception as exc:
+                attempt.broken(exc, kind)
+            self._pending.extend(attempt.feed(chunk))
+        return self._pending.popleft()
+
+    async def aclose(self) -> None:
+        closer = getattr(self._chunks, "aclose", None)
+        if closer is not None:
+            try:
+                await closer()
+            except Exception:
+                logger.debug("closing a runner stream failed", exc_info=True)
+
+
+class AsyncRunnerClient:
+    """Async runner starts (asyncio or trio); many streams may run at once on one client."""
+
+    def __init__(
+        self,
+        limits: StartLimits | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: outbound.Resolver | None = None,
+        allow_loopback: bool | None = None,
+    ) -> None:
+        self.limits = limits or StartLimits()
+        self._resolver = resolver
+        self._allow_loopback = _default_allow_loopback(allow_loopback)
+        self._http = httpx.AsyncClient(
+            transport=transport
+            or outbound.async_guarded_transport(allow_loopback=self._allow_loopback),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"user-agent": USER_AGENT},
+        )
+
+    async def __aenter__(self) -> AsyncRunnerClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._http.aclose()
+
+    @asynccontextmanager
+    async def start(
+        self, target: StartTarget, body: Mapping[str, Any], *, deadline: float | None = None
+    ) -> AsyncIterator[AsyncIterator[Frame]]:
+        """Open one ``/start`` stream; iterate the frames inside the ``async with`` block."""
+        response, attempt = await self._open(target, body, deadline)
+        frames = _AsyncFrames(response, attempt)
+        try:
+            yield frames
+        finally:
+            await frames.aclose()
+            await _aclose_quietly(response)
+
+    async def _resolve(self, plan: _Plan, attempt: _Attempt) -> list[str]:
+        import anyio
+
+        if outbound.parse_ip(plan.host) is not None:
+            return [plan.host]
+        try:
+            if self._resolver is not None:
+                return list(self._resolver(plan.host, plan.port))
+            with anyio.fail_after(attempt.connect_timeout()):
+                return await outbound.async_system_resolve(plan.host, plan.port)
+        except (OSError, UnicodeError) as exc:  # TimeoutError is an OSError
+            raise _dns_failed(plan, exc) from exc
+
+    async def _open(
+        self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
+    ) -> tuple[httpx.Response, _Attempt]:
+        plan = _plan(target)
+        attempt = _Attempt(self.limits, deadline, plan.host)
+        attempt.connect_timeout()
+        address = _address_or_raise(plan, await self._resolve(plan, attempt), self._allow_loopback)
+        logger.debug("starting a runner: pool=%s host=%s", target.pool.id, plan.host)
+        try:
+            request = _request(self._http, target, body, plan, address, attempt)
+            response = await self._http.send(request, stream=True)
+        except RunnerError:
+            raise
+        except Exception as exc:
+            kind = attempt.pre_body_deadline()[1]
+            if isinstance(exc, httpx.ReadTimeout):
+                attempt.timed_out(kind, exc)
+            raise RunnerError(classify_exception(exc)) from exc
+        try:
+            verdict = _initial_checks(response)
+            if verdict == "ok":
+                return response, attempt
+            if verdict == "redirect":
+                raise _redirect_error(response)
+            if verdict == "type":
+                raise _content_type_error(response)
+            raise RunnerError(
+                ServerlessHttpError(
+                    status_code=response.status_code,
+                    body=await self._error_body(response, attempt),
+                )
+            )
+        except BaseException:
+            await _aclose_quietly(response)
+            raise
+
+    async def _error_body(self, response: httpx.Response, attempt: _Attempt) -> str:
+        net = _deadline_stream(response)
+        if net is not None:
+            net.read_deadline = attempt.pre_body_deadline()[0]
+        cap = self.limits.max_error_body_bytes
+        data = bytearray()
+        chunks = response.aiter_bytes()
+        try:
+            async for chunk in chunks:
+                data += chunk
+                if len(data) >= cap:
+                    break
+        except Exception as exc:
+            if not data:
+                return _unreadable(exc)
+        finally:
+            closer = getattr(chunks, "aclose", None)
+            if closer is not None:
+                await closer()
+        return _body_text(bytes(data[: max(cap, MAX_ERROR_BYTES)]), response)
+
+
+# --- Probes ----------------------------------------------------------------------------------
+
+
+def probe(
+    client: RunnerClient, target: StartTarget, *, deadline: float | None = None
+) -> ProbeResult:
+    """One probe start: success once ``init`` arrives; the stream is closed right after."""
+    started = time.monotonic()
+    try:
+        with client.start(target, probe_body(), deadline=deadline) as frames:
+            for frame in frames:
+                if isinstance(frame, InitFrame):
+                    return ProbeResult(True, frame.runner_id, time.monotonic() - started, None)
+    except RunnerError as exc:
+        return ProbeResult(False, None, None, exc.error)
+    return ProbeResult(False, None, None, InternalError(message="stream ended without init"))
+
+
+async def aprobe(
+    client: AsyncRunnerClient, target: StartTarget, *, deadline: float | None = None
+) -> ProbeResult:
+    """The async twin of ``probe``."""
+    started = time.monotonic()
+    try:
+        async with client.start(target, probe_body(), deadline=deadline) as frames:
+            async for frame in frames:
+                if isinstance(frame, InitFrame):
+                    return ProbeResult(True, frame.runner_id, time.monotonic() - started, None)
+    except RunnerError as exc:
+        return ProbeResult(False, None, None, exc.error)
+    return ProbeResult(False, None, None, InternalError(message="stream ended without init"))

@@ -1,0 +1,145 @@
+"""Serverless endpoint protocol v1: request bodies and the frames a runner streams back.
+
+Pure: stdlib + pydantic. The SSE adapter cuts the stream into events; this module turns one
+``message`` event's data into a typed frame, or raises ``RunnerError`` with
+``serverless_invalid_base64`` / ``serverless_invalid_payload``.
+
+Wire (each ``message`` event's data is standard base64 of UTF-8 JSON)::
+
+    {"v":1,"type":"init","runner_id":"..."}          first, and the only success for the tracker
+    {"type":"output","data":...}                    zero or more
+    {"type":"done","output":...,"state":...}        last, or
+    {"type":"error","code":"...","message":"...","retryable":false}
+    event: ping      (any data)                     keep-alive, at any time
+    event: stopping  (any data)                     clean early end
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
+
+from core.errors import RunnerError, ServerlessInvalidBase64, ServerlessInvalidPayload
+
+PROTOCOL_VERSION: Final = 1
+"""The protocol version this kit speaks (``protocol_version`` in bodies, ``v`` in ``init``)."""
+
+START_PATH: Final = "/start"
+
+
+class _Frame(BaseModel):
+    # Unknown keys are ignored so a runner may add fields without breaking older kits.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class InitFrame(_Frame):
+    """The runner started; ``runner_id`` names it in later ``runner_no_response`` errors."""
+
+    v: Literal[1] = 1
+    type: Literal["init"] = "init"
+    runner_id: str = Field(min_length=1, max_length=1024)
+
+
+class OutputFrame(_Frame):
+    """An intermediate output of the actor's code."""
+
+    type: Literal["output"] = "output"
+    data: JsonValue
+
+
+class DoneFrame(_Frame):
+    """The execution finished: its ``output`` and the actor's new ``state``."""
+
+    type: Literal["done"] = "done"
+    output: JsonValue
+    state: JsonValue
+
+
+class ErrorFrame(_Frame):
+    """The actor's own code failed; ``retryable`` is the runner's hint to the error policy."""
+
+    type: Literal["error"] = "error"
+    code: str = Field(min_length=1, max_length=256)
+    message: str = ""
+    retryable: bool = False
+
+
+class StoppingFrame(_Frame):
+    """``event: stopping``: the runner is shutting down; a clean early end of the stream."""
+
+    type: Literal["stopping"] = "stopping"
+
+
+Frame: TypeAlias = InitFrame | OutputFrame | DoneFrame | ErrorFrame | StoppingFrame
+TerminalFrame: TypeAlias = DoneFrame | ErrorFrame | StoppingFrame
+
+_DATA_FRAME_ADAPTER: Final = TypeAdapter(
+    Annotated[InitFrame | OutputFrame | DoneFrame | ErrorFrame, Field(discriminator="type")]
+)
+
+
+def start_body(
+    actor_id: str, message_id: str, state: JsonValue, input: JsonValue
+) -> dict[str, Any]:
+    """The JSON body of ``POST {url}/start`` for one execution."""
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "actor_id": actor_id,
+        "message_id": message_id,
+        "state": state,
+        "input": input,
+    }
+
+
+def probe_body() -> dict[str, Any]:
+    """The JSON body of a health probe: the runner answers ``init`` and may end there."""
+    return {"protocol_version": PROTOCOL_VERSION, "probe": True}
+
+
+def encode_frame(frame: InitFrame | OutputFrame | DoneFrame | ErrorFrame) -> str:
+    """The ``data`` of a ``message`` event carrying ``frame`` (for runner authors and tests)."""
+    return base64.b64encode(frame.model_dump_json().encode()).decode("ascii")
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    kind = first["type"]
+    loc = ".".join(str(part) for part in first["loc"])
+    if kind == "json_invalid":
+        return f"frame is not UTF-8 JSON: {first['msg']}"
+    if kind == "literal_error" and loc.endswith(".v"):
+        return (
+            f"unsupported protocol version {first['input']!r} in init "
+            f"(this kit speaks v{PROTOCOL_VERSION})"
+        )
+    if kind == "union_tag_invalid":
+        return f"unknown frame type {first['ctx'].get('tag')!r}"
+    if kind == "union_tag_not_found":
+        return "frame has no 'type'"
+    if kind == "model_attributes_type" or not first["loc"]:
+        return f"frame must be a JSON object: {first['msg']}"
+    return f"invalid frame: {loc}: {first['msg']}"
+
+
+def decode_frame(data: str | bytes) -> InitFrame | OutputFrame | DoneFrame | ErrorFrame:
+    """Decode one ``message`` event's data: base64 (strict), then JSON, then a v1 frame.
+
+    Line breaks are dropped first: SSE joins multi-line ``data:`` with ``\\n``, and a runner
+    may wrap long base64. Raises ``RunnerError`` (invalid base64 / invalid payload), nothing else.
+    """
+    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+    compact = raw.replace(b"\n", b"")
+    try:
+        # validate=True: the default silently drops non-alphabet bytes and "decodes" garbage.
+        payload = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RunnerError(ServerlessInvalidBase64(raw_payload=raw)) from exc
+    try:
+        return _DATA_FRAME_ADAPTER.validate_json(payload)
+    except ValidationError as exc:
+        raise RunnerError(
+            ServerlessInvalidPayload(message=_describe(exc), raw_payload=payload)
+        ) from exc
