@@ -12,7 +12,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runner-kit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="scripted story on the embedded local stack")
+    from infra import probe as probe_cmd  # stdlib-only at import; httpx loads when it runs
+
+    probe = sub.add_parser("probe", help="one /start against an endpoint, outcome classified")
+    probe_cmd.add_arguments(probe)
     args = parser.parse_args(argv)
+    if args.command == "probe":
+        return probe_cmd.run(args, probe)
     if args.command == "demo":
         print("runner-kit demo: not built yet (issue 7); run `make test` for what exists.")
         return 0

@@ -1,0 +1,178 @@
+"""``runner-kit probe URL``: one probe start against a real endpoint, the outcome classified.
+
+What a user runs when their endpoint misbehaves. Exit status: 0 the runner started (its
+``init`` frame arrived), 1 a classified failure, 2 bad usage. Header values are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from adapters.sse_client import ProbeResult, StartTarget
+    from core.errors import RunnerPoolError
+
+_HINTS: dict[str, str] = {
+    "serverless_http_error": "the endpoint answered, but not 200; its own logs say why",
+    "serverless_stream_ended_early": "the stream ended before the init frame; the endpoint "
+    "must send init first, before any slow work",
+    "serverless_invalid_base64": "each message event's data must be standard base64 of the "
+    "JSON frame (see docs/protocol.md)",
+    "serverless_invalid_payload": 'the first frame must be {"v":1,"type":"init","runner_id":...}'
+    " (see docs/protocol.md)",
+    "internal_error": "runner-kit itself failed; please report it",
+}
+_REASON_HINTS: dict[str, str] = {
+    "connect": "nothing accepted the connection: is the endpoint up, and the port right?",
+    "dns": "the host name does not resolve",
+    "tls": "the TLS handshake failed: check the certificate and the host name",
+    "timeout": "the endpoint was too slow; init must come within the init timeout",
+    "read": "the connection broke while reading the stream",
+    "protocol": "the endpoint broke HTTP framing (for example a body cut mid-chunk)",
+    "content_type": "answer /start with content-type: text/event-stream",
+    "blocked_address": "private and loopback endpoints need --allow-private (a runner config's "
+    "allow_private_network); link-local and metadata addresses are never allowed",
+    "too_large": "one event exceeded the size cap; send large outputs in several frames",
+    "redirect": "redirects are not followed: configure the final URL",
+    "invalid_url": "the URL must be an absolute http:// or https:// URL",
+}
+_STATUS_HINTS: dict[int, str] = {
+    401: "the endpoint wants credentials: pass them with --header",
+    403: "the endpoint refused the credentials: check --header values",
+    404: "runner-kit appends /start to the URL: configure the base URL",
+    405: "the endpoint must accept POST on /start",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``probe`` options (shared by ``runner-kit probe`` and ``python -m infra.probe``)."""
+    parser.add_argument("url", help="the runner endpoint's base URL (/start is appended)")
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="K:V",
+        help="a header to send (repeatable); values are never printed",
+    )
+    parser.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="allow private and loopback addresses (never link-local or metadata)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="give up after S seconds"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _headers(parser: argparse.ArgumentParser, raw: Sequence[str]) -> dict[str, str]:
+    from core.models import is_reserved_header
+
+    headers: dict[str, str] = {}
+    for item in raw:
+        name, sep, value = item.partition(":")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            parser.error(f"--header wants NAME:VALUE with a valid header name, got {name!r}")
+        if is_reserved_header(name):
+            parser.error(f"header {name!r} is reserved: runner-kit sets it itself")
+        headers[name] = value.strip()
+    return headers
+
+
+def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> StartTarget:
+    from adapters.sse_client import StartTarget
+    from core.models import PoolKey
+
+    if not re.match(r"^https?://[^\s/]+", args.url, re.IGNORECASE):
+        parser.error(f"URL must be an absolute http:// or https:// URL, got {args.url!r}")
+    if not args.timeout > 0:
+        parser.error("--timeout must be positive")
+    return StartTarget(
+        url=args.url,
+        headers=_headers(parser, args.header),
+        pool=PoolKey(namespace="probe", runner_name="cli"),
+        total_slots=1,
+        request_lifespan=max(1, min(900, round(args.timeout))),
+        allow_private_network=args.allow_private,
+    )
+
+
+def hint(error: RunnerPoolError) -> str:
+    """A next step for the person whose endpoint failed this way."""
+    data = error.to_json()
+    if data.get("code") == "serverless_http_error":
+        status = data.get("status_code")
+        if isinstance(status, int) and status in _STATUS_HINTS:
+            return _STATUS_HINTS[status]
+    if data.get("code") == "serverless_connection_error":
+        return _REASON_HINTS.get(str(data.get("reason")), "a transport failure")
+    return _HINTS.get(str(data.get("code")), "see docs/protocol.md")
+
+
+def render(result: ProbeResult, url: str, header_names: Sequence[str]) -> str:
+    """The human answer."""
+    sent = f"POST {url.rstrip('/')}/start" + (
+        f" with headers {', '.join(header_names)} (values hidden)" if header_names else ""
+    )
+    if result.ok:
+        took = result.time_to_init_s or 0.0
+        return f"ok: runner {result.runner_id} started; init after {took:.3f} s\n  {sent}"
+    assert result.error is not None
+    lines = [
+        f"failed: {result.error.code}",
+        f"  {result.error.summary}",
+        f"  hint: {hint(result.error)}",
+        f"  {sent}",
+    ]
+    return "\n".join(lines)
+
+
+def as_json(result: ProbeResult, url: str) -> dict[str, Any]:
+    """The machine answer (``--json``)."""
+    return {
+        "ok": result.ok,
+        "url": url,
+        "runner_id": result.runner_id,
+        "time_to_init_s": result.time_to_init_s,
+        "error": result.error.to_json() if result.error is not None else None,
+    }
+
+
+def run(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO | None = None
+) -> int:
+    """Probe once; print the outcome; return the exit status."""
+    from adapters.sse_client import RunnerClient, StartLimits, probe
+
+    out = out or sys.stdout
+    target = _target(args, parser)
+    limits = StartLimits(
+        connect_timeout_s=min(5.0, args.timeout),
+        init_timeout_s=args.timeout,
+        idle_timeout_s=args.timeout,
+    )
+    with RunnerClient(limits) as client:
+        result = probe(client, target, deadline=time.monotonic() + args.timeout)
+    if args.json:
+        print(json.dumps(as_json(result, args.url), ensure_ascii=False), file=out)
+    else:
+        print(render(result, args.url, list(target.headers)), file=out)
+    return 0 if result.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m infra.probe URL ...``: the same as ``runner-kit probe``."""
+    parser = argparse.ArgumentParser(prog="runner-kit probe", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), parser)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
