@@ -34,6 +34,9 @@ class RunnerConfigStore(Protocol):
     def list(self, namespace: str) -> builtins.list[RunnerConfig]:
         """Every config in ``namespace``, ordered by ``runner_name``."""
 
+    def list_all(self) -> builtins.list[RunnerConfig]:
+        """Every config of every namespace (the pool manager's round), ordered by pool id."""
+
 
 def config_to_document(config: RunnerConfig) -> dict[str, Any]:
     """The config as JSON-safe data WITH the real header values (for storage only)."""
@@ -124,6 +127,17 @@ class DynamoDBRunnerConfigStore:
                 return configs
             kwargs["ExclusiveStartKey"] = last
 
+    def list_all(self) -> builtins.list[RunnerConfig]:
+        configs: builtins.list[RunnerConfig] = []
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+        while True:
+            resp = self.client.scan(**kwargs)
+            configs.extend(self._decode(item) for item in resp.get("Items", []))
+            last = resp.get("LastEvaluatedKey")
+            if not last:
+                return sorted(configs, key=lambda c: (c.namespace, c.runner_name))
+            kwargs["ExclusiveStartKey"] = last
+
     @staticmethod
     def _decode(item: dict[str, Any]) -> RunnerConfig:
         doc = {name: _from_dynamo(value) for name, value in item.items()}
@@ -156,4 +170,9 @@ class InMemoryRunnerConfigStore:
     def list(self, namespace: str) -> builtins.list[RunnerConfig]:
         with self._lock:
             docs = [doc for (ns, _), doc in sorted(self._configs.items()) if ns == namespace]
+        return [config_from_document(doc) for doc in docs]
+
+    def list_all(self) -> builtins.list[RunnerConfig]:
+        with self._lock:
+            docs = [doc for _, doc in sorted(self._configs.items())]
         return [config_from_document(doc) for doc in docs]

@@ -87,6 +87,13 @@ def test_list_is_per_namespace_and_ordered(store: RunnerConfigStore) -> None:
     assert store.list("empty") == []
 
 
+def test_list_all_spans_namespaces(store: RunnerConfigStore) -> None:
+    store.put(make("b", namespace="z"))
+    store.put(make("a", namespace="ns"))
+    store.put(make("c", namespace="ns"))
+    assert [c.pool.id for c in store.list_all()] == ["ns/a", "ns/c", "z/b"]
+
+
 def test_dynamodb_keeps_header_values_as_strings(dynamodb: Any, tables: dict[str, str]) -> None:
     store = DynamoDBRunnerConfigStore(tables["RunnerConfigsTable"], client=dynamodb)
     store.put(make(headers={"authorization": "Bearer s3cret"}))

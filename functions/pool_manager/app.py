@@ -1,0 +1,113 @@
+"""Pool manager Lambda (EventBridge Scheduler, every minute): probes failing pools with backoff,
+keeps ``min_runners`` warm, marks silent executions (``manager.run_round``).
+
+``lambda_handler`` -> ``handle(event, context, deps())``; ``deps()`` is the composition root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from adapters.settings import Settings
+from core.models import RunnerConfig
+from functions.pool_manager.manager import (
+    PoolManagerDeps,
+    ProbeFn,
+    ProbeOutcome,
+    RoundReport,
+    run_round,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_S = 55.0
+"""Used when there is no Lambda context (local ticker, tests): below the 60 s timeout."""
+
+
+def handle(event: dict[str, Any], context: Any, deps: PoolManagerDeps) -> dict[str, Any]:
+    """One round, bounded by the Lambda's remaining time minus ``pool_manager_margin_s``."""
+    remaining = DEFAULT_BUDGET_S
+    get_remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(get_remaining):
+        remaining = float(get_remaining()) / 1000.0
+    report = run_round(deps, budget_s=remaining - deps.settings.pool_manager_margin_s)
+    summary = report.to_json()
+    logger.info("pool manager round %s", json.dumps(summary, sort_keys=True))
+    return summary
+
+
+def _emit_metrics(report: RoundReport) -> None:
+    """CloudWatch EMF for the dashboard and the ActivePoolErrors alarm (template.yaml)."""
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = Metrics(namespace="RunnerKit", service="pool_manager")
+    metrics.add_metric(name="ActivePoolErrors", unit=MetricUnit.Count, value=report.active_after)
+    metrics.add_metric(
+        name="PoolErrorsReported", unit=MetricUnit.Count, value=report.errors_reported
+    )
+    metrics.add_metric(name="PoolsCleared", unit=MetricUnit.Count, value=len(report.cleared))
+    metrics.flush_metrics()
+
+
+@lru_cache(maxsize=1)
+def deps() -> PoolManagerDeps:
+    """The composition root: settings, DynamoDB stores, the tracker and one runner client."""
+    import boto3
+
+    from adapters.actor_store import DynamoDBActorStore
+    from adapters.message_store import DynamoDBMessageStore
+    from adapters.probe_store import DynamoDBProbeStore
+    from adapters.runner_config_store import DynamoDBRunnerConfigStore
+    from adapters.settings import get_settings
+    from adapters.tracker import build_tracker
+
+    settings = get_settings()
+    dynamodb = boto3.client("dynamodb")
+    return PoolManagerDeps(
+        settings=settings,
+        runner_configs=DynamoDBRunnerConfigStore(settings.runner_configs_table, dynamodb),
+        tracker=build_tracker(settings),
+        probes=DynamoDBProbeStore(settings.pool_probes_table, dynamodb),
+        actors=DynamoDBActorStore(settings.actors_table, dynamodb),
+        messages=DynamoDBMessageStore(settings.messages_table, dynamodb),
+        probe=make_probe(settings),
+        now=lambda: datetime.now(UTC),
+        clock=time.monotonic,
+        rand=random.random,
+    )
+
+
+def make_probe(settings: Settings, **client_kwargs: Any) -> ProbeFn:
+    """A thread-safe ``(config, deadline) -> ProbeOutcome`` over one lazily built client
+    (httpx is imported on the first probe, not at cold start)."""
+    client: Any = None
+    lock = threading.Lock()
+
+    def probe_config(config: RunnerConfig, deadline: float) -> ProbeOutcome:
+        nonlocal client
+        from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
+
+        with lock:
+            if client is None:
+                client = RunnerClient(StartLimits.from_settings(settings), **client_kwargs)
+        result = probe(client, StartTarget.from_config(config), deadline=deadline)
+        return ProbeOutcome(ok=result.ok, runner_id=result.runner_id, error=result.error)
+
+    return probe_config
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point (the Scheduler event carries nothing the round needs)."""
+    d = deps()
+    summary = handle(event, context, d)
+    report = RoundReport(**summary)
+    _emit_metrics(report)
+    return summary

@@ -1,0 +1,246 @@
+"""One pool manager round (DESIGN.md §6), as a plain function over its dependencies.
+
+1. Failing pools: every pool with an active error whose probe backoff is due is probed up to
+   ``success_threshold`` times in a row (stopping at the first failure), each outcome reported
+   to the tracker, so a repaired endpoint clears within one round. A failed round doubles the
+   pool's backoff (kept in ``PoolProbesTable``); saving the runner config resets it.
+2. Warm pools: healthy pools with ``min_runners`` get that many probe starts at once.
+3. Silent executions: a message still ``running`` past its pool's ``request_lifespan`` plus
+   ``silent_after_s`` has lost its host; its actor gets ``runner_no_response{runner_id}``.
+
+Everything is bounded by the Lambda's remaining time: a probe starts only if its whole
+``init_timeout_s`` fits, so the kit's own deadline is never reported as the endpoint's error.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from adapters.probe_store import ProbeStore
+from adapters.settings import Settings
+from core.backoff import ProbeBackoff
+from core.errors import RunnerNoResponse, RunnerPoolError
+from core.events import ErrorEvent
+from core.models import ActorRecord, MessageRecord, PoolKey, RunnerConfig
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What one probe start gave (``adapters.sse_client.ProbeResult`` fits)."""
+
+    ok: bool
+    runner_id: str | None
+    error: RunnerPoolError | None
+
+
+class RunnerConfigs(Protocol):
+    def list_all(self) -> builtins.list[RunnerConfig]: ...
+
+
+class Tracker(Protocol):
+    def report_error(self, pool: PoolKey, error: RunnerPoolError) -> None: ...
+    def report_success(self, pool: PoolKey) -> None: ...
+    def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, Any]: ...
+
+
+class Actors(Protocol):
+    def get(self, actor_id: str) -> ActorRecord | None: ...
+    def set_failure_reason(
+        self,
+        actor_id: str,
+        reason: Any,
+        *,
+        only_if_empty: bool = False,
+        only_if_code: str | None = None,
+    ) -> bool: ...
+    def append_errors(self, actor_id: str, events: Sequence[ErrorEvent], *, cap: int) -> None: ...
+
+
+class Messages(Protocol):
+    def list_running(self, older_than: datetime, limit: int = 100) -> list[MessageRecord]: ...
+
+
+_REPORT_LOCK = threading.Lock()
+
+ProbeFn = Callable[[RunnerConfig, float], ProbeOutcome]
+"""``(config, deadline as time.monotonic()) -> outcome``: one probe start."""
+
+
+@dataclass
+class PoolManagerDeps:
+    """What a round touches; ``app.deps()`` builds the real ones."""
+
+    settings: Settings
+    runner_configs: RunnerConfigs
+    tracker: Tracker
+    probes: ProbeStore
+    actors: Actors
+    messages: Messages
+    probe: ProbeFn
+    now: Callable[[], datetime]
+    clock: Callable[[], float]
+    rand: Callable[[], float]
+    max_workers: int = 8
+
+
+@dataclass
+class RoundReport:
+    """What a round did (logged as one line; tests read it)."""
+
+    pools: int = 0
+    failing: int = 0
+    probed: dict[str, list[bool]] = field(default_factory=dict)
+    cleared: list[str] = field(default_factory=list)
+    backed_off: dict[str, float] = field(default_factory=dict)
+    not_due: list[str] = field(default_factory=list)
+    warm: dict[str, int] = field(default_factory=dict)
+    silent_marked: list[str] = field(default_factory=list)
+    skipped_for_time: list[str] = field(default_factory=list)
+    errors_reported: int = 0
+    active_after: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def run_round(deps: PoolManagerDeps, *, budget_s: float) -> RoundReport:
+    """One scheduled round within ``budget_s`` seconds."""
+    report = RoundReport()
+    end = deps.clock() + max(budget_s, 0.0)
+    configs = deps.runner_configs.list_all()
+    report.pools = len(configs)
+    statuses = deps.tracker.active_errors([c.pool for c in configs]) if configs else {}
+    failing = [c for c in configs if c.pool in statuses]
+    healthy_warm = [c for c in configs if c.pool not in statuses and c.min_runners > 0]
+    report.failing = len(failing)
+
+    with ThreadPoolExecutor(max_workers=max(1, deps.max_workers)) as pool_exec:
+        list(pool_exec.map(lambda c: _probe_failing(deps, c, end, report), failing))
+        list(pool_exec.map(lambda c: _warm(deps, c, end, report), healthy_warm))
+
+    _mark_silent(deps, {c.pool: c for c in configs}, report)
+    if configs:
+        report.active_after = len(deps.tracker.active_errors([c.pool for c in configs]))
+    return report
+
+
+def _fits(deps: PoolManagerDeps, end: float) -> bool:
+    """A probe may start only if its whole init timeout fits before the round's end."""
+    settings = deps.settings
+    return deps.clock() + settings.connect_timeout_s + settings.init_timeout_s <= end
+
+
+def _record(
+    deps: PoolManagerDeps, pool: PoolKey, outcome: ProbeOutcome, report: RoundReport
+) -> None:
+    if outcome.ok:
+        deps.tracker.report_success(pool)
+    elif outcome.error is not None:
+        deps.tracker.report_error(pool, outcome.error)
+        with _REPORT_LOCK:
+            report.errors_reported += 1
+
+
+def _probe_failing(
+    deps: PoolManagerDeps, config: RunnerConfig, end: float, report: RoundReport
+) -> None:
+    settings = deps.settings
+    pool = config.pool
+    if not _fits(deps, end):
+        report.skipped_for_time.append(pool.id)
+        return
+    now_s = deps.now().timestamp()
+    lease_s = settings.success_threshold * (settings.connect_timeout_s + settings.init_timeout_s)
+    claim = deps.probes.claim(pool, now=now_s, lease_s=lease_s)
+    if claim is None:
+        report.not_due.append(pool.id)
+        return
+    results: list[bool] = []
+    failed: ProbeOutcome | None = None
+    for _ in range(settings.success_threshold):
+        if not _fits(deps, end):
+            report.skipped_for_time.append(pool.id)
+            break
+        outcome = deps.probe(config, end)
+        _record(deps, pool, outcome, report)
+        results.append(outcome.ok)
+        if not outcome.ok:
+            failed = outcome
+            break
+    report.probed[pool.id] = results
+    if failed is not None:
+        backoff = ProbeBackoff(
+            base_s=settings.probe_backoff_base_s,
+            max_s=max(settings.probe_backoff_max_s, settings.probe_backoff_base_s),
+        )
+        failures = claim.failures + 1
+        delay = backoff.delay(failures, rand=deps.rand())
+        deps.probes.record_failure(
+            pool,
+            failures=failures,
+            next_probe_at=deps.now().timestamp() + delay,
+            error_code=failed.error.code if failed.error is not None else None,
+        )
+        report.backed_off[pool.id] = delay
+    elif results and len(results) == settings.success_threshold:
+        deps.probes.reset(pool)
+        report.cleared.append(pool.id)
+    else:
+        # Out of time mid-round: make the pool due again next round, keeping its count.
+        deps.probes.record_failure(
+            pool,
+            failures=claim.failures,
+            next_probe_at=deps.now().timestamp(),
+            error_code=claim.last_error_code,
+        )
+
+
+def _warm(deps: PoolManagerDeps, config: RunnerConfig, end: float, report: RoundReport) -> None:
+    if not _fits(deps, end):
+        report.skipped_for_time.append(config.pool.id)
+        return
+    count = min(config.min_runners, config.max_runners)
+    # Probes of one pool run together, so the endpoint sees ``min_runners`` concurrent starts.
+    with ThreadPoolExecutor(max_workers=max(1, min(count, 16))) as inner:
+        outcomes = list(inner.map(lambda _: deps.probe(config, end), range(count)))
+    for outcome in outcomes:
+        _record(deps, config.pool, outcome, report)
+    report.warm[config.pool.id] = sum(1 for o in outcomes if o.ok)
+
+
+def _mark_silent(
+    deps: PoolManagerDeps, configs: dict[PoolKey, RunnerConfig], report: RoundReport
+) -> None:
+    settings = deps.settings
+    now = deps.now()
+    margin = timedelta(seconds=settings.silent_after_s)
+    for message in deps.messages.list_running(older_than=now - margin, limit=100):
+        if not message.runner_id:
+            continue  # no init yet: the host's own init timeout covers it
+        actor = deps.actors.get(message.actor_id)
+        if actor is None:
+            continue
+        config = configs.get(actor.pool)
+        lifespan = config.request_lifespan if config else settings.max_request_lifespan_s
+        since = message.started_at or message.updated_at
+        if since is None or now - since <= timedelta(seconds=lifespan) + margin:
+            continue
+        reason = RunnerNoResponse(runner_id=message.runner_id)
+        if actor.failure_reason == reason:
+            continue  # marked in an earlier round
+        deps.actors.set_failure_reason(actor.actor_id, reason)
+        event = ErrorEvent.of(
+            reason,
+            scope="actor",
+            now=now,
+            tags={"source": "pool_manager"},
+            context={"message_id": message.message_id, "silent_since": since.isoformat()},
+        )
+        deps.actors.append_errors(actor.actor_id, [event], cap=settings.errors_cap)
+        report.silent_marked.append(f"{actor.actor_id}/{message.message_id}")

@@ -1,0 +1,113 @@
+"""The pure gateway wait loop: its schedule on a virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from core.gateway import GatewayPolicy, PoolFailed, Ready, TimedOut, wait_for_result
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.pool_checks: list[float] = []
+
+    def sleep(self, s: float) -> None:
+        assert s >= 0
+        self.t += s
+
+
+def run(
+    clock: Clock,
+    *,
+    result_at: float | None = None,
+    error_at: float | None = None,
+    policy: GatewayPolicy | None = None,
+    max_wait_s: float | None = None,
+) -> Ready[str] | PoolFailed[str] | TimedOut:
+    def check_result() -> str | None:
+        return "done" if result_at is not None and clock.t >= result_at else None
+
+    def check_pool() -> str | None:
+        clock.pool_checks.append(clock.t)
+        return "broken" if error_at is not None and clock.t >= error_at else None
+
+    now: Callable[[], float] = lambda: clock.t  # noqa: E731
+    return wait_for_result(
+        check_result=check_result,
+        check_pool=check_pool,
+        policy=policy or GatewayPolicy(),
+        clock=now,
+        sleep=clock.sleep,
+        max_wait_s=max_wait_s,
+    )
+
+
+def test_pool_error_is_seen_at_the_first_check() -> None:
+    clock = Clock()
+    outcome = run(clock, error_at=0.0)
+    assert isinstance(outcome, PoolFailed)
+    assert outcome.pool_error == "broken"
+    assert outcome.waited_s == pytest.approx(1.0)
+    assert clock.pool_checks == [pytest.approx(1.0)]
+
+
+def test_pool_checks_follow_the_grid() -> None:
+    clock = Clock()
+    outcome = run(clock)
+    assert isinstance(outcome, TimedOut)
+    assert outcome.waited_s == pytest.approx(25.0)
+    expected = [1.0 + 2.0 * i for i in range(13)]  # 1, 3, ... 25
+    assert clock.pool_checks == [pytest.approx(t) for t in expected]
+
+
+@pytest.mark.parametrize(
+    ("result_at", "expected"),
+    [
+        pytest.param(0.0, 0.0, id="already_done"),
+        pytest.param(0.3, 0.5, id="next_poll"),
+        pytest.param(7.9, 8.0, id="later"),
+    ],
+)
+def test_result_is_returned_at_the_next_poll(result_at: float, expected: float) -> None:
+    clock = Clock()
+    outcome = run(clock, result_at=result_at)
+    assert isinstance(outcome, Ready)
+    assert outcome.result == "done"
+    assert outcome.waited_s == pytest.approx(expected)
+
+
+def test_result_wins_over_a_pool_error_seen_at_the_same_time() -> None:
+    clock = Clock()
+    outcome = run(clock, result_at=1.0, error_at=1.0)
+    assert isinstance(outcome, Ready)
+
+
+def test_max_wait_caps_the_timeout() -> None:
+    clock = Clock()
+    outcome = run(clock, max_wait_s=2.2)
+    assert isinstance(outcome, TimedOut)
+    assert outcome.waited_s == pytest.approx(2.2)
+
+
+def test_negative_budget_times_out_at_once() -> None:
+    clock = Clock()
+    outcome = run(clock, max_wait_s=-1)
+    assert isinstance(outcome, TimedOut)
+    assert clock.t == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"check_interval_s": 0}, id="zero_interval"),
+        pytest.param({"poll_interval_s": 0}, id="zero_poll"),
+        pytest.param({"ready_timeout_s": 0}, id="zero_timeout"),
+        pytest.param({"first_check_s": -1}, id="negative_first"),
+    ],
+)
+def test_policy_rejects_bad_values(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        GatewayPolicy(**kwargs)
