@@ -1,0 +1,148 @@
+"""actor_host Lambda: SQS FIFO batches of actor messages, run on serverless runners.
+
+``lambda_handler`` is thin: it calls ``handle(event, context, deps())``. ``deps()`` is the
+composition root (stores, tracker, SSE client, queues) built on first use and kept while warm.
+Heavy modules (boto3, httpx) are imported there, not at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Final
+
+from aws_lambda_powertools import Logger
+
+from core.events import ErrorsChannel
+from functions.actor_host.host import ActorHost, HostDeps, KeepInQueue, Telemetry
+from functions.actor_host.processor import FifoGroupAsyncProcessor
+
+METRICS_NAMESPACE: Final = "RunnerKit"
+SERVICE: Final = "actor_host"
+
+logger = Logger(service=SERVICE)
+
+
+@lru_cache(maxsize=1)
+def deps() -> HostDeps:
+    """Build everything from ``Settings`` once per warm Lambda."""
+    import boto3
+    from botocore.config import Config
+
+    from adapters.actor_store import DynamoDBActorStore
+    from adapters.message_store import DynamoDBMessageStore
+    from adapters.runner_config_store import DynamoDBRunnerConfigStore
+    from adapters.settings import get_settings
+    from adapters.slots import DynamoDBSlotStore
+    from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
+    from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
+    from adapters.tracker import build_tracker
+
+    settings = get_settings()
+    # Ten concurrent executions share these clients; botocore's default pool is only 10.
+    config = Config(max_pool_connections=64, retries={"mode": "standard"})
+    dynamodb = boto3.client("dynamodb", config=config)
+    sqs = boto3.client("sqs", config=config)
+    actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
+    limits = StartLimits.from_settings(settings)
+    return HostDeps(
+        settings=settings,
+        actors=actors,
+        messages=DynamoDBMessageStore(settings.messages_table, client=dynamodb, actors=actors),
+        configs=DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
+        slots=DynamoDBSlotStore(settings.slots_table, client=dynamodb),
+        tracker=build_tracker(settings),
+        runner=lambda: AsyncRunnerClient(limits),
+        target_for=StartTarget.from_config,
+        queue=(
+            SqsMessageQueue(settings.actor_messages_queue_url, client=sqs)
+            if settings.actor_messages_queue_url
+            else None
+        ),
+        dlq=(
+            SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs)
+            if settings.actor_messages_dlq_url
+            else None
+        ),
+        replies=SqsReplies(client=sqs),
+        logger=logger,
+    )
+
+
+def handle(event: Mapping[str, Any], context: Any, deps: HostDeps) -> dict[str, Any]:
+    """Run one SQS batch; returns ``{"batchItemFailures": [...]}`` for the event source."""
+    records = list(event.get("Records") or [])
+    channel = ErrorsChannel()
+    host = ActorHost(
+        deps,
+        remaining_s=lambda: float(context.get_remaining_time_in_millis()) / 1000.0,
+        channel=channel,
+    )
+    visibility: dict[str, tuple[str, int]] = {}
+
+    async def record_handler(record: Any) -> str:
+        try:
+            return await host.execute(record)
+        except KeepInQueue as keep:
+            visibility[record.message_id] = (record.receipt_handle, keep.visibility_s)
+            raise
+
+    processor = FifoGroupAsyncProcessor()
+    with processor(records, record_handler, lambda_context=context):
+        processor.run(on_finish=host.aclose)
+
+    # Records held back behind a failed one of their group (and anything not yet given a
+    # visibility) come back at once: FIFO still delivers them only after the earlier one.
+    for failed in processor.failed_records:
+        visibility.setdefault(failed.message_id, (failed.receipt_handle, 0))
+    if visibility and deps.queue is not None:
+        try:
+            refused = deps.queue.change_visibility_many(list(visibility.values()))
+        except Exception:
+            # Not fatal: the records keep the queue's visibility timeout and come back later.
+            deps.logger.exception("ChangeMessageVisibility failed")
+        else:
+            if refused:
+                deps.logger.warning("visibility not changed", extra={"receipts": len(refused)})
+
+    response = processor.response()
+    deps.logger.info(
+        "actor_host batch",
+        extra={
+            "records": len(records),
+            "outcomes": dict(host.telemetry.outcomes),
+            "batch_item_failures": len(response.get("batchItemFailures", [])),
+            "errors_channel": channel.summary(),
+        },
+    )
+    flush_metrics(host.telemetry)
+    return dict(response)
+
+
+def flush_metrics(telemetry: Telemetry) -> None:
+    """EMF: executions by outcome (dimension ``outcome``) and the invocation's counters."""
+    if not (telemetry.outcomes or telemetry.counts or telemetry.time_to_init_ms):
+        return
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    for outcome, count in sorted(telemetry.outcomes.items()):
+        with single_metric(
+            name="Executions", unit=MetricUnit.Count, value=count, namespace=METRICS_NAMESPACE
+        ) as metric:
+            metric.add_dimension(name="service", value=SERVICE)
+            metric.add_dimension(name="outcome", value=outcome)
+    if not (telemetry.counts or telemetry.time_to_init_ms):
+        return
+    metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+    for name, count in sorted(telemetry.counts.items()):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    for ms in telemetry.time_to_init_ms:
+        metrics.add_metric(name="TimeToInit", unit=MetricUnit.Milliseconds, value=ms)
+    metrics.flush_metrics()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS event source entry point (``ReportBatchItemFailures``)."""
+    return handle(event, context, deps())

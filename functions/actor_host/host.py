@@ -1,0 +1,702 @@
+"""One SQS batch of actor messages: each record is one execution, run by ``ActorHost.execute``.
+
+The record handler's answer decides the SQS side (see docs/actor_host.md):
+- it returns: the record is done (committed, discarded, dead-lettered, a duplicate, malformed)
+  and Powertools lets Lambda delete it;
+- it raises ``KeepInQueue``: the record is a batch item failure and becomes visible again after
+  ``visibility_s`` (a scheduled retry's backoff, 0 for a deadline hand-back, an infrastructure
+  backoff otherwise); ``handle`` applies every visibility in one batched call at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import JsonValue, ValidationError
+
+from adapters.actor_store import ActorStore
+from adapters.message_store import MessageStore, StoredMessage
+from adapters.runner_config_store import RunnerConfigStore
+from adapters.settings import Settings
+from adapters.slots import SlotLease, SlotStore
+from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
+from core.errors import (
+    ActorFailed,
+    ExecutionLeaseLostError,
+    InternalError,
+    MissingExecutionIdError,
+    NoCapacity,
+    RunnerError,
+    RunnerNoResponse,
+    RunnerNoResponseError,
+    RunnerPoolError,
+    ServerlessStreamEndedEarly,
+    StoreCommitFailedError,
+)
+from core.events import ErrorEvent, ErrorsChannel
+from core.execution import fits_deadline, reply_body
+from core.models import (
+    TERMINAL_STATUSES,
+    ActorRecord,
+    ErrorPolicy,
+    MessageEnvelope,
+    PoolKey,
+    RunnerConfig,
+)
+from core.protocol import DoneFrame, ErrorFrame, InitFrame, StoppingFrame, start_body
+from core.retry import decide, infra_backoff_s, is_retryable, visibility_timeout_s
+
+T = TypeVar("T")
+
+Outcome = Literal[
+    "succeeded",
+    "retry_scheduled",
+    "failed",
+    "dead_lettered",
+    "stopped",
+    "duplicate",
+    "malformed",
+    "missing_execution_id",
+    "handed_back",
+    "busy",
+    "infra_error",
+]
+
+# SQS errors that mean the reply queue will never accept the reply (so retrying is pointless).
+_PERMANENT_SQS_CODES = frozenset(
+    {
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidAddress",
+        "InvalidParameterValue",
+    }
+)
+
+
+class KeepInQueue(Exception):
+    """Report this record as a batch item failure, visible again after ``visibility_s``."""
+
+    def __init__(self, outcome: Outcome, visibility_s: int, detail: str = "") -> None:
+        super().__init__(f"{outcome}: {detail}" if detail else outcome)
+        self.outcome = outcome
+        self.visibility_s = visibility_s
+
+
+class RunnerClient(Protocol):
+    """What the host needs from ``adapters.sse_client.AsyncRunnerClient``."""
+
+    def start(
+        self, target: Any, body: dict[str, Any], *, deadline: float | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Any]]: ...
+
+
+class Tracker(Protocol):
+    """What the host needs from ``adapters.tracker.PoolErrorTracker``."""
+
+    def report_error(self, pool: PoolKey, error: RunnerPoolError) -> None: ...
+
+    def report_success(self, pool: PoolKey) -> None: ...
+
+
+class Telemetry:
+    """Counters and timings of one invocation, flushed as EMF metrics at the end."""
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.time_to_init_ms: list[float] = []
+
+    def outcome(self, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+
+    def count(self, name: str, value: int = 1) -> None:
+        self.counts[name] += value
+
+
+@dataclass
+class HostDeps:
+    """Everything an execution touches; ``functions.actor_host.app.deps`` builds the real one."""
+
+    settings: Settings
+    actors: ActorStore
+    messages: MessageStore
+    configs: RunnerConfigStore
+    slots: SlotStore
+    tracker: Tracker
+    runner: Callable[[], RunnerClient]
+    target_for: Callable[[RunnerConfig], Any]
+    queue: SqsMessageQueue | None
+    dlq: SqsDeadLetterQueue | None
+    replies: SqsReplies
+    logger: Any
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    wall: Callable[[], float] = field(default=lambda: datetime.now(UTC).timestamp())
+    monotonic: Callable[[], float] = field(default=lambda: __import__("time").monotonic())
+    rand: Callable[[], float] = field(default=lambda: __import__("random").random())
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    slot_poll_s: float = 0.2
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=32, thread_name_prefix="actor-host")
+    )
+
+
+@dataclass
+class RecordInfo:
+    """The SQS facts of one record the host needs."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    group_id: str | None
+
+
+def record_info(record: Any) -> RecordInfo:
+    """From a Powertools ``SQSRecord``."""
+    raw = record.raw_event
+    attributes = raw.get("attributes") or {}
+    try:
+        receive_count = int(attributes.get("ApproximateReceiveCount", "1"))
+    except (TypeError, ValueError):
+        receive_count = 1
+    return RecordInfo(
+        message_id=str(raw.get("messageId", "")),
+        receipt_handle=str(raw.get("receiptHandle", "")),
+        body=raw.get("body") if isinstance(raw.get("body"), str) else "",
+        receive_count=receive_count,
+        group_id=attributes.get("MessageGroupId"),
+    )
+
+
+class ActorHost:
+    """Runs executions for one invocation; ``remaining_s`` is the Lambda's time left."""
+
+    def __init__(
+        self, deps: HostDeps, *, remaining_s: Callable[[], float], channel: ErrorsChannel
+    ) -> None:
+        self.deps = deps
+        self.remaining_s = remaining_s
+        self.channel = channel
+        self.telemetry = Telemetry()
+        self.runner = deps.runner()
+
+    async def aclose(self) -> None:
+        """Close the invocation's runner client (on the loop that used it)."""
+        close = getattr(self.runner, "aclose", None)
+        if close is not None:
+            await close()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _io(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking I/O on the host's pool, keeping this task's log keys (contextvars)."""
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        call = functools.partial(ctx.run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.deps.executor, call)
+
+    def _fits(self, lifespan_s: float, extra_s: float = 0.0) -> bool:
+        return fits_deadline(
+            self.remaining_s() - extra_s,
+            margin_s=self.deps.settings.deadline_margin_s,
+            lifespan_s=lifespan_s,
+        )
+
+    def _event(
+        self,
+        error: Any,
+        *,
+        scope: Literal["actor", "pool", "handler"],
+        tags: dict[str, str],
+        context: dict[str, JsonValue] | None = None,
+    ) -> ErrorEvent:
+        event = ErrorEvent.of(error, scope=scope, now=self.deps.clock(), tags=tags, context=context)
+        self.channel.emit(event)
+        return event
+
+    # --- the record handler ----------------------------------------------------------------
+
+    async def execute(self, record: Any) -> Outcome:
+        """Handle one SQS record (see the module docstring for what returning/raising means)."""
+        info = record_info(record)
+        try:
+            outcome = await self._execute(info)
+        except KeepInQueue as keep:
+            self.telemetry.outcome(keep.outcome)
+            raise
+        except Exception as exc:
+            # A store or network hiccup before anything was decided: back off and redeliver.
+            self.deps.logger.exception("execution failed unexpectedly", extra={"error": str(exc)})
+            self._event(
+                InternalError(message=f"{type(exc).__name__}: {exc}"),
+                scope="handler",
+                tags={"sqs_message_id": info.message_id},
+            )
+            self.telemetry.outcome("infra_error")
+            delay = infra_backoff_s(info.receive_count, rand=self.deps.rand())
+            raise KeepInQueue("infra_error", visibility_timeout_s(delay), str(exc)) from exc
+        self.telemetry.outcome(outcome)
+        return outcome
+
+    async def _execute(self, info: RecordInfo) -> Outcome:
+        deps = self.deps
+        try:
+            envelope = MessageEnvelope.model_validate_json(info.body)
+        except ValidationError as exc:
+            return await self._malformed(info, exc)
+        deps.logger.thread_safe_append_keys(
+            actor_id=envelope.actor_id, message_id=envelope.message_id
+        )
+        stored = await self._io(deps.messages.load, envelope.actor_id, envelope.message_id)
+        if stored is None:
+            return await self._missing(info, envelope)
+        if stored.record.status in TERMINAL_STATUSES:
+            # A duplicate delivery: finish any outbox effect the first one left, commit nothing.
+            await self._effects(stored, info)
+            return "duplicate"
+
+        actor = await self._io(deps.actors.get, envelope.actor_id)
+        if actor is None or actor.status == "stopped":
+            return await self._refuse(info, envelope, actor)
+        pool = actor.pool
+        deps.logger.thread_safe_append_keys(pool=pool.id)
+        config = await self._io(deps.configs.get, pool)
+        policy = actor.error_policy or (config.error_policy if config else ErrorPolicy())
+        lifespan = float(config.request_lifespan if config else 0)
+        if not self._fits(lifespan):
+            raise KeepInQueue("handed_back", 0, "not enough time left before the deadline")
+
+        owner = uuid.uuid4().hex
+        lease: SlotLease | None = None
+        if config is not None:
+            lease = await self._acquire_slot(actor, config, owner)
+        try:
+            lease_s = lifespan + deps.settings.deadline_margin_s + 5.0
+            claim = await self._io(
+                deps.messages.claim,
+                envelope.actor_id,
+                envelope.message_id,
+                owner=owner,
+                lease_s=lease_s,
+                now=deps.clock(),
+            )
+            if claim.outcome == "terminal" and claim.message is not None:
+                await self._effects(claim.message, info)
+                return "duplicate"
+            if claim.outcome == "missing":
+                return await self._missing(info, envelope)
+            if claim.outcome == "busy" or claim.message is None:
+                delay = infra_backoff_s(info.receive_count, rand=deps.rand())
+                raise KeepInQueue(
+                    "busy", max(1, visibility_timeout_s(delay)), "another execution holds it"
+                )
+            attempts = claim.message.record.attempts
+            if config is None:
+                error = InternalError(message=f"no runner config for pool {pool.id}")
+                return await self._fail(
+                    info, actor, claim.message, owner, policy, error, retryable=True
+                )
+            return await self._run(info, actor, config, claim.message, owner, policy, attempts)
+        finally:
+            if lease is not None:
+                await self._io(deps.slots.release, lease)
+
+    # --- the runner ------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        info: RecordInfo,
+        actor: ActorRecord,
+        config: RunnerConfig,
+        stored: StoredMessage,
+        owner: str,
+        policy: ErrorPolicy,
+        attempts: int,
+    ) -> Outcome:
+        deps = self.deps
+        pool = actor.pool
+        message = stored.record
+        body = start_body(actor.actor_id, message.message_id, actor.state, message.input)
+        started = deps.monotonic()
+        deadline = started + config.request_lifespan
+        runner_id: str | None = None
+        final: Any = None
+        error: Any = None
+        actor_retryable = True
+        try:
+            target = deps.target_for(config)
+            async with self.runner.start(target, body, deadline=deadline) as frames:
+                async for frame in frames:
+                    if isinstance(frame, InitFrame):
+                        runner_id = frame.runner_id
+                        self.telemetry.time_to_init_ms.append((deps.monotonic() - started) * 1000.0)
+                        await asyncio.gather(
+                            self._io(deps.tracker.report_success, pool),
+                            self._io(
+                                deps.actors.set_failure_reason,
+                                actor.actor_id,
+                                None,
+                                only_if_code="no_capacity",
+                            ),
+                            self._io(
+                                deps.messages.mark_running,
+                                actor.actor_id,
+                                message.message_id,
+                                owner=owner,
+                                runner_id=runner_id,
+                                now=deps.clock(),
+                            ),
+                        )
+                    elif isinstance(frame, DoneFrame | ErrorFrame | StoppingFrame):
+                        final = frame
+                        break
+        except RunnerError as exc:
+            error = exc.error
+            deps.logger.warning("runner start failed", extra={"error": error.to_json()})
+            self.telemetry.count("PoolErrorsReported")
+            await self._io(deps.tracker.report_error, pool, error)
+        except RunnerNoResponseError as exc:
+            error = exc.reason
+            await self._io(deps.actors.set_failure_reason, actor.actor_id, exc.reason)
+        except Exception as exc:  # a kit bug must not lose the message
+            deps.logger.exception("runner call failed unexpectedly")
+            error = InternalError(message=f"{type(exc).__name__}: {exc}")
+
+        if error is None:
+            if isinstance(final, DoneFrame):
+                return await self._commit(info, actor, stored, owner, final)
+            if isinstance(final, ErrorFrame):
+                error = ActorFailed(error_code=final.code, message=final.message)
+                actor_retryable = final.retryable
+                await self._io(deps.actors.set_last_actor_error, actor.actor_id, error)
+            elif isinstance(final, StoppingFrame) and runner_id is not None:
+                # A clean early end: the message did not run to completion; try again soon.
+                error = RunnerNoResponse(runner_id=runner_id)
+                return await self._fail(
+                    info, actor, stored, owner, policy, error, retryable=True, delay_s=0.0
+                )
+            elif runner_id is None:
+                error = ServerlessStreamEndedEarly()
+                await self._io(deps.tracker.report_error, pool, error)
+            else:
+                error = RunnerNoResponse(runner_id=runner_id)
+                await self._io(deps.actors.set_failure_reason, actor.actor_id, error)
+        retryable = is_retryable(error, actor_retryable=actor_retryable)
+        return await self._fail(info, actor, stored, owner, policy, error, retryable=retryable)
+
+    async def _acquire_slot(
+        self, actor: ActorRecord, config: RunnerConfig, owner: str
+    ) -> SlotLease:
+        """Wait for one of the pool's ``max_runners`` slots; ``no_capacity`` while waiting."""
+        deps = self.deps
+        lifespan = float(config.request_lifespan)
+        lease_s = lifespan + deps.settings.deadline_margin_s + 5.0
+        waited = 0
+        while True:
+            lease = await self._io(
+                deps.slots.acquire,
+                config.pool.id,
+                total=config.max_runners,
+                owner=owner,
+                lease_s=lease_s,
+                now=deps.wall(),
+            )
+            if lease is not None:
+                return lease
+            if waited == 0:
+                self.telemetry.count("NoCapacity")
+                # Never mask a runner failure: only set when the actor has no reason yet.
+                await self._io(
+                    deps.actors.set_failure_reason,
+                    actor.actor_id,
+                    NoCapacity(),
+                    only_if_empty=True,
+                )
+            pause = min(deps.slot_poll_s * (1.5**waited), 2.0) * (0.5 + deps.rand() / 2)
+            if not self._fits(lifespan, extra_s=pause):
+                raise KeepInQueue("handed_back", 0, "no runner slot before the deadline")
+            waited += 1
+            await deps.sleep(pause)
+
+    # --- outcomes --------------------------------------------------------------------------
+
+    async def _commit(
+        self,
+        info: RecordInfo,
+        actor: ActorRecord,
+        stored: StoredMessage,
+        owner: str,
+        done: DoneFrame,
+    ) -> Outcome:
+        deps = self.deps
+        message = stored.record
+        try:
+            await self._io(
+                deps.messages.commit_success,
+                actor.actor_id,
+                message.message_id,
+                owner=owner,
+                expected_version=actor.state_version,
+                state=done.state,
+                result=done.output,
+                now=deps.clock(),
+            )
+        except (ExecutionLeaseLostError, StoreCommitFailedError) as exc:
+            return await self._not_committed(info, actor, stored, owner, exc)
+        fresh = await self._io(deps.messages.load, actor.actor_id, message.message_id)
+        if fresh is not None:
+            await self._effects(fresh, info)
+        return "succeeded"
+
+    async def _not_committed(
+        self,
+        info: RecordInfo,
+        actor: ActorRecord,
+        stored: StoredMessage,
+        owner: str,
+        exc: ExecutionLeaseLostError | StoreCommitFailedError,
+    ) -> Outcome:
+        """The commit was refused: never commit twice, never lose the message."""
+        deps = self.deps
+        self._event(exc, scope="handler", tags={"actor_id": actor.actor_id, "sqs": info.message_id})
+        now = await self._io(deps.messages.load, actor.actor_id, stored.record.message_id)
+        if now is not None and now.record.status in TERMINAL_STATUSES:
+            await self._effects(now, info)  # another delivery finished it
+            return "duplicate"
+        if isinstance(exc, StoreCommitFailedError):
+            await self._io(
+                deps.messages.release,
+                actor.actor_id,
+                stored.record.message_id,
+                owner=owner,
+                now=deps.clock(),
+            )
+        delay = infra_backoff_s(info.receive_count, rand=deps.rand())
+        raise KeepInQueue("busy", max(1, visibility_timeout_s(delay)), str(exc))
+
+    async def _fail(
+        self,
+        info: RecordInfo,
+        actor: ActorRecord,
+        stored: StoredMessage,
+        owner: str,
+        policy: ErrorPolicy,
+        error: Any,
+        *,
+        retryable: bool,
+        delay_s: float | None = None,
+    ) -> Outcome:
+        """Answer the three questions for a failed attempt and act on the answers."""
+        deps = self.deps
+        message = stored.record
+        attempts = message.attempts
+        decision = decide(policy, attempts=attempts, retryable=retryable, rand=deps.rand())
+        scope: Literal["actor", "pool"] = (
+            "pool" if error.code.startswith("serverless_") or error.code == "internal_error"
+            else "actor"
+        )  # fmt: skip
+        event = self._event(
+            error,
+            scope=scope,
+            tags={
+                "actor_id": actor.actor_id,
+                "message_id": message.message_id,
+                "pool": actor.pool.id,
+            },
+            context={
+                "attempt": attempts,
+                "max_attempts": policy.max_attempts,
+                "decision": decision.message,
+            },
+        )
+        deps.logger.warning(
+            "execution failed",
+            extra={
+                "error": error.to_json(),
+                "attempt": attempts,
+                "decision": decision.message,
+                "actor_fate": decision.actor,
+            },
+        )
+        await self._io(
+            deps.actors.append_errors, actor.actor_id, [event], cap=deps.settings.errors_cap
+        )
+        now = deps.clock()
+        if not decision.final:
+            delay = decision.delay_s if delay_s is None else delay_s
+            ok = await self._io(
+                deps.messages.finish_failure,
+                actor.actor_id,
+                message.message_id,
+                owner=owner,
+                status="pending",
+                error=error.to_json(),
+                disposition="retry",
+                now=now,
+                next_attempt_at=now + timedelta(seconds=delay),
+            )
+            if not ok:
+                return await self._not_committed(
+                    info, actor, stored, owner, ExecutionLeaseLostError("lease lost before retry")
+                )
+            self.telemetry.count("RetriesScheduled")
+            raise KeepInQueue("retry_scheduled", visibility_timeout_s(delay), error.code)
+
+        if decision.actor == "stop":
+            last = error if isinstance(error, ActorFailed) else None
+            await self._io(deps.actors.set_status, actor.actor_id, "stopped", last_actor_error=last)
+            self.telemetry.count("ActorsStopped")
+        ok = await self._io(
+            deps.messages.finish_failure,
+            actor.actor_id,
+            message.message_id,
+            owner=owner,
+            status=decision.status,
+            error=error.to_json(),
+            disposition=decision.message,
+            now=now,
+        )
+        if not ok:
+            return await self._not_committed(
+                info, actor, stored, owner, ExecutionLeaseLostError("lease lost before finishing")
+            )
+        fresh = await self._io(deps.messages.load, actor.actor_id, message.message_id)
+        if fresh is not None:
+            await self._effects(fresh, info)
+        if decision.actor == "stop":
+            return "stopped"
+        return "dead_lettered" if decision.status == "dead_lettered" else "failed"
+
+    async def _refuse(
+        self, info: RecordInfo, envelope: MessageEnvelope, actor: ActorRecord | None
+    ) -> Outcome:
+        """The actor is gone or stopped: the message fails without running (sender told)."""
+        deps = self.deps
+        owner = uuid.uuid4().hex
+        claim = await self._io(
+            deps.messages.claim,
+            envelope.actor_id,
+            envelope.message_id,
+            owner=owner,
+            lease_s=60.0,
+            now=deps.clock(),
+            count_attempt=False,
+        )
+        if claim.message is None:
+            return await self._missing(info, envelope)
+        if claim.outcome == "terminal":
+            await self._effects(claim.message, info)
+            return "duplicate"
+        if claim.outcome == "busy":
+            raise KeepInQueue("busy", 5, "another execution holds it")
+        if actor is None:
+            error: Any = InternalError(message=f"actor {envelope.actor_id} does not exist")
+            disposition: Literal["discard", "stop"] = "discard"
+        else:
+            error = actor.last_actor_error or actor.failure_reason
+            error = error or InternalError(message=f"actor {actor.actor_id} is stopped")
+            disposition = "stop"
+        await self._io(
+            deps.messages.finish_failure,
+            envelope.actor_id,
+            envelope.message_id,
+            owner=owner,
+            status="failed",
+            error=error.to_json(),
+            disposition=disposition,
+            now=deps.clock(),
+        )
+        fresh = await self._io(deps.messages.load, envelope.actor_id, envelope.message_id)
+        if fresh is not None:
+            await self._effects(fresh, info)
+        return "failed"
+
+    async def _malformed(self, info: RecordInfo, exc: ValidationError) -> Outcome:
+        """A body that is not an envelope can never run: dead-letter it as is, alone."""
+        self._event(
+            InternalError(message=f"malformed actor message body: {exc.errors()[0]['msg']}"),
+            scope="handler",
+            tags={"sqs_message_id": info.message_id},
+        )
+        await self._dead_letter_raw(info, "malformed_envelope")
+        return "malformed"
+
+    async def _missing(self, info: RecordInfo, envelope: MessageEnvelope) -> Outcome:
+        """No persisted message record anchors this execution: refuse it (dead-letter)."""
+        error = MissingExecutionIdError(
+            f"no message record {envelope.actor_id}/{envelope.message_id}; execution refused"
+        )
+        self._event(error, scope="handler", tags={"actor_id": envelope.actor_id})
+        await self._dead_letter_raw(info, error.code)
+        return "missing_execution_id"
+
+    async def _dead_letter_raw(self, info: RecordInfo, code: str) -> None:
+        if self.deps.dlq is None:
+            raise KeepInQueue("infra_error", 60, "no DLQ configured for a record that cannot run")
+        await self._io(
+            self.deps.dlq.send,
+            info.body,
+            group_id=info.group_id or "malformed",
+            dedup_id=info.message_id or uuid.uuid4().hex,
+            error_code=code,
+            attributes={"sqs_message_id": info.message_id},
+        )
+        self.telemetry.count("DeadLetters")
+
+    async def _effects(self, stored: StoredMessage, info: RecordInfo) -> None:
+        """The outbox: dead-letter and reply for a final message, each once it is marked."""
+        deps = self.deps
+        record = stored.record
+        if record.status == "dead_lettered" and not stored.dlq_sent:
+            if deps.dlq is None:
+                raise KeepInQueue("infra_error", 60, "no DLQ configured")
+            await self._io(
+                deps.dlq.send,
+                MessageEnvelope(actor_id=record.actor_id, message_id=record.message_id)
+                .model_dump_json(),
+                group_id=record.actor_id,
+                dedup_id=record.message_id,
+                error_code=str((record.error or {}).get("code", "unknown")),
+                attributes={"attempts": str(record.attempts)},
+            )  # fmt: skip
+            await self._io(
+                deps.messages.mark_effect,
+                record.actor_id,
+                record.message_id,
+                "dlq",
+                now=deps.clock(),
+            )
+            self.telemetry.count("DeadLetters")
+        if record.reply_to and not stored.replied:
+            try:
+                await self._io(deps.replies.send, record.reply_to, reply_body(record))
+            except Exception as exc:
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+                if code not in _PERMANENT_SQS_CODES:
+                    raise
+                # The reply queue will never take it: say so once, and stop trying.
+                self._event(
+                    InternalError(message=f"reply to {record.reply_to} refused: {code}"),
+                    scope="handler",
+                    tags={"actor_id": record.actor_id, "message_id": record.message_id},
+                )
+            await self._io(
+                deps.messages.mark_effect,
+                record.actor_id,
+                record.message_id,
+                "reply",
+                now=deps.clock(),
+            )
+            self.telemetry.count("Replies")
