@@ -11,7 +11,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``runner-kit`` console script."""
     parser = argparse.ArgumentParser(prog="runner-kit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="scripted story on the embedded local stack")
+    demo = sub.add_parser("demo", help="scripted story on the embedded local stack")
+    demo.add_argument("--verbose", action="store_true", help="show the handlers' logs too")
+    local = sub.add_parser("local", help="moto + API + SQS poller + pool manager + dev runner")
+    local.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1 (0: any)")
+    local.add_argument("--tick", type=float, default=5.0, help="pool manager period (s)")
     from infra import probe as probe_cmd  # stdlib-only at import; httpx loads when it runs
 
     probe = sub.add_parser("probe", help="one /start against an endpoint, outcome classified")
@@ -20,8 +24,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "probe":
         return probe_cmd.run(args, probe)
     if args.command == "demo":
-        print("runner-kit demo: not built yet (issue 7); run `make test` for what exists.")
-        return 0
+        from infra.demo import main as demo_main
+
+        return demo_main(verbose=args.verbose)
+    if args.command == "local":
+        from infra.local_stack import main as local_main
+
+        return local_main(api_port=args.port, tick_s=args.tick)
     return 2
 
 

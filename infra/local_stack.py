@@ -263,6 +263,7 @@ class LocalStack:
         tick_s: float = 5.0,
         poll_wait_s: int = 1,
         dev_runner: bool = True,
+        dev_runner_options: Mapping[str, Any] | None = None,
         quiet: bool = False,
         environ: Mapping[str, str] | None = None,
         log: Callable[[str], None] | None = None,
@@ -275,6 +276,7 @@ class LocalStack:
         self.extra_environ = dict(environ or {})
         self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._want_dev_runner = dev_runner
+        self._dev_runner_options = dict(dev_runner_options or {})
         self.functions = function_specs()
         self.moto = MotoServer()
         self.dev_runner: Any = None
@@ -332,7 +334,7 @@ class LocalStack:
         self._sqs = sqs
         self._set_environ()
         if self._want_dev_runner:
-            self.dev_runner = _start_dev_runner(self._log)
+            self.dev_runner = _start_dev_runner(self._log, self._dev_runner_options)
         self._start_api()
         self._spawn("sqs-poller", self._poll_loop)
         self._spawn("pool-manager-ticker", self._tick_loop)
@@ -593,13 +595,13 @@ def _kebab(logical_id: str) -> str:
     return "".join(out)
 
 
-def _start_dev_runner(log: Callable[[str], None]) -> Any:
+def _start_dev_runner(log: Callable[[str], None], options: Mapping[str, Any]) -> Any:
     try:
-        from infra.dev_runner import DevRunner  # type: ignore[import-not-found,unused-ignore]
+        from infra.dev_runner import DevRunner
     except ImportError:
         log("dev runner: infra/dev_runner.py is not built yet; starting without it")
         return None
-    return DevRunner().start()
+    return DevRunner(**options).start()
 
 
 def _reset_cached_deps() -> None:

@@ -11,6 +11,9 @@
 4. ``tables_declared``: every ``*_table`` / ``*_queue_url`` / ``*_dlq_url`` setting points at a
    table / queue the template declares, and the code reads no such setting ``Settings`` lacks.
 5. ``no_wildcard_resource``: no inline policy statement grants ``Resource: "*"``.
+6. ``metrics_emitted``: every ``RunnerKit`` metric an alarm or the dashboard reads is named in
+   the functions' code (an alarm on a metric nobody emits never fires), and the dashboard body
+   is valid JSON.
 
 ``python -m infra.template_check`` prints the violations and exits 1 if there are any.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -224,14 +228,24 @@ def check_environment(
     return out
 
 
+def _is_settings(node: ast.expr) -> bool:
+    """``settings``, ``deps.settings``, ``self._settings``, ``get_settings()``, ..."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", "")
+    return "settings" in str(name).lower()
+
+
 def _settings_attributes_used(paths: Iterable[Path]) -> dict[str, str]:
     """``*_table`` / ``*_queue_url`` attribute names read in the code -> first file using one."""
     used: dict[str, str] = {}
     for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr.endswith(
-                TABLE_SUFFIXES + QUEUE_SUFFIXES
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.endswith(TABLE_SUFFIXES + QUEUE_SUFFIXES)
+                and _is_settings(node.value)
             ):
                 where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
                 used.setdefault(node.attr, str(where))
@@ -310,6 +324,53 @@ def check_no_wildcard_resource(template: Mapping[str, Any]) -> list[Violation]:
     return out
 
 
+METRICS_NAMESPACE: Final = "RunnerKit"
+_DASHBOARD_METRIC: Final = re.compile(r'\[\s*"RunnerKit"\s*,\s*"(\w+)"')
+_SUB_VARIABLE: Final = re.compile(r"\$\{[^}]+\}")
+
+
+def metrics_read(template: Mapping[str, Any]) -> dict[str, str]:
+    """``RunnerKit`` metric name -> the alarm or dashboard that reads it."""
+    found: dict[str, str] = {}
+    for logical_id, props in resources(template, "AWS::CloudWatch::Alarm").items():
+        if props.get("Namespace") == METRICS_NAMESPACE:
+            found.setdefault(str(props.get("MetricName")), logical_id)
+    for logical_id, props in resources(template, "AWS::CloudWatch::Dashboard").items():
+        body = props.get("DashboardBody")
+        text = body.get("Fn::Sub", "") if isinstance(body, dict) else str(body)
+        for name in _DASHBOARD_METRIC.findall(text if isinstance(text, str) else ""):
+            found.setdefault(name, logical_id)
+    return found
+
+
+def check_metrics_emitted(
+    template: Mapping[str, Any], paths: Iterable[Path] | None = None
+) -> list[Violation]:
+    """Rule 6: alarms and the dashboard read only metrics the code emits."""
+    out: list[Violation] = []
+    for logical_id, props in resources(template, "AWS::CloudWatch::Dashboard").items():
+        body = props.get("DashboardBody")
+        text = body.get("Fn::Sub") if isinstance(body, dict) else body
+        try:
+            json.loads(_SUB_VARIABLE.sub("x", str(text)))
+        except ValueError as exc:
+            out.append(Violation("metrics_emitted", logical_id, f"body is not JSON: {exc}"))
+    sources = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in (paths if paths is not None else sorted((ROOT / "functions").rglob("*.py")))
+    )
+    for name, where in sorted(metrics_read(template).items()):
+        if f'"{name}"' not in sources:
+            out.append(
+                Violation(
+                    "metrics_emitted",
+                    where,
+                    f"reads {METRICS_NAMESPACE}/{name}, which no function emits",
+                )
+            )
+    return out
+
+
 def check_template(
     template: Mapping[str, Any] | None = None, *, import_handlers: bool = True
 ) -> list[Violation]:
@@ -320,6 +381,7 @@ def check_template(
         *check_environment(template),
         *check_tables_declared(template),
         *check_no_wildcard_resource(template),
+        *check_metrics_emitted(template),
     ]
     if import_handlers:
         violations += check_handler_importable(template)

@@ -1,0 +1,285 @@
+"""template.yaml passes cfn-lint, the SAM transform (+ cfn-lint on its output) and the kit's rules.
+
+Each rule also gets a broken template to prove the check can fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import template_check as tc
+from infra.template import TEMPLATE_PATH, load_template
+
+ROOT = TEMPLATE_PATH.parent
+TRANSFORM_SCRIPT = ROOT / "infra" / "sam_transform.py"
+CFN_LINT = "import sys; from cfnlint.runner import main; sys.exit(main())"
+
+
+def translator_python() -> Path:
+    """The interpreter of ``.translator-venv`` (``make test`` creates it; CI runs make test)."""
+    path = Path(
+        os.environ.get("RUNNER_KIT_TRANSLATOR_PYTHON", ROOT / ".translator-venv" / "bin" / "python")
+    )
+    if not path.exists():
+        pytest.fail(
+            f"{path} is missing: run `make test` (it creates .translator-venv with "
+            "aws-sam-translator, which pins its own pydantic)"
+        )
+    return path
+
+
+def sam_transform(template: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return subprocess.run(
+        [str(translator_python()), str(TRANSFORM_SCRIPT)],
+        input=json.dumps(template),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", CFN_LINT, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def transformed(template: dict[str, Any]) -> dict[str, Any]:
+    proc = sam_transform(template)
+    assert proc.returncode == 0, proc.stderr
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
+
+
+# ------------------------------------------------------------------ cfn-lint and the transform
+
+
+def test_cfn_lint_accepts_template() -> None:
+    proc = cfn_lint(TEMPLATE_PATH)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cfn_lint_rejects_a_broken_table(tmp_path: Path) -> None:
+    broken = tmp_path / "template.yaml"
+    broken.write_text(
+        TEMPLATE_PATH.read_text().replace("BillingMode: PAY_PER_REQUEST", "BillingMode: NOPE", 1)
+    )
+    proc = cfn_lint(broken)
+    assert proc.returncode != 0
+    assert "NOPE" in proc.stdout
+
+
+def test_transformed_template_passes_cfn_lint(transformed: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "transformed.json"
+    out.write_text(json.dumps(transformed))
+    proc = cfn_lint(out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_transform_catches_what_cfn_lint_alone_does_not(template: dict[str, Any]) -> None:
+    broken = copy.deepcopy(template)
+    event = broken["Resources"]["ActorHostFunction"]["Properties"]["Events"]["Messages"]
+    event["Properties"]["BatchSize"] = "ten"
+    proc = sam_transform(broken)
+    assert proc.returncode != 0
+    assert "ActorHostFunction" in proc.stderr
+
+
+def test_transformed_has_the_deployed_pieces(transformed: dict[str, Any]) -> None:
+    res = transformed["Resources"]
+    by_type: dict[str, list[str]] = {}
+    for logical_id, resource in res.items():
+        by_type.setdefault(resource["Type"], []).append(logical_id)
+    mappings = [res[m]["Properties"] for m in by_type["AWS::Lambda::EventSourceMapping"]]
+    assert [m["FunctionResponseTypes"] for m in mappings] == [["ReportBatchItemFailures"]]
+    assert by_type["AWS::Scheduler::Schedule"]
+    assert len(by_type["AWS::CloudWatch::Alarm"]) >= 2
+    assert by_type["AWS::CloudWatch::Dashboard"]
+    methods = [
+        r["Properties"]
+        for r in res.values()
+        if r["Type"] == "AWS::ApiGateway::RestApi" and "Body" in r["Properties"]
+    ]
+    for api in methods:
+        for path_item in api["Body"]["paths"].values():
+            for operation in path_item.values():
+                assert operation["security"] == [{"AWS_IAM": []}]
+
+
+def test_transformed_roles_grant_no_wildcard_resource(transformed: dict[str, Any]) -> None:
+    assert tc.check_no_wildcard_resource(transformed) == []
+
+
+# ------------------------------------------------------------------ the kit's own rules
+
+
+def test_template_passes_every_kit_rule(template: dict[str, Any]) -> None:
+    violations = tc.check_template(template)
+    assert violations == [], "\n".join(map(str, violations))
+
+
+def _with(template: dict[str, Any], edit: Any) -> dict[str, Any]:
+    broken = copy.deepcopy(template)
+    edit(broken)
+    return broken
+
+
+def _props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    props: dict[str, Any] = template["Resources"][logical_id]["Properties"]
+    return props
+
+
+@pytest.mark.parametrize(
+    ("edit", "rule", "needle"),
+    [
+        pytest.param(
+            lambda t: _props(t, "ActorMessagesQueue").update(VisibilityTimeout=300),
+            "queue_visibility",
+            "VisibilityTimeout 300s < 6 x ActorHostFunction Timeout 300s",
+            id="visibility_below_6x_timeout",
+        ),
+        pytest.param(
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop("IDLE_TIMEOUT_S"),
+            "environment",
+            "IDLE_TIMEOUT_S is not set",
+            id="settings_variable_missing",
+        ),
+        pytest.param(
+            lambda t: _props(t, "ApiFunction")["Environment"]["Variables"].update(
+                AWS_LAMBDA_FUNCTION_NAME="x"
+            ),
+            "environment",
+            "AWS_LAMBDA_FUNCTION_NAME is set by Lambda itself",
+            id="runtime_fact_set",
+        ),
+        pytest.param(
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
+                SLOTS_TABLE={"Ref": "LeasesTable"}
+            ),
+            "tables_declared",
+            "SLOTS_TABLE must be !Ref to a declared table",
+            id="table_not_declared",
+        ),
+        pytest.param(
+            lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
+                ACTOR_MESSAGES_DLQ_URL="https://sqs.example/q"
+            ),
+            "tables_declared",
+            "ACTOR_MESSAGES_DLQ_URL must be !Ref to a declared queue",
+            id="queue_not_declared",
+        ),
+        pytest.param(
+            lambda t: _props(t, "ApiFunction")["Policies"].append(
+                {"Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]}
+            ),
+            "no_wildcard_resource",
+            "dynamodb:* on *",
+            id="wildcard_resource",
+        ),
+        pytest.param(
+            lambda t: _props(t, "PoolErrorActiveAlarm").update(MetricName="PoolsOnFire"),
+            "metrics_emitted",
+            "reads RunnerKit/PoolsOnFire, which no function emits",
+            id="alarm_on_a_metric_nobody_emits",
+        ),
+        pytest.param(
+            lambda t: _props(t, "Dashboard")["DashboardBody"].update(
+                {"Fn::Sub": _props(t, "Dashboard")["DashboardBody"]["Fn::Sub"] + "}"}
+            ),
+            "metrics_emitted",
+            "body is not JSON",
+            id="dashboard_not_json",
+        ),
+    ],
+)
+def test_kit_rule_catches(template: dict[str, Any], edit: Any, rule: str, needle: str) -> None:
+    violations = tc.check_template(_with(template, edit), import_handlers=False)
+    assert any(v.rule == rule and needle in v.message for v in violations), violations
+
+
+def test_code_reading_an_undeclared_table_is_caught(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    code = tmp_path / "store.py"
+    code.write_text("def table(settings):\n    return settings.leases_table\n")
+    violations = tc.check_tables_declared(template, paths=[code])
+    assert [v.message for v in violations] == [
+        "code reads settings.leases_table, which Settings (and so the template) lacks"
+    ]
+
+
+def test_code_today_reads_only_declared_settings(template: dict[str, Any]) -> None:
+    assert [v for v in tc.check_tables_declared(template) if v.rule == "tables_declared"] == []
+
+
+def _function(template: dict[str, Any], handler: str) -> dict[str, Any]:
+    broken = copy.deepcopy(template)
+    broken["Resources"] = {
+        "ProbeFunction": {
+            "Type": tc.FUNCTION_TYPE,
+            "Properties": {"Handler": handler, "Timeout": 3},
+        }
+    }
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("source", "handler", "needle"),
+    [
+        pytest.param(
+            None, "functions/nope/app.lambda_handler", "ModuleNotFoundError", id="missing"
+        ),
+        pytest.param(
+            "lambda_handler = 3\n",
+            "probe_pkg/app.lambda_handler",
+            "not callable",
+            id="not_callable",
+        ),
+        pytest.param(
+            "import boto3\n_SQS = boto3.client('sqs', region_name='us-east-1')\n"
+            "def lambda_handler(event, context):\n    return None\n",
+            "probe_pkg/app.lambda_handler",
+            "created AWS clients ['sqs']",
+            id="client_at_import",
+        ),
+        pytest.param(
+            "import os\nREGION = os.environ['AWS_REGION']\n",
+            "probe_pkg/app.lambda_handler",
+            "KeyError",
+            id="aws_env_read_at_import",
+        ),
+    ],
+)
+def test_handler_rule_catches(
+    template: dict[str, Any], tmp_path: Path, source: str | None, handler: str, needle: str
+) -> None:
+    if source is not None:
+        pkg = tmp_path / "probe_pkg"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        (pkg / "app.py").write_text(source)
+    violations = tc.check_handler_importable(
+        _function(template, handler), pythonpath=[str(tmp_path)]
+    )
+    assert any(needle in v.message for v in violations), violations
