@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias
 
 import httpx
+from httpx_sse import SSEError
 
 from adapters import outbound
 from core.errors import (
@@ -153,57 +154,59 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _transport_reasons() -> tuple[tuple[type[BaseException], str], ...]:
-    from httpx_sse import SSEError
+TRANSPORT_REASONS: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    # Most specific first: the first isinstance match wins. A test checks every httpx
+    # exception is listed here or in INTERNAL_EXCEPTIONS.
+    (SSEError, "content_type"),
+    (httpx.ConnectTimeout, "timeout"),
+    (httpx.ReadTimeout, "timeout"),
+    (httpx.WriteTimeout, "timeout"),
+    (httpx.PoolTimeout, "timeout"),
+    (httpx.TimeoutException, "timeout"),
+    (httpx.ConnectError, "connect"),
+    (httpx.ReadError, "read"),
+    (httpx.WriteError, "connect"),  # the request could not be delivered
+    (httpx.CloseError, "read"),
+    (httpx.NetworkError, "read"),
+    (httpx.RemoteProtocolError, "protocol"),
+    (httpx.LocalProtocolError, "protocol"),
+    (httpx.ProtocolError, "protocol"),
+    (httpx.ProxyError, "connect"),
+    (httpx.UnsupportedProtocol, "invalid_url"),
+    (httpx.TransportError, "read"),
+    (httpx.RequestError, "read"),
+    (httpx.DecodingError, "protocol"),  # a broken content-encoding
+    (httpx.TooManyRedirects, "redirect"),
+    (httpx.InvalidURL, "invalid_url"),
+    (TimeoutError, "timeout"),
+    (ConnectionRefusedError, "connect"),
+    (ConnectionError, "read"),
+    (OSError, "connect"),
+)
+"""Transport exception -> ``serverless_connection_error`` reason."""
 
-    # Most specific first: the first isinstance match wins.
-    return (
-        (SSEError, "content_type"),
-        (httpx.ConnectTimeout, "timeout"),
-        (httpx.ReadTimeout, "timeout"),
-        (httpx.WriteTimeout, "timeout"),
-        (httpx.PoolTimeout, "timeout"),
-        (httpx.TimeoutException, "timeout"),
-        (httpx.ConnectError, "connect"),
-        (httpx.ReadError, "read"),
-        (httpx.WriteError, "connect"),  # the request could not be delivered
-        (httpx.CloseError, "read"),
-        (httpx.NetworkError, "read"),
-        (httpx.RemoteProtocolError, "protocol"),
-        (httpx.LocalProtocolError, "protocol"),
-        (httpx.ProtocolError, "protocol"),
-        (httpx.ProxyError, "connect"),
-        (httpx.UnsupportedProtocol, "invalid_url"),
-        (httpx.TransportError, "read"),
-        (httpx.DecodingError, "protocol"),  # a broken content-encoding
-        (httpx.TooManyRedirects, "redirect"),
-        (httpx.InvalidURL, "invalid_url"),
-        (TimeoutError, "timeout"),
-        (ConnectionRefusedError, "connect"),
-        (ConnectionError, "read"),
-        (OSError, "connect"),
-    )
-
-
-_REASONS: tuple[tuple[type[BaseException], str], ...] | None = None
+INTERNAL_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = (
+    httpx.StreamError,  # StreamConsumed, StreamClosed, ResponseNotRead, RequestNotRead
+    httpx.HTTPStatusError,  # only from raise_for_status, which the kit does not call
+    httpx.CookieConflict,
+    httpx.HTTPError,  # the abstract base; every concrete transport failure is listed above
+)
+"""httpx exceptions that can only mean a bug in the kit: they become ``internal_error``."""
 
 
 def classify_exception(exc: BaseException) -> RunnerPoolError:
     """The ``RunnerPoolError`` for an exception raised while starting or reading a runner."""
-    global _REASONS
-    if _REASONS is None:
-        _REASONS = _transport_reasons()
-    chain = list(_chain(exc))
     if isinstance(exc, RunnerError):
         return exc.error
+    chain = list(_chain(exc))
     if any(isinstance(e, outbound.BlockedAddressError) for e in chain):
         return ServerlessConnectionError(message=str(exc), reason="blocked_address")
     if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in chain):
         return ServerlessConnectionError(message=_describe(exc), reason="tls")
-    for kind, reason in _REASONS:
+    for kind, reason in TRANSPORT_REASONS:
         if isinstance(exc, kind):
             return ServerlessConnectionError(message=_describe(exc), reason=reason)
-    return InternalError(message=f"unexpected {type(exc).__name__} while starting: {exc}")
+    return InternalError(message=f"unexpected {_describe(exc)}")
 
 
 def _describe(exc: BaseException) -> str:
@@ -275,7 +278,7 @@ class SSEParser:
         events: list[tuple[bytes, bytes | None]] = []
         if self._cr:  # a final lone \r ended a line
             self._cr = False
-            self.feed(b"\n")
+            events.extend(self.feed(b"\n"))
         if not self._parts:
             self._line(b"", events)
         self._parts = []
