@@ -5,10 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import httpx
-
-from adapters.outbound import Blocked, check_url, choose_address, parse_ip
-
 Resolver = Callable[[str, int], Sequence[str]]
 
 
@@ -23,6 +19,10 @@ def make_url_check(
     """
 
     def check(url: str, allow_private: bool) -> str | None:
+        import httpx  # here, not at import: keeps httpx out of the API's cold start
+
+        from adapters.outbound import Blocked, check_url, choose_address, parse_ip
+
         try:
             host, port = check_url(httpx.URL(url))
         except Blocked as exc:

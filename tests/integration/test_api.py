@@ -1,0 +1,316 @@
+"""The API Lambda end to end: SAM-shaped proxy events into ``lambda_handler``, DynamoDB and SQS on
+the moto server, the real tracker; the actor host and the dev runner for the gateway's real flow.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from adapters.actor_store import DynamoDBActorStore
+from adapters.settings import Settings, get_settings
+from adapters.tracker import PoolErrorTracker, build_tracker
+from core.errors import NoCapacity, ServerlessHttpError
+from core.models import PoolKey
+from infra.dev_runner import DevRunner
+from tests.unit.test_api_events import aws_proxy_event, response_header, response_json
+
+pytestmark = pytest.mark.integration
+
+SECRET = "Bearer top-s3cret"
+POOL = PoolKey(namespace="ns", runner_name="echo")
+HTTP_503 = ServerlessHttpError(status_code=503, body="down")
+
+_ENV_TABLES = {
+    "POOL_ERRORS_TABLE": "PoolErrorsTable",
+    "POOL_PROBES_TABLE": "PoolProbesTable",
+    "ACTORS_TABLE": "ActorsTable",
+    "MESSAGES_TABLE": "MessagesTable",
+    "RUNNER_CONFIGS_TABLE": "RunnerConfigsTable",
+    "SLOTS_TABLE": "SlotsTable",
+    "IDEMPOTENCY_TABLE": "IdempotencyTable",
+}
+_HANDLER_MODULES = ("functions.api.app", "functions.actor_host.app", "functions.pool_manager.app")
+
+
+def _clear_caches() -> None:
+    import importlib
+
+    get_settings.cache_clear()
+    for name in _HANDLER_MODULES:
+        module = importlib.import_module(name)
+        module.deps.cache_clear()
+
+
+@pytest.fixture
+def stack(
+    tables: dict[str, str], queues: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Environment as template.yaml sets it, pointing at this test's tables and queues."""
+    for env, logical_id in _ENV_TABLES.items():
+        monkeypatch.setenv(env, tables[logical_id])
+    monkeypatch.setenv("ACTOR_MESSAGES_QUEUE_URL", queues["ActorMessagesQueue"])
+    monkeypatch.setenv("ACTOR_MESSAGES_DLQ_URL", queues["ActorMessagesDLQ"])
+    monkeypatch.setenv("POOL_ERROR_CACHE_MS", "0")
+    monkeypatch.setenv("GATEWAY_READY_TIMEOUT_S", "6")
+    monkeypatch.setenv("CONNECT_TIMEOUT_S", "2")
+    monkeypatch.setenv("INIT_TIMEOUT_S", "3")
+    monkeypatch.setenv("IDLE_TIMEOUT_S", "3")
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    _clear_caches()
+    yield get_settings()
+    _clear_caches()
+
+
+def call(method: str, path: str, **kw: Any) -> dict[str, Any]:
+    from functions.api.app import lambda_handler
+
+    return lambda_handler(aws_proxy_event(method, path, **kw), None)
+
+
+def tracker() -> PoolErrorTracker:
+    return build_tracker(get_settings())
+
+
+def put_config(url: str = "https://93.184.216.34", **body: Any) -> dict[str, Any]:
+    return call("PUT", "/runner-configs/ns/echo", body={"url": url, **body})
+
+
+def create_actor(actor_id: str = "a1") -> dict[str, Any]:
+    return call(
+        "POST", "/actors", body={"actor_id": actor_id, "namespace": "ns", "runner_name": "echo"}
+    )
+
+
+def error_code(answer: dict[str, Any]) -> str:
+    return str(response_json(answer)["code"])
+
+
+# --- runner configs: validation and redaction -------------------------------------------------
+
+
+def test_runner_config_round_trip_redacts_and_keeps_the_secret(
+    stack: Settings, dynamodb: Any
+) -> None:
+    put = put_config(headers={"authorization": SECRET})
+    assert put["statusCode"] == 200, put
+    answers = [
+        put,
+        call("GET", "/runner-configs/ns/echo"),
+        call("GET", "/runner-configs", query={"namespace": "ns"}),
+    ]
+    for answer in answers:
+        assert answer["statusCode"] == 200
+        assert SECRET not in json.dumps(answer)
+        assert "***" in answer["body"]
+    item = dynamodb.get_item(
+        TableName=stack.runner_configs_table,
+        Key={"namespace": {"S": "ns"}, "runner_name": {"S": "echo"}},
+    )["Item"]
+    assert item["headers"]["M"]["authorization"]["S"] == SECRET
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        pytest.param({"headers": {"x-runner-pool": "x"}}, "runner_config_invalid", id="reserved"),
+        pytest.param({"min_runners": 3, "max_runners": 1}, "runner_config_invalid", id="bounds"),
+        pytest.param({"url": "http://10.0.0.1"}, "runner_config_url_blocked", id="private"),
+        pytest.param(
+            {"url": "http://169.254.169.254", "allow_private_network": True},
+            "runner_config_url_blocked",
+            id="metadata",
+        ),
+        pytest.param({"url": "gopher://93.184.216.34"}, "runner_config_invalid", id="scheme"),
+    ],
+)
+def test_runner_config_validation(stack: Settings, body: dict[str, Any], code: str) -> None:
+    answer = put_config(**{"url": "https://93.184.216.34", **body})
+    assert answer["statusCode"] == 422
+    assert error_code(answer) == code
+    assert call("GET", "/runner-configs/ns/echo")["statusCode"] == 404
+
+
+# --- enrichment ---------------------------------------------------------------------------------
+
+
+def test_enrichment_on_and_off(stack: Settings) -> None:
+    put_config()
+    create_actor("a1")
+    create_actor("a2")
+    DynamoDBActorStore(stack.actors_table).set_failure_reason("a1", NoCapacity())
+
+    def errors() -> dict[str, Any]:
+        actors = response_json(call("GET", "/actors", query={"namespace": "ns"}))["actors"]
+        return {a["actor_id"]: a.get("error") for a in actors}
+
+    assert errors() == {"a1": {"code": "no_capacity"}, "a2": None}
+    t = tracker()
+    t.report_error(POOL, HTTP_503)
+    enriched = errors()["a1"]
+    assert enriched is not None
+    assert enriched["code"] == "pool_error"
+    assert enriched["error"] == HTTP_503.to_json()
+    assert enriched["count"] == 1
+    assert errors()["a2"] is None
+    single = response_json(call("GET", "/actors/a1"))
+    assert single["error"]["code"] == "pool_error"
+    listed = response_json(call("GET", "/runner-configs", query={"namespace": "ns"}))
+    assert listed["runner_configs"][0]["pool_error"]["error"]["status_code"] == 503
+    for _ in range(3):
+        t.report_success(POOL)
+    assert errors()["a1"] == {"code": "no_capacity"}
+    assert "pool_error" not in response_json(call("GET", "/runner-configs/ns/echo"))
+
+
+# --- messages and the gateway -------------------------------------------------------------------
+
+
+def test_post_message_queues_the_envelope(stack: Settings, sqs: Any) -> None:
+    put_config()
+    create_actor()
+    answer = call("POST", "/actors/a1/messages", body={"input": [1, 2]})
+    assert answer["statusCode"] == 202
+    message_id = response_json(answer)["message_id"]
+    got = sqs.receive_message(
+        QueueUrl=stack.actor_messages_queue_url,
+        AttributeNames=["MessageGroupId"],
+        WaitTimeSeconds=1,
+    )["Messages"]
+    assert json.loads(got[0]["Body"]) == {"v": 1, "actor_id": "a1", "message_id": message_id}
+    assert got[0]["Attributes"]["MessageGroupId"] == "a1"
+    again = call("GET", f"/actors/a1/messages/{message_id}")
+    assert response_json(again)["input"] == [1, 2]
+
+
+def test_gateway_fails_fast_on_an_active_pool_error(stack: Settings) -> None:
+    put_config()
+    create_actor()
+    tracker().report_error(POOL, HTTP_503)
+    started = time.monotonic()
+    answer = call("POST", "/actors/a1/messages", body={"input": 1}, query={"wait": "true"})
+    elapsed = time.monotonic() - started
+    assert answer["statusCode"] == 503
+    body = response_json(answer)
+    assert body["group"] == "guard"
+    assert body["code"] == "actor_runner_failed"
+    assert body["metadata"]["actor_id"] == "a1"
+    assert body["metadata"]["pool_error"]["error"] == HTTP_503.to_json()
+    assert response_header(answer, "Retry-After") == str(stack.gateway_retry_after_s)
+    assert elapsed < stack.gateway_ready_timeout_s  # failed fast, not at the timeout
+
+
+def test_gateway_times_out(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_READY_TIMEOUT_S", "1.5")
+    _clear_caches()
+    put_config()
+    create_actor()
+    answer = call("POST", "/actors/a1/messages", body={"input": 1}, query={"wait": "true"})
+    assert answer["statusCode"] == 503
+    body = response_json(answer)
+    assert body["code"] == "actor_ready_timeout"
+    assert body["metadata"]["waited_s"] >= 1.5
+
+
+class HostPump:
+    """Feeds the FIFO queue to ``functions.actor_host.app.lambda_handler`` like Lambda's event
+    source mapping (partial batch failures honoured), on a thread."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.stop = threading.Event()
+        self.batches = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HostPump:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from functions.actor_host.app import lambda_handler
+        from infra.local_stack import LambdaContext, failed_ids, sqs_event
+
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        while not self.stop.is_set():
+            got = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not got:
+                continue
+            event = sqs_event(got, arn)
+            context = LambdaContext(
+                function_name="runner-kit-test-actor-host", memory_limit_in_mb=512, timeout_s=300
+            )
+            response = lambda_handler(event, context)
+            keep = failed_ids(response, event["Records"])
+            done = [m for m in got if m["MessageId"] not in keep]
+            if done:
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(done)
+                    ],
+                )
+            self.batches += 1
+
+
+@pytest.fixture
+def dev_runner() -> Iterator[DevRunner]:
+    runner = DevRunner(hang_s=2.0, slow_init_s=1.0).start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
+def test_gateway_returns_the_result_from_the_actor_host(
+    stack: Settings, sqs: Any, dev_runner: DevRunner
+) -> None:
+    assert (
+        put_config(dev_runner.url, allow_private_network=True, request_lifespan=20)["statusCode"]
+        == 200
+    )
+    create_actor()
+    with HostPump(sqs, stack.actor_messages_queue_url):
+        answer = call(
+            "POST", "/actors/a1/messages", body={"input": {"x": 1}}, query={"wait": "true"}
+        )
+    assert answer["statusCode"] == 200, answer
+    body = response_json(answer)
+    assert body["status"] == "succeeded"
+    assert body["runner_id"]
+    assert dev_runner.start_requests >= 1
+
+
+def test_gateway_fails_fast_when_the_host_finds_the_endpoint_broken(
+    stack: Settings, sqs: Any, dev_runner: DevRunner
+) -> None:
+    put_config(dev_runner.url, allow_private_network=True, request_lifespan=20)
+    create_actor()
+    dev_runner.set_fault("http_503")
+    with HostPump(sqs, stack.actor_messages_queue_url):
+        answer = call("POST", "/actors/a1/messages", body={"input": 1}, query={"wait": "true"})
+    assert answer["statusCode"] == 503, answer
+    body = response_json(answer)
+    assert body["code"] == "actor_runner_failed"
+    pool_error = body["metadata"]["pool_error"]
+    assert pool_error["error"]["code"] == "serverless_http_error"
+    assert pool_error["error"]["status_code"] == 503
+    assert response_header(answer, "Retry-After")
