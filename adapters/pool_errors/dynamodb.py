@@ -3,20 +3,27 @@
 Item (attributes besides the key; see docs/tracker.md):
 
     version     N  +1 on every write (never reset; the item is never deleted)
-    successes   N  consecutive successes since the last error
-    error       S  the active error's wire JSON          } present only while an
-    error_code  S  its code (for the console / filters)  } error is active; a clear
-    first_seen  S  ISO 8601 UTC, start of the episode    } REMOVEs them all, so the
-    last_seen   S  ISO 8601 UTC, latest failure          } next failure opens a new
-    count       N  failures in this episode              } episode via if_not_exists
+    successes   N  consecutive successes since the latest failure
+    threshold   N  successes that end the episode (the policy of the latest failure)
+    error       S  the latest error's wire JSON
+    error_code  S  its code (for the console and filters)
+    first_seen  S  ISO 8601 UTC: the failure that opened the episode
+    last_seen   S  ISO 8601 UTC: the latest failure
+    count       N  failures in the episode
     updated_at  S  ISO 8601 UTC of the latest write
 
-A failure is one unconditional ``UpdateItem`` (every failure changes the state). A success is
-one ``UpdateItem`` whose condition says which of the two success transitions it is (increment
-below the threshold, clear at it) and that an error is active. If the condition does not hold,
-DynamoDB hands back the current item (``ReturnValuesOnConditionCheckFailure=ALL_OLD``) and the
-store picks the right transition from it and tries again: no read, no lost update, and a clear
-can never erase an error that arrived in between (that error reset ``successes`` to 0).
+The pool has an active error exactly when ``successes < threshold``. A clear is therefore not a
+separate kind of write: the success that brings the counter to the threshold ends the episode,
+and nothing is ever removed. So every success is the same ``UpdateItem``
+(``successes + 1`` if ``successes < threshold``) whatever the counter is: concurrent successes
+never conflict with each other, a success while healthy fails its condition and writes nothing,
+and a clear can never erase an error that arrived in between (that error reset the counter).
+
+A failure either continues the active episode (condition ``successes < threshold``: bump
+``count``) or opens a new one (the complement: new ``first_seen``, ``count = 1``). The store picks
+the branch from the caller's hint; if the condition fails, DynamoDB hands back the current item
+(``ReturnValuesOnConditionCheckFailure=ALL_OLD``) and the other branch is sent. Only failures
+that race with the start or end of an episode need that second request.
 """
 
 from __future__ import annotations
@@ -39,19 +46,26 @@ BATCH_GET_LIMIT: Final = 100
 
 CONDITIONAL_CHECK_FAILED: Final = "ConditionalCheckFailedException"
 
-_FAILURE_UPDATE: Final = (
-    "SET #v = if_not_exists(#v, :zero) + :one, #s = :zero, #e = :err, #ec = :code,"
-    " #f = if_not_exists(#f, :now), #l = :now, #n = if_not_exists(#n, :zero) + :one, #u = :now"
+ACTIVE: Final = "#s < #t"
+"""Condition: an episode is active (false on a missing item: comparisons with a missing
+attribute are false)."""
+HEALTHY: Final = "attribute_not_exists(#s) OR #s >= #t"
+"""Condition: the exact complement of ``ACTIVE``."""
+
+SUCCESS_UPDATE: Final = "SET #v = #v + :one, #s = #s + :one, #u = :now"
+CONTINUE_UPDATE: Final = (
+    "SET #v = #v + :one, #s = :zero, #t = :t, #e = :err, #ec = :code,"
+    " #l = :now, #n = #n + :one, #u = :now"
 )
-_INCREMENT_UPDATE: Final = "SET #v = #v + :one, #s = #s + :one, #u = :now"
-_INCREMENT_CONDITION: Final = "attribute_exists(#e) AND #s < :last"
-_CLEAR_UPDATE: Final = "SET #v = #v + :one, #s = :zero, #u = :now REMOVE #e, #ec, #f, #l, #n"
-_CLEAR_CONDITION: Final = "attribute_exists(#e) AND #s >= :last"
-# `:last` is threshold - 1: the counter value at which the next success clears.
+OPEN_UPDATE: Final = (
+    "SET #v = if_not_exists(#v, :zero) + :one, #s = :zero, #t = :t, #e = :err, #ec = :code,"
+    " #f = :now, #l = :now, #n = :one, #u = :now"
+)
 
 _NAMES: Final = {
     "#v": "version",
     "#s": "successes",
+    "#t": "threshold",
     "#e": "error",
     "#ec": "error_code",
     "#f": "first_seen",
@@ -59,6 +73,11 @@ _NAMES: Final = {
     "#n": "count",
     "#u": "updated_at",
 }
+
+
+def _names(*placeholders: str) -> dict[str, str]:
+    # DynamoDB rejects names that the expressions do not use.
+    return {p: _NAMES[p] for p in placeholders}
 
 
 def format_time(value: datetime) -> str:
@@ -77,19 +96,17 @@ def state_from_item(item: dict[str, Any] | None) -> PoolState:
     """A low-level DynamoDB item (``{"attr": {"N": "1"}}``) -> ``PoolState``."""
     if not item:
         return PoolState()
-    active = None
-    if "error" in item:
-        active = ActiveError(
-            error=decode_pool_error(item["error"]["S"]),
-            first_seen=parse_time(item["first_seen"]["S"]),
-            last_seen=parse_time(item["last_seen"]["S"]),
-            count=int(item["count"]["N"]),
-        )
-    return PoolState(
-        active_error=active,
-        consecutive_successes=int(item.get("successes", {}).get("N", "0")),
-        version=int(item.get("version", {}).get("N", "0")),
+    version = int(item["version"]["N"])
+    successes = int(item["successes"]["N"])
+    if successes >= int(item["threshold"]["N"]):
+        return PoolState(active_error=None, consecutive_successes=0, version=version)
+    active = ActiveError(
+        error=decode_pool_error(item["error"]["S"]),
+        first_seen=parse_time(item["first_seen"]["S"]),
+        last_seen=parse_time(item["last_seen"]["S"]),
+        count=int(item["count"]["N"]),
     )
+    return PoolState(active_error=active, consecutive_successes=successes, version=version)
 
 
 def aws_error_code(exc: BaseException) -> str:
@@ -158,54 +175,48 @@ class DynamoDBPoolErrorStore:
         hint: PoolState | None = None,
     ) -> ApplyResult:
         now_s = format_time(now)
-        if isinstance(outcome, Failure):
-            return self._update(pool, self._failure_request(outcome, now_s))
-        last = policy.success_threshold - 1
-        guess = hint if hint is not None else PoolState()
+        if not isinstance(outcome, Failure):
+            # Not written means the condition found the pool healthy: nothing to change.
+            return self._update(pool, self._success_request(now_s))
+        active = hint is not None and not hint.healthy  # unknown: most pools are healthy
         for _ in range(self.max_attempts):
-            clear = guess.consecutive_successes >= last
-            result = self._update(pool, self._success_request(clear, last, now_s))
-            # Not written: the condition failed and `result.state` is the item as it is now
-            # (no item: healthy). Healthy means this success changes nothing; otherwise the
-            # found counter picks the right transition for the next attempt.
-            if result.written or result.state.healthy:
+            result = self._update(pool, self._failure_request(outcome, policy, now_s, active))
+            if result.written:
                 return result
-            guess = result.state
+            active = not result.state.healthy  # the item as the condition saw it
         raise StoreCommitFailedError(
-            f"pool {pool.id}: success not applied after {self.max_attempts} conflicting attempts"
+            f"pool {pool.id}: failure not applied after {self.max_attempts} conflicting attempts"
         )
 
-    def _failure_request(self, outcome: Failure, now_s: str) -> dict[str, Any]:
-        error_json = json.dumps(outcome.error.to_json(), ensure_ascii=False, separators=(",", ":"))
+    @staticmethod
+    def _success_request(now_s: str) -> dict[str, Any]:
         return {
-            "UpdateExpression": _FAILURE_UPDATE,
-            "ExpressionAttributeNames": _NAMES,
+            "UpdateExpression": SUCCESS_UPDATE,
+            "ConditionExpression": ACTIVE,
+            "ExpressionAttributeNames": _names("#v", "#s", "#t", "#u"),
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"S": now_s}},
+        }
+
+    @staticmethod
+    def _failure_request(
+        outcome: Failure, policy: HysteresisPolicy, now_s: str, active: bool
+    ) -> dict[str, Any]:
+        error_json = json.dumps(outcome.error.to_json(), ensure_ascii=False, separators=(",", ":"))
+        names = ["#v", "#s", "#t", "#e", "#ec", "#l", "#n", "#u"]
+        if not active:
+            names.append("#f")
+        return {
+            "UpdateExpression": CONTINUE_UPDATE if active else OPEN_UPDATE,
+            "ConditionExpression": ACTIVE if active else HEALTHY,
+            "ExpressionAttributeNames": _names(*names),
             "ExpressionAttributeValues": {
                 ":zero": {"N": "0"},
                 ":one": {"N": "1"},
+                ":t": {"N": str(policy.success_threshold)},
                 ":err": {"S": error_json},
                 ":code": {"S": outcome.error.code},
                 ":now": {"S": now_s},
             },
-        }
-
-    @staticmethod
-    def _success_request(clear: bool, last: int, now_s: str) -> dict[str, Any]:
-        values = {":last": {"N": str(last)}, ":now": {"S": now_s}, ":one": {"N": "1"}}
-        if clear:
-            values[":zero"] = {"N": "0"}
-            return {
-                "UpdateExpression": _CLEAR_UPDATE,
-                "ConditionExpression": _CLEAR_CONDITION,
-                "ExpressionAttributeNames": _NAMES,
-                "ExpressionAttributeValues": values,
-            }
-        names = {k: _NAMES[k] for k in ("#v", "#s", "#e", "#u")}
-        return {
-            "UpdateExpression": _INCREMENT_UPDATE,
-            "ConditionExpression": _INCREMENT_CONDITION,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
         }
 
     def _update(self, pool: PoolKey, request: dict[str, Any]) -> ApplyResult:

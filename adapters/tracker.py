@@ -1,0 +1,256 @@
+"""The pool error tracker: report outcomes, read active errors, with as few requests as possible.
+
+Writes: a failure is one ``UpdateItem``; a success is one ``UpdateItem`` only while an error is
+active. Whether a pool is healthy is known without a read per success: the tracker keeps each
+pool's state from its own writes' post-images and from reads, and trusts it for
+``cache_ttl_s`` (500 ms by default). When that view is older, a success first reads the pool
+(one ``GetItem``; threads of one process share it), so reads stay at most one per pool per TTL.
+
+The one thing the cache can cost: a success reported within the TTL of a view that said
+"healthy", while another process has just written an error, is not counted. That only delays a
+clear by one success; it never erases or hides an error (errors are always written), and every
+write that does happen is exact (see ``adapters.pool_errors.dynamodb``).
+
+Sync (boto3) and thread-safe; async callers use ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.pool_errors import DynamoDBPoolErrorStore, PoolErrorStore
+from adapters.pool_errors.dynamodb import format_time
+from adapters.settings import Settings
+from core.errors import DurableStoreRequiredError, PoolErrorView, RunnerPoolError
+from core.hysteresis import (
+    DEFAULT_POLICY,
+    Failure,
+    HysteresisPolicy,
+    Outcome,
+    PoolState,
+    Success,
+)
+from core.models import PoolKey
+
+
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware (the tracker's default ``clock``)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PoolErrorStatus:
+    """The read view of a pool's active error."""
+
+    pool: PoolKey
+    error: RunnerPoolError
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    consecutive_successes: int
+    stale: bool
+
+    @classmethod
+    def of(
+        cls, pool: PoolKey, state: PoolState, *, now: datetime, stale_after_s: float | None
+    ) -> PoolErrorStatus | None:
+        """The view of ``state``; ``None`` while the pool is healthy."""
+        active = state.active_error
+        if active is None:
+            return None
+        stale = (
+            stale_after_s is not None and (now - active.last_seen).total_seconds() > stale_after_s
+        )
+        return cls(
+            pool=pool,
+            error=active.error,
+            first_seen=active.first_seen,
+            last_seen=active.last_seen,
+            count=active.count,
+            consecutive_successes=state.consecutive_successes,
+            stale=stale,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe: the error's wire JSON, times as ISO 8601 UTC with ``Z``."""
+        return {
+            "pool": self.pool.id,
+            "error": self.error.to_json(),
+            "first_seen": format_time(self.first_seen),
+            "last_seen": format_time(self.last_seen),
+            "count": self.count,
+            "consecutive_successes": self.consecutive_successes,
+            "stale": self.stale,
+        }
+
+    def to_view(self) -> PoolErrorView:
+        """The API-facing actor error ``pool_error{error, first_seen, last_seen, count}``."""
+        return PoolErrorView(
+            error=self.error,
+            first_seen=format_time(self.first_seen),
+            last_seen=format_time(self.last_seen),
+            count=self.count,
+        )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    state: PoolState
+    as_of: float  # monotonic time at which the store was known to hold `state` (or newer)
+
+
+class PoolErrorTracker:
+    """Per-pool active error with hysteresis over a ``PoolErrorStore``, with a short cache."""
+
+    def __init__(
+        self,
+        store: PoolErrorStore,
+        *,
+        policy: HysteresisPolicy = DEFAULT_POLICY,
+        cache_ttl_s: float = 0.5,
+        stale_after_s: float | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if cache_ttl_s < 0:
+            raise ValueError("cache_ttl_s must be >= 0")
+        self.store = store
+        self.policy = policy
+        self.cache_ttl_s = cache_ttl_s
+        self.stale_after_s = stale_after_s
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._cache: dict[PoolKey, _Entry] = {}
+        self._read_locks: dict[PoolKey, threading.Lock] = {}
+
+    # --- reporting -----------------------------------------------------------------------
+
+    def report(self, pool: PoolKey, outcome: Outcome) -> None:
+        """Report one runner start outcome."""
+        if isinstance(outcome, Failure):
+            self.report_error(pool, outcome.error)
+        else:
+            self.report_success(pool)
+
+    def report_error(self, pool: PoolKey, error: RunnerPoolError) -> None:
+        """A runner start failed: always one write (sets the error, bumps count, resets the
+        counter). Never reads: the last known state, however old, only picks the branch."""
+        with self._lock:
+            entry = self._cache.get(pool)
+        started = self._monotonic()
+        result = self.store.apply(
+            pool,
+            Failure(error),
+            now=self._clock(),
+            policy=self.policy,
+            hint=entry.state if entry is not None else None,
+        )
+        self._remember(pool, result.state, started)
+
+    def report_success(self, pool: PoolKey) -> None:
+        """A runner started (``init`` arrived): a write only while an error is active."""
+        state = self._current(pool)
+        if state.healthy:
+            return
+        started = self._monotonic()
+        result = self.store.apply(
+            pool, Success(), now=self._clock(), policy=self.policy, hint=state
+        )
+        self._remember(pool, result.state, started)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def state(self, pool: PoolKey) -> PoolState:
+        """The pool's state, at most ``cache_ttl_s`` old."""
+        return self._current(pool)
+
+    def active_error(self, pool: PoolKey) -> PoolErrorStatus | None:
+        """The pool's active error, or ``None`` while healthy."""
+        return PoolErrorStatus.of(
+            pool, self._current(pool), now=self._clock(), stale_after_s=self.stale_after_s
+        )
+
+    def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, PoolErrorStatus]:
+        """The pools among ``pools`` that have an active error: one ``BatchGetItem`` per 100
+        pools whose cached view is older than the TTL."""
+        states: dict[PoolKey, PoolState] = {}
+        missing: list[PoolKey] = []
+        for pool in dict.fromkeys(pools):
+            entry = self._fresh(pool)
+            if entry is None:
+                missing.append(pool)
+            else:
+                states[pool] = entry.state
+        if missing:
+            started = self._monotonic()
+            for pool, state in self.store.get_many(missing).items():
+                states[pool] = self._remember(pool, state, started)
+        now = self._clock()
+        statuses = {
+            pool: PoolErrorStatus.of(pool, state, now=now, stale_after_s=self.stale_after_s)
+            for pool, state in states.items()
+        }
+        return {pool: status for pool, status in statuses.items() if status is not None}
+
+    def invalidate(self, pool: PoolKey | None = None) -> None:
+        """Forget the cached view of one pool (or all): the next call reads the store."""
+        with self._lock:
+            if pool is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(pool, None)
+
+    # --- cache ---------------------------------------------------------------------------
+
+    def _fresh(self, pool: PoolKey) -> _Entry | None:
+        with self._lock:
+            entry = self._cache.get(pool)
+        if entry is not None and self._monotonic() - entry.as_of < self.cache_ttl_s:
+            return entry
+        return None
+
+    def _current(self, pool: PoolKey) -> PoolState:
+        entry = self._fresh(pool)
+        if entry is not None:
+            return entry.state
+        with self._lock:
+            read_lock = self._read_locks.setdefault(pool, threading.Lock())
+        # Single flight: threads that find the view old wait for one read instead of each
+        # sending their own.
+        with read_lock:
+            entry = self._fresh(pool)
+            if entry is not None:
+                return entry.state
+            started = self._monotonic()
+            return self._remember(pool, self.store.get(pool), started)
+
+    def _remember(self, pool: PoolKey, state: PoolState, started: float) -> PoolState:
+        """Keep ``state`` (learned by a request sent at ``started``) unless the cache already
+        holds something newer: a higher version learned after this request was sent."""
+        with self._lock:
+            entry = self._cache.get(pool)
+            if entry is None or state.version >= entry.state.version or entry.as_of <= started:
+                self._cache[pool] = _Entry(state, started)
+                return state
+            return entry.state
+
+
+def build_tracker(settings: Settings, *, store: PoolErrorStore | None = None) -> PoolErrorTracker:
+    """The tracker for a function's ``deps()``: DynamoDB unless a store is given; an in-memory
+    store inside Lambda raises ``durable_store_required:pool_error_store``."""
+    if store is None:
+        store = DynamoDBPoolErrorStore(settings.pool_errors_table)
+    elif settings.in_lambda and not getattr(store, "durable", True):
+        raise DurableStoreRequiredError("pool_error_store")
+    return PoolErrorTracker(
+        store,
+        policy=HysteresisPolicy(success_threshold=settings.success_threshold),
+        cache_ttl_s=settings.pool_error_cache_ms / 1000,
+        stale_after_s=settings.pool_error_stale_after_s,
+    )

@@ -1,0 +1,216 @@
+"""Many writers, one pool: every write's post-image, sorted by version, replays through observe.
+
+8 threads x 200 random outcomes against a moto server process over HTTP. Threads share
+trackers in pairs (threads of one Lambda) and trackers share nothing (separate Lambdas).
+
+moto's ``UpdateItem`` is not atomic across its request threads: it reads the item, checks the
+condition and applies the update as separate Python steps, so two concurrent requests can both
+apply to the same old item (seen here as two post-images with the same version). DynamoDB
+applies each request to an item atomically. This test's server therefore runs moto with one lock
+around each DynamoDB request, so it checks our protocol rather than moto's threading.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from adapters.pool_error_store import ApplyResult, DynamoDBPoolErrorStore, PoolErrorStore
+from adapters.tracker import PoolErrorTracker
+from core.errors import ServerlessConnectionError, ServerlessHttpError
+from core.hysteresis import (
+    Failure,
+    HysteresisPolicy,
+    Outcome,
+    PoolState,
+    Success,
+    observe,
+)
+from core.models import PoolKey
+from infra.moto_server import LOCAL_CREDENTIALS, MotoServer
+from infra.template import create_tables
+
+THREADS = 8
+OUTCOMES_PER_THREAD = 200
+TRACKERS = 4
+POLICY = HysteresisPolicy(success_threshold=3)
+
+
+@dataclass(frozen=True)
+class Write:
+    outcome: Outcome
+    now: datetime
+    post: PoolState
+
+
+class RecordingStore:
+    """Delegates to a real store and keeps every write (outcome, now, post-image)."""
+
+    durable = True
+
+    def __init__(self, inner: PoolErrorStore) -> None:
+        self.inner = inner
+        self.writes: list[Write] = []
+        self.failures_reported = 0
+        self._lock = threading.Lock()
+
+    def apply(
+        self,
+        pool: PoolKey,
+        outcome: Outcome,
+        *,
+        now: datetime,
+        policy: HysteresisPolicy,
+        hint: PoolState | None = None,
+    ) -> ApplyResult:
+        result = self.inner.apply(pool, outcome, now=now, policy=policy, hint=hint)
+        with self._lock:
+            self.failures_reported += isinstance(outcome, Failure)
+            if result.written:
+                self.writes.append(Write(outcome, now, result.state))
+        return result
+
+    def get(self, pool: PoolKey) -> PoolState:
+        return self.inner.get(pool)
+
+    def get_many(self, pools: Any) -> dict[PoolKey, PoolState]:
+        return self.inner.get_many(pools)
+
+
+_ATOMIC_MOTO = """
+import sys, threading
+from moto.dynamodb.responses import DynamoHandler
+_lock = threading.Lock()
+_call_action = DynamoHandler.call_action
+def call_action(self):
+    with _lock:  # one DynamoDB request at a time, as each item write is atomic in DynamoDB
+        return _call_action(self)
+DynamoHandler.call_action = call_action
+from moto.server import main
+main(sys.argv[1:])
+"""
+
+
+class AtomicMotoServer(MotoServer):
+    """A moto server process whose DynamoDB requests are applied one at a time."""
+
+    def start(self) -> AtomicMotoServer:
+        env = {**os.environ, **LOCAL_CREDENTIALS}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _ATOMIC_MOTO, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self._proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto server did not start on {self.url}")
+
+
+@pytest.fixture(scope="module")
+def atomic_moto() -> Iterator[AtomicMotoServer]:
+    server = AtomicMotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _client(server: MotoServer) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # moto's dummy credentials
+    )
+
+
+def _outcome(rng: random.Random, thread: int, n: int) -> Outcome:
+    roll = rng.random()
+    if roll < 0.2:
+        return Failure(ServerlessHttpError(status_code=500 + thread, body=f"t{thread}-{n}"))
+    if roll < 0.3:
+        return Failure(ServerlessConnectionError(message=f"t{thread}-{n}", reason="timeout"))
+    return Success()
+
+
+# One run (~15 s on 2 cores) in the suite; TRACKER_STRESS_RUNS=N runs N seeds with and
+# without the cache, to look for rare interleavings.
+_RUNS = int(os.environ.get("TRACKER_STRESS_RUNS", "0"))
+_CASES = [pytest.param(1, 0.05, id="seed_1-cache_50ms")] + [
+    pytest.param(seed, ttl, id=f"seed_{seed}-{name}")
+    for seed in range(2, 2 + _RUNS)
+    for ttl, name in ((0.0, "no_cache"), (0.05, "cache_50ms"))
+]
+
+
+@pytest.mark.parametrize(("seed", "cache_ttl_s"), _CASES)
+def test_concurrent_reports_replay_exactly(
+    atomic_moto: AtomicMotoServer, seed: int, cache_ttl_s: float
+) -> None:
+    pool = PoolKey(namespace="ns", runner_name="contended")
+    table = f"pool-errors-{seed}-{int(cache_ttl_s * 1000)}"
+    create_tables(_client(atomic_moto), {"PoolErrorsTable": table})
+    # One client per tracker, made here: boto3's default session is not thread-safe.
+    recorders = [
+        RecordingStore(DynamoDBPoolErrorStore(table, client=_client(atomic_moto)))
+        for _ in range(TRACKERS)
+    ]
+    trackers = [PoolErrorTracker(r, policy=POLICY, cache_ttl_s=cache_ttl_s) for r in recorders]
+    start = threading.Barrier(THREADS)
+    crashes: list[BaseException] = []
+
+    def run(thread: int) -> None:
+        rng = random.Random(seed * 1000 + thread)
+        tracker = trackers[thread % TRACKERS]
+        start.wait()
+        try:
+            for n in range(OUTCOMES_PER_THREAD):
+                tracker.report(pool, _outcome(rng, thread, n))
+        except BaseException as exc:
+            crashes.append(exc)
+            raise
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert crashes == []
+
+    writes = sorted((w for r in recorders for w in r.writes), key=lambda w: w.post.version)
+    failures = sum(r.failures_reported for r in recorders)
+    # Every failure was written: no error is ever lost.
+    assert sum(isinstance(w.outcome, Failure) for w in writes) == failures > 0
+    # Versions 1..N, no gap, no duplicate: each write applied to exactly one predecessor.
+    assert [w.post.version for w in writes] == list(range(1, len(writes) + 1))
+    state = PoolState()
+    for w in writes:
+        expected = observe(state, w.outcome, now=w.now, policy=POLICY)
+        assert w.post == expected, f"version {w.post.version} does not follow by observe"
+        state = expected
+    assert DynamoDBPoolErrorStore(table, client=_client(atomic_moto)).get(pool) == state
+    # Some successes were counted and some episodes cleared, or the test proved little.
+    assert any(isinstance(w.outcome, Success) for w in writes)
+    assert any(w.post.healthy for w in writes)
