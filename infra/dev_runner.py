@@ -250,10 +250,14 @@ class _Handler(BaseHTTPRequestHandler):
         match = re.search(r"/delay/(\d{1,7})/start$", path)
         if match:
             delay_ms = int(match.group(1))
-        if fault is None:
-            self._healthy(body, delay_ms / 1000)
-        else:
-            self._fault(fault, body)
+        self.runner._stream_opened()
+        try:
+            if fault is None:
+                self._healthy(body, delay_ms / 1000)
+            else:
+                self._fault(fault, body)
+        finally:
+            self.runner._stream_closed()
 
     # --- behaviours ------------------------------------------------------------------------
 
@@ -273,8 +277,9 @@ class _Handler(BaseHTTPRequestHandler):
         count = state.get("count") if isinstance(state, dict) else None
         count = count if isinstance(count, int) and not isinstance(count, bool) else 0
         self._chunk(message_event({"type": "output", "data": {"echo": value}}))
-        if delay_s > 0:
-            self._hold(delay_s, every=min(0.05, delay_s))
+        if delay_s > 0:  # a long run keeps its stream alive with pings
+            keepalive = self.runner.keepalive_s
+            self._hold(delay_s, tick=self._keepalive(keepalive), every=min(0.05, keepalive))
         done = {
             "type": "done",
             "output": {"echo": value},
@@ -282,6 +287,17 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._chunk(message_event(done))
         self._end_stream()
+
+    def _keepalive(self, interval: float) -> Callable[[], None]:
+        last = time.monotonic()
+
+        def tick() -> None:
+            nonlocal last
+            if time.monotonic() - last >= interval:
+                self._chunk(PING)
+                last = time.monotonic()
+
+        return tick
 
     def _fault(self, fault: str, body: dict[str, Any]) -> None:
         runner = self.runner
@@ -384,6 +400,7 @@ class DevRunner:
         hang_s: float = 30.0,
         slow_init_s: float = 10.0,
         ping_interval_s: float = 0.05,
+        keepalive_s: float = 0.5,
         oversized_bytes: int = 1024 * 1024 + 65536,
     ) -> None:
         self.host = host
@@ -391,10 +408,13 @@ class DevRunner:
         self.hang_s = hang_s
         self.slow_init_s = slow_init_s
         self.ping_interval_s = ping_interval_s
+        self.keepalive_s = keepalive_s
         self.oversized_bytes = oversized_bytes
         self._lock = threading.Lock()
         self._fault: str | None = None
         self._start_requests = 0
+        self._active = 0
+        self._peak = 0
         self._received: deque[ReceivedRequest] = deque(maxlen=200)
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -486,6 +506,27 @@ class DevRunner:
         """The most recent ``/start`` requests (up to 200), oldest first."""
         with self._lock:
             return list(self._received)
+
+    @property
+    def active_streams(self) -> int:
+        """``/start`` requests being answered right now."""
+        with self._lock:
+            return self._active
+
+    @property
+    def peak_streams(self) -> int:
+        """The most ``/start`` requests answered at the same time so far."""
+        with self._lock:
+            return self._peak
+
+    def _stream_opened(self) -> None:
+        with self._lock:
+            self._active += 1
+            self._peak = max(self._peak, self._active)
+
+    def _stream_closed(self) -> None:
+        with self._lock:
+            self._active -= 1
 
     def _record(self, request: ReceivedRequest) -> None:
         with self._lock:

@@ -1,0 +1,303 @@
+"""Every dev runner fault, over real sockets on 127.0.0.1, sync and async: the exact outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from adapters.sse_client import (
+    AsyncRunnerClient,
+    RunnerClient,
+    StartLimits,
+    StartTarget,
+    aprobe,
+    probe,
+)
+from core.errors import (
+    RunnerError,
+    RunnerNoResponseError,
+    ServerlessConnectionError,
+    ServerlessHttpError,
+    ServerlessInvalidBase64,
+    ServerlessInvalidPayload,
+    ServerlessStreamEndedEarly,
+)
+from core.models import PoolKey
+from core.protocol import (
+    DoneFrame,
+    ErrorFrame,
+    Frame,
+    InitFrame,
+    OutputFrame,
+    StoppingFrame,
+    start_body,
+)
+from infra.dev_runner import FAULTS, DevRunner
+
+pytestmark = pytest.mark.integration
+
+# Idle is longer than time-to-init so that a silent start is reported as a missing init.
+LIMITS = StartLimits(connect_timeout_s=2.0, init_timeout_s=0.5, idle_timeout_s=0.7)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    frames: list[Frame]
+    error: BaseException | None
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[DevRunner]:
+    with DevRunner(hang_s=10.0, slow_init_s=5.0) as server:
+        yield server
+
+
+def target(url: str) -> StartTarget:
+    return StartTarget(
+        url=url,
+        headers={"Authorization": "Bearer dev-secret"},
+        pool=PoolKey(namespace="ns", runner_name="dev"),
+        total_slots=2,
+        request_lifespan=60,
+        allow_private_network=True,
+    )
+
+
+BODY = start_body("actor-1", "msg-1", {"count": 4}, {"hello": "world"})
+
+
+def run_sync(url: str, deadline: float | None = None) -> Outcome:
+    frames: list[Frame] = []
+    with RunnerClient(LIMITS) as client:
+        try:
+            with client.start(target(url), BODY, deadline=deadline) as stream:
+                frames.extend(stream)
+        except (RunnerError, RunnerNoResponseError) as exc:
+            return Outcome(frames, exc)
+    return Outcome(frames, None)
+
+
+def run_async(url: str, deadline: float | None = None) -> Outcome:
+    async def main() -> Outcome:
+        frames: list[Frame] = []
+        async with AsyncRunnerClient(LIMITS) as client:
+            try:
+                async with client.start(target(url), BODY, deadline=deadline) as stream:
+                    async for frame in stream:
+                        frames.append(frame)
+            except (RunnerError, RunnerNoResponseError) as exc:
+                return Outcome(frames, exc)
+        return Outcome(frames, None)
+
+    return asyncio.run(main())
+
+
+RUNNERS = [pytest.param(run_sync, id="sync"), pytest.param(run_async, id="async")]
+
+
+def conn(reason: str) -> Any:
+    return lambda e: isinstance(e, ServerlessConnectionError) and e.reason == reason
+
+
+DEV = "dev runner fault"
+
+# fault -> a check of the pool error it must give
+POOL_FAULTS: dict[str, Any] = {
+    "http_500": lambda e: (
+        e == ServerlessHttpError(status_code=500, body="dev runner fault http_500")
+    ),
+    "http_503": lambda e: (
+        e == ServerlessHttpError(status_code=503, body="dev runner fault http_503")
+    ),
+    "http_500_multibyte": lambda e: e == ServerlessHttpError(status_code=500, body="a" * 510),
+    "wrong_content_type": conn("content_type"),
+    "empty_body": lambda e: isinstance(e, ServerlessStreamEndedEarly),
+    "cut_mid_chunk": conn("protocol"),
+    "close_before_init": lambda e: isinstance(e, ServerlessStreamEndedEarly),
+    "garbage_base64": lambda e: e == ServerlessInvalidBase64(raw_payload="this is not base64!!"),
+    "base64_not_json": lambda e: (
+        isinstance(e, ServerlessInvalidPayload)
+        and "not UTF-8 JSON" in e.message
+        and e.raw_payload == "hello, not JSON"
+    ),
+    "wrong_schema": lambda e: (
+        isinstance(e, ServerlessInvalidPayload) and "init.runner_id" in e.message
+    ),
+    "wrong_version": lambda e: (
+        isinstance(e, ServerlessInvalidPayload) and "unsupported protocol version 2" in e.message
+    ),
+    "slow_init": lambda e: (
+        e == ServerlessConnectionError(message="no init frame within 0.5 s", reason="timeout")
+    ),
+    "pings_forever": lambda e: (
+        e == ServerlessConnectionError(message="no init frame within 0.5 s", reason="timeout")
+    ),
+    "oversized_event": lambda e: (
+        e
+        == ServerlessConnectionError(message="an event exceeded 1048576 bytes", reason="too_large")
+    ),
+    "redirect_metadata": lambda e: (
+        isinstance(e, ServerlessConnectionError)
+        and e.reason == "redirect"
+        and "169.254.169.254" in e.message
+    ),
+}
+AFTER_INIT_FAULTS: dict[str, Any] = {
+    "init_then_silence": "no event for 0.7 s",
+    "init_then_close": "stream ended without done",
+}
+ACTOR_FAULTS: dict[str, list[type]] = {
+    "actor_error": [InitFrame, ErrorFrame],
+    "actor_error_retryable": [InitFrame, ErrorFrame],
+    "stopping": [InitFrame, OutputFrame, StoppingFrame],
+}
+
+
+def test_every_fault_has_an_expectation() -> None:
+    assert set(POOL_FAULTS) | set(AFTER_INIT_FAULTS) | set(ACTOR_FAULTS) == set(FAULTS)
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize("fault", sorted(POOL_FAULTS))
+def test_pool_faults_are_classified(runner: DevRunner, run: Any, fault: str) -> None:
+    outcome = run(runner.fault_url(fault))
+    assert outcome.frames == []
+    assert isinstance(outcome.error, RunnerError), outcome.error
+    assert POOL_FAULTS[fault](outcome.error.error), outcome.error.error
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize("status", [401, 404, 429, 502])
+def test_any_http_status(runner: DevRunner, run: Any, status: int) -> None:
+    outcome = run(f"{runner.url}/fault/http_{status}")
+    assert isinstance(outcome.error, RunnerError)
+    assert outcome.error.error == ServerlessHttpError(
+        status_code=status, body=f"dev runner fault http_{status}"
+    )
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize("fault", sorted(AFTER_INIT_FAULTS))
+def test_after_init_faults_are_runner_no_response(runner: DevRunner, run: Any, fault: str) -> None:
+    outcome = run(runner.fault_url(fault))
+    assert [type(f) for f in outcome.frames] == [InitFrame]
+    assert isinstance(outcome.error, RunnerNoResponseError)
+    init = outcome.frames[0]
+    assert isinstance(init, InitFrame)
+    assert outcome.error.reason.runner_id == init.runner_id
+    assert outcome.error.detail == AFTER_INIT_FAULTS[fault]
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize("fault", sorted(ACTOR_FAULTS))
+def test_actor_level_endings_are_frames(runner: DevRunner, run: Any, fault: str) -> None:
+    outcome = run(runner.fault_url(fault))
+    assert outcome.error is None
+    assert [type(f) for f in outcome.frames] == ACTOR_FAULTS[fault]
+    last = outcome.frames[-1]
+    if isinstance(last, ErrorFrame):
+        assert last.retryable is (fault == "actor_error_retryable")
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_healthy_run(runner: DevRunner, run: Any) -> None:
+    outcome = run(runner.url)
+    assert outcome.error is None
+    init, output, done = outcome.frames
+    assert isinstance(init, InitFrame)
+    assert output == OutputFrame(data={"echo": {"hello": "world"}})
+    assert done == DoneFrame(
+        output={"echo": {"hello": "world"}}, state={"count": 5, "last_input": {"hello": "world"}}
+    )
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_connection_refused(run: Any) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    outcome = run(f"http://127.0.0.1:{port}")
+    assert isinstance(outcome.error, RunnerError)
+    assert isinstance(outcome.error.error, ServerlessConnectionError)
+    assert outcome.error.error.reason == "connect"
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_caller_deadline_before_init(runner: DevRunner, run: Any) -> None:
+    outcome = run(runner.fault_url("slow_init"), deadline=time.monotonic() + 0.2)
+    assert isinstance(outcome.error, RunnerError)
+    assert outcome.error.error == ServerlessConnectionError(
+        message="the caller's deadline passed before init", reason="timeout"
+    )
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_caller_deadline_after_init(runner: DevRunner, run: Any) -> None:
+    outcome = run(runner.delay_url(3000), deadline=time.monotonic() + 0.3)
+    assert [type(f) for f in outcome.frames] == [InitFrame, OutputFrame]
+    assert isinstance(outcome.error, RunnerNoResponseError)
+    assert outcome.error.detail == "the caller's deadline passed before done"
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_pings_keep_a_started_runner_alive(run: Any) -> None:
+    """Pings count for idle: a run longer than idle_timeout_s with pings in between succeeds."""
+    with DevRunner(keepalive_s=0.2) as server:
+        outcome = run(server.delay_url(1000))  # 1 s > idle 0.7 s; the dev runner pings meanwhile
+    assert outcome.error is None
+    assert isinstance(outcome.frames[-1], DoneFrame)
+
+
+def test_blocked_without_allow_private(runner: DevRunner) -> None:
+    with RunnerClient(LIMITS) as client:
+        closed = StartTarget(
+            url=runner.url,
+            headers={},
+            pool=PoolKey(namespace="ns", runner_name="dev"),
+            total_slots=1,
+            request_lifespan=60,
+        )
+        before = runner.start_requests
+        result = probe(client, closed)
+    assert result.error == ServerlessConnectionError(
+        message="127.0.0.1 is a loopback address (the runner config does not allow private "
+        "networks)",
+        reason="blocked_address",
+    )
+    assert runner.start_requests == before
+
+
+def test_localhost_name_is_resolved_pinned_and_keeps_host(runner: DevRunner) -> None:
+    url = runner.url.replace("127.0.0.1", "localhost")
+    with RunnerClient(LIMITS) as client:
+        result = probe(client, target(url))
+    assert result.ok
+    assert runner.received[-1].headers["Host"] == f"localhost:{runner.port}"
+
+
+def test_probes_sync_and_async(runner: DevRunner) -> None:
+    with RunnerClient(LIMITS) as client:
+        ok = probe(client, target(runner.url))
+        bad = probe(client, target(runner.fault_url("http_503")))
+
+    async def main() -> Any:
+        async with AsyncRunnerClient(LIMITS) as client:
+            return await aprobe(client, target(runner.fault_url("pings_forever")))
+
+    slow = asyncio.run(main())
+    assert ok.ok and ok.runner_id and ok.runner_id.startswith("dev-") and ok.error is None
+    assert not bad.ok and isinstance(bad.error, ServerlessHttpError)
+    assert not slow.ok and isinstance(slow.error, ServerlessConnectionError)
+    assert slow.error.reason == "timeout"
+    headers = runner.received[-1].headers
+    assert headers["x-runner-pool"] == "ns/dev"
+    assert headers["x-runner-total-slots"] == "2"
+    assert headers["x-runner-request-lifespan"] == "60"
+    assert headers["Authorization"] == "Bearer dev-secret"
+    assert runner.received[-1].body == {"protocol_version": 1, "probe": True}
