@@ -283,3 +283,16 @@ def test_handler_rule_catches(
         _function(template, handler), pythonpath=[str(tmp_path)]
     )
     assert any(needle in v.message for v in violations), violations
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in tc.settings_fields():
+        assert f"| `{name}` | `{name.upper()}` |" in readme, name
+
+
+def test_every_metric_the_template_reads_is_documented_in_deploy_md() -> None:
+    # Alarm and dashboard metrics are the contract between the code and the template.
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    for name in tc.metrics_read(load_template()):
+        assert f"`{name}`" in deploy, name
