@@ -31,6 +31,7 @@ from adapters.actor_store import (
     parse_iso,
 )
 from adapters.settings import in_lambda as _in_lambda
+from adapters.slots import DynamoDBSlotStore, InMemorySlotStore, SlotLease
 from core.errors import DurableStoreRequiredError, ExecutionLeaseLostError, StoreCommitFailedError
 from core.models import TERMINAL_STATUSES, MessageRecord, MessageStatus
 
@@ -122,11 +123,14 @@ class MessageStore(Protocol):
         state: JsonValue,
         result: JsonValue,
         now: datetime,
-    ) -> None:
-        """Atomically: the actor's new state (if still at ``expected_version``) and the result.
+        slot: SlotLease | None = None,
+    ) -> bool:
+        """Atomically: the actor's new state (if still at ``expected_version``) and the result;
+        and, when the store knows the slots table, the release of ``slot`` in the same write.
 
-        Raises ``ExecutionLeaseLostError`` if this execution no longer holds the message (or it
-        is final already) and ``StoreCommitFailedError`` if the actor's state moved on.
+        Returns ``True`` if ``slot`` was released too. Raises ``ExecutionLeaseLostError`` if this
+        execution no longer holds the message (or it is final already) and
+        ``StoreCommitFailedError`` if the actor's state moved on.
         """
 
     def mark_effect(self, actor_id: str, message_id: str, effect: Effect, *, now: datetime) -> None:
@@ -202,15 +206,21 @@ class DynamoDBMessageStore:
     """``MessagesTable`` through the low-level boto3 client.
 
     ``actors`` (the actors table) is needed only by ``commit_success``, whose one
-    TransactWriteItems spans both tables.
+    TransactWriteItems spans both tables (and the slots table when ``slots`` is given).
     """
 
     def __init__(
-        self, table_name: str, client: Any = None, *, actors: DynamoDBActorStore | None = None
+        self,
+        table_name: str,
+        client: Any = None,
+        *,
+        actors: DynamoDBActorStore | None = None,
+        slots: DynamoDBSlotStore | None = None,
     ) -> None:
         self.table_name = table_name
         self._client = client
         self.actors = actors
+        self.slots = slots
 
     @property
     def client(self) -> Any:
@@ -413,7 +423,8 @@ class DynamoDBMessageStore:
         state: JsonValue,
         result: JsonValue,
         now: datetime,
-    ) -> None:
+        slot: SlotLease | None = None,
+    ) -> bool:
         if self.actors is None:
             raise StoreCommitFailedError("DynamoDBMessageStore needs actors= to commit")
         message_update = {
@@ -436,16 +447,30 @@ class DynamoDBMessageStore:
         actor_update = self.actors.commit_update(
             actor_id, expected_version=expected_version, state=state, now=now
         )
+        items: list[dict[str, Any]] = [{"Update": actor_update}, {"Update": message_update}]
+        release = slot is not None and self.slots is not None
+        if slot is not None and self.slots is not None:
+            items.append({"Delete": self.slots.release_op(slot)})
         try:
-            self.client.transact_write_items(
-                TransactItems=[{"Update": actor_update}, {"Update": message_update}]
-            )
+            self.client.transact_write_items(TransactItems=items)
+            return release
         except Exception as exc:
             if _error_code(exc) != "TransactionCanceledException":
                 raise StoreCommitFailedError(f"commit failed: {exc}") from exc
             reasons = [
                 r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])
             ]
+            if release and reasons[:2] == ["None", "None"]:
+                # Only the slot moved on (our lease on it ran out): commit without it.
+                return self.commit_success(
+                    actor_id,
+                    message_id,
+                    owner=owner,
+                    expected_version=expected_version,
+                    state=state,
+                    result=result,
+                    now=now,
+                )
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 raise ExecutionLeaseLostError(
                     f"message {actor_id}/{message_id} is no longer held by this execution"
@@ -473,11 +498,16 @@ class InMemoryMessageStore:
     """
 
     def __init__(
-        self, *, actors: InMemoryActorStore | None = None, in_lambda: bool | None = None
+        self,
+        *,
+        actors: InMemoryActorStore | None = None,
+        slots: InMemorySlotStore | None = None,
+        in_lambda: bool | None = None,
     ) -> None:
         if _in_lambda() if in_lambda is None else in_lambda:
             raise DurableStoreRequiredError("actor_store")
         self.actors = actors
+        self.slots = slots
         self._items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = actors.lock if actors is not None else threading.RLock()
 
@@ -609,7 +639,8 @@ class InMemoryMessageStore:
         state: JsonValue,
         result: JsonValue,
         now: datetime,
-    ) -> None:
+        slot: SlotLease | None = None,
+    ) -> bool:
         if self.actors is None:
             raise StoreCommitFailedError("InMemoryMessageStore needs actors= to commit")
         with self._lock:
@@ -628,6 +659,10 @@ class InMemoryMessageStore:
             item["finished_at"] = item["updated_at"] = {"S": iso(now)}
             for name in ("lease_owner", "lease_until", "error", "disposition", "next_attempt_at"):
                 item.pop(name, None)
+            if slot is not None and self.slots is not None:
+                self.slots.release(slot)
+                return True
+            return False
 
     def mark_effect(self, actor_id: str, message_id: str, effect: Effect, *, now: datetime) -> None:
         with self._lock:

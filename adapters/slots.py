@@ -33,9 +33,16 @@ class SlotStore(Protocol):
     """Per-pool slot leases that expire."""
 
     def acquire(
-        self, pool_id: str, *, total: int, owner: str, lease_s: float, now: float
+        self,
+        pool_id: str,
+        *,
+        total: int,
+        owner: str,
+        lease_s: float,
+        now: float,
+        start: int | None = None,
     ) -> SlotLease | None:
-        """Take a free slot among ``total``, or ``None`` if every slot is held."""
+        """A free slot among ``total`` (``start`` tried first), or ``None`` if all are held."""
 
     def release(self, lease: SlotLease) -> None:
         """Give the slot back (only if this lease still holds it)."""
@@ -44,10 +51,10 @@ class SlotStore(Protocol):
         """How many slots of ``pool_id`` are held right now."""
 
 
-def _order(total: int, rng: random.Random) -> list[int]:
-    # Start at a random slot so concurrent acquirers rarely race for the same item.
-    start = rng.randrange(total)
-    return [(start + i) % total for i in range(total)]
+def _order(total: int, rng: random.Random, start: int | None) -> list[int]:
+    # Start at a given or random slot so concurrent acquirers rarely race for the same item.
+    first = rng.randrange(total) if start is None else start % total
+    return [(first + i) % total for i in range(total)]
 
 
 class DynamoDBSlotStore:
@@ -67,10 +74,17 @@ class DynamoDBSlotStore:
         return self._client
 
     def acquire(
-        self, pool_id: str, *, total: int, owner: str, lease_s: float, now: float
+        self,
+        pool_id: str,
+        *,
+        total: int,
+        owner: str,
+        lease_s: float,
+        now: float,
+        start: int | None = None,
     ) -> SlotLease | None:
         expires = now + lease_s
-        for slot in _order(max(total, 1), self._rng):
+        for slot in _order(max(total, 1), self._rng, start):
             try:
                 self.client.put_item(
                     TableName=self.table_name,
@@ -91,15 +105,19 @@ class DynamoDBSlotStore:
             return SlotLease(pool_id=pool_id, slot=slot, owner=owner, expires_at=expires)
         return None
 
+    def release_op(self, lease: SlotLease) -> dict[str, Any]:
+        """The release as a TransactWriteItems ``Delete`` (so a commit can carry it)."""
+        return {
+            "TableName": self.table_name,
+            "Key": {"pool_id": {"S": lease.pool_id}, "slot": {"S": str(lease.slot)}},
+            "ConditionExpression": "#o = :owner",
+            "ExpressionAttributeNames": {"#o": "owner"},
+            "ExpressionAttributeValues": {":owner": {"S": lease.owner}},
+        }
+
     def release(self, lease: SlotLease) -> None:
         try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key={"pool_id": {"S": lease.pool_id}, "slot": {"S": str(lease.slot)}},
-                ConditionExpression="#o = :owner",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":owner": {"S": lease.owner}},
-            )
+            self.client.delete_item(**self.release_op(lease))
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code != "ConditionalCheckFailedException":  # someone took over an expired lease
@@ -127,10 +145,17 @@ class InMemorySlotStore:
         self._rng = random.Random(seed)
 
     def acquire(
-        self, pool_id: str, *, total: int, owner: str, lease_s: float, now: float
+        self,
+        pool_id: str,
+        *,
+        total: int,
+        owner: str,
+        lease_s: float,
+        now: float,
+        start: int | None = None,
     ) -> SlotLease | None:
         with self._lock:
-            for slot in _order(max(total, 1), self._rng):
+            for slot in _order(max(total, 1), self._rng, start):
                 current = self._slots.get((pool_id, slot))
                 if current is None or current[1] < now:
                     self._slots[(pool_id, slot)] = (owner, now + lease_s)

@@ -44,13 +44,16 @@ def deps() -> HostDeps:
     dynamodb = boto3.client("dynamodb", config=config)
     sqs = boto3.client("sqs", config=config)
     actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
+    slots = DynamoDBSlotStore(settings.slots_table, client=dynamodb)
     limits = StartLimits.from_settings(settings)
     return HostDeps(
         settings=settings,
         actors=actors,
-        messages=DynamoDBMessageStore(settings.messages_table, client=dynamodb, actors=actors),
+        messages=DynamoDBMessageStore(
+            settings.messages_table, client=dynamodb, actors=actors, slots=slots
+        ),
         configs=DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
-        slots=DynamoDBSlotStore(settings.slots_table, client=dynamodb),
+        slots=slots,
         tracker=build_tracker(settings),
         runner=lambda: AsyncRunnerClient(limits),
         target_for=StartTarget.from_config,

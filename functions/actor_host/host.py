@@ -191,6 +191,10 @@ class ActorHost:
         self.channel = channel
         self.telemetry = Telemetry()
         self.runner = deps.runner()
+        self._configs: dict[str, asyncio.Future[RunnerConfig | None]] = {}
+        # Spread this invocation's executions over distinct slots (one conditional put each).
+        self._slot_base = int(deps.rand() * 1_000_003)
+        self._slot_next: Counter[str] = Counter()
 
     async def aclose(self) -> None:
         """Close the invocation's runner client (on the loop that used it)."""
@@ -259,29 +263,25 @@ class ActorHost:
         deps.logger.thread_safe_append_keys(
             actor_id=envelope.actor_id, message_id=envelope.message_id
         )
-        stored = await self._io(deps.messages.load, envelope.actor_id, envelope.message_id)
-        if stored is None:
-            return await self._missing(info, envelope)
-        if stored.record.status in TERMINAL_STATUSES:
-            # A duplicate delivery: finish any outbox effect the first one left, commit nothing.
-            await self._effects(stored, info)
-            return "duplicate"
-
+        # No read of the message first: ``claim`` below tells a duplicate (terminal), a missing
+        # record and a concurrent holder apart in the same write.
         actor = await self._io(deps.actors.get, envelope.actor_id)
         if actor is None or actor.status == "stopped":
             return await self._refuse(info, envelope, actor)
         pool = actor.pool
         deps.logger.thread_safe_append_keys(pool=pool.id)
-        config = await self._io(deps.configs.get, pool)
+        config = await self._config(pool)
         policy = actor.error_policy or (config.error_policy if config else ErrorPolicy())
         lifespan = float(config.request_lifespan if config else 0)
         if not self._fits(lifespan):
             raise KeepInQueue("handed_back", 0, "not enough time left before the deadline")
 
         owner = uuid.uuid4().hex
-        lease: SlotLease | None = None
+        slot: list[SlotLease] = []  # emptied when a commit releases it
+        waited = False
         if config is not None:
-            lease = await self._acquire_slot(actor, config, owner)
+            lease, waited = await self._acquire_slot(actor, config, owner)
+            slot.append(lease)
         try:
             lease_s = lifespan + deps.settings.deadline_margin_s + 5.0
             claim = await self._io(
@@ -293,6 +293,7 @@ class ActorHost:
                 now=deps.clock(),
             )
             if claim.outcome == "terminal" and claim.message is not None:
+                # A duplicate delivery: finish any outbox effect the first one left.
                 await self._effects(claim.message, info)
                 return "duplicate"
             if claim.outcome == "missing":
@@ -308,10 +309,21 @@ class ActorHost:
                 return await self._fail(
                     info, actor, claim.message, owner, policy, error, retryable=True
                 )
-            return await self._run(info, actor, config, claim.message, owner, policy, attempts)
+            clear_no_capacity = waited or isinstance(actor.failure_reason, NoCapacity)
+            return await self._run(
+                info, actor, config, claim.message, owner, policy, attempts, clear_no_capacity, slot
+            )
         finally:
-            if lease is not None:
-                await self._io(deps.slots.release, lease)
+            if slot:
+                await self._io(deps.slots.release, slot[0])
+
+    async def _config(self, pool: PoolKey) -> RunnerConfig | None:
+        """The pool's runner config, read once per invocation (one batch, many actors)."""
+        future = self._configs.get(pool.id)
+        if future is None:
+            future = asyncio.ensure_future(self._io(self.deps.configs.get, pool))
+            self._configs[pool.id] = future
+        return await future
 
     # --- the runner ------------------------------------------------------------------------
 
@@ -324,6 +336,8 @@ class ActorHost:
         owner: str,
         policy: ErrorPolicy,
         attempts: int,
+        clear_no_capacity: bool,
+        slot: list[SlotLease],
     ) -> Outcome:
         deps = self.deps
         pool = actor.pool
@@ -342,14 +356,18 @@ class ActorHost:
                     if isinstance(frame, InitFrame):
                         runner_id = frame.runner_id
                         self.telemetry.time_to_init_ms.append((deps.monotonic() - started) * 1000.0)
+                        writes: list[Awaitable[Any]] = [self._io(deps.tracker.report_success, pool)]
+                        if clear_no_capacity:  # only this host sets it, so skip a no-op write
+                            writes.append(
+                                self._io(
+                                    deps.actors.set_failure_reason,
+                                    actor.actor_id,
+                                    None,
+                                    only_if_code="no_capacity",
+                                )
+                            )
                         await asyncio.gather(
-                            self._io(deps.tracker.report_success, pool),
-                            self._io(
-                                deps.actors.set_failure_reason,
-                                actor.actor_id,
-                                None,
-                                only_if_code="no_capacity",
-                            ),
+                            *writes,
                             self._io(
                                 deps.messages.mark_running,
                                 actor.actor_id,
@@ -376,7 +394,7 @@ class ActorHost:
 
         if error is None:
             if isinstance(final, DoneFrame):
-                return await self._commit(info, actor, stored, owner, final)
+                return await self._commit(info, actor, stored, owner, final, slot)
             if isinstance(final, ErrorFrame):
                 error = ActorFailed(error_code=final.code, message=final.message)
                 actor_retryable = final.retryable
@@ -398,12 +416,14 @@ class ActorHost:
 
     async def _acquire_slot(
         self, actor: ActorRecord, config: RunnerConfig, owner: str
-    ) -> SlotLease:
+    ) -> tuple[SlotLease, bool]:
         """Wait for one of the pool's ``max_runners`` slots; ``no_capacity`` while waiting."""
         deps = self.deps
         lifespan = float(config.request_lifespan)
         lease_s = lifespan + deps.settings.deadline_margin_s + 5.0
         waited = 0
+        start = self._slot_base + self._slot_next[config.pool.id]
+        self._slot_next[config.pool.id] += 1
         while True:
             lease = await self._io(
                 deps.slots.acquire,
@@ -412,9 +432,10 @@ class ActorHost:
                 owner=owner,
                 lease_s=lease_s,
                 now=deps.wall(),
+                start=start,
             )
             if lease is not None:
-                return lease
+                return lease, waited > 0
             if waited == 0:
                 self.telemetry.count("NoCapacity")
                 # Never mask a runner failure: only set when the actor has no reason yet.
@@ -439,11 +460,12 @@ class ActorHost:
         stored: StoredMessage,
         owner: str,
         done: DoneFrame,
+        slot: list[SlotLease],
     ) -> Outcome:
         deps = self.deps
         message = stored.record
         try:
-            await self._io(
+            released = await self._io(
                 deps.messages.commit_success,
                 actor.actor_id,
                 message.message_id,
@@ -452,12 +474,24 @@ class ActorHost:
                 state=done.state,
                 result=done.output,
                 now=deps.clock(),
+                slot=slot[0] if slot else None,
             )
         except (ExecutionLeaseLostError, StoreCommitFailedError) as exc:
             return await self._not_committed(info, actor, stored, owner, exc)
-        fresh = await self._io(deps.messages.load, actor.actor_id, message.message_id)
-        if fresh is not None:
-            await self._effects(fresh, info)
+        if released:
+            slot.clear()
+        if message.reply_to:
+            # The committed record, built here rather than read back (one call fewer).
+            committed = message.model_copy(
+                update={
+                    "status": "succeeded",
+                    "result": done.output,
+                    "error": None,
+                    "disposition": None,
+                    "next_attempt_at": None,
+                }
+            )
+            await self._effects(StoredMessage(record=committed), info)
         return "succeeded"
 
     async def _not_committed(

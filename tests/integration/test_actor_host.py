@@ -126,7 +126,10 @@ def stack(tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: An
         pool_error_cache_ms=0,
     )
     actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
-    messages = DynamoDBMessageStore(settings.messages_table, client=dynamodb, actors=actors)
+    slots = DynamoDBSlotStore(settings.slots_table, client=dynamodb)
+    messages = DynamoDBMessageStore(
+        settings.messages_table, client=dynamodb, actors=actors, slots=slots
+    )
     configs = DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb)
     queue = SqsMessageQueue(settings.actor_messages_queue_url, client=sqs)
     from functions.actor_host.app import logger
@@ -136,7 +139,7 @@ def stack(tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: An
         actors=actors,
         messages=messages,
         configs=configs,
-        slots=DynamoDBSlotStore(settings.slots_table, client=dynamodb),
+        slots=slots,
         tracker=build_tracker(settings),
         runner=lambda: AsyncRunnerClient(LIMITS),
         target_for=StartTarget.from_config,

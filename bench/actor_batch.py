@@ -1,0 +1,181 @@
+"""Batch concurrency of actor_host: 10 messages for 10 different actors, a runner taking 300 ms.
+
+Everything is real and local: a moto server (DynamoDB + SQS over HTTP, tables and queues from
+``template.yaml``), the dev runner endpoint on 127.0.0.1 (``/delay/300``: 300 ms between ``init``
+and ``done``), the real stores, tracker and SSE client, and ``functions.actor_host.app.handle``.
+
+Baseline, measured in the same run: the wall time of a batch of ONE message (one execution,
+same path: queue receive excluded, handler only). Then a batch of 10 messages of 10 actors (so
+they are independent and may run concurrently). Runs are interleaved and we print medians and
+the ratio ``batch / single``. Goal: <= 1.3x.
+
+    .venv/bin/python bench/actor_batch.py [--runs 5] [--strict] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+GOAL: Final = 1.3
+RUNNER_MS: Final = 300
+BATCH: Final = 10
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--strict", action="store_true", help="exit 1 if the goal is missed")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    import os
+
+    import boto3
+
+    from infra.dev_runner import DevRunner
+    from infra.moto_server import MotoServer
+    from infra.template import create_queues, create_tables, queue_specs, table_specs
+
+    with MotoServer() as moto, DevRunner() as dev:
+        os.environ.update(moto.environ())
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        suffix = uuid.uuid4().hex[:8]
+        tables = {lid: f"bench-{lid}-{suffix}" for lid in table_specs()}
+        create_tables(dynamodb, tables)
+        queues = create_queues(sqs, {lid: f"bench-{lid}-{suffix}" for lid in queue_specs()})
+        bench = _Bench(tables, queues, dynamodb, sqs, dev.delay_url(RUNNER_MS))
+        bench.run(1)  # warm up: connections, caches, imports
+        singles: list[float] = []
+        batches: list[float] = []
+        for _ in range(args.runs):
+            singles.append(bench.run(1))
+            batches.append(bench.run(BATCH))
+
+    single = statistics.median(singles)
+    batch = statistics.median(batches)
+    ratio = batch / single
+    result = {
+        "runner_ms": RUNNER_MS,
+        "batch_size": BATCH,
+        "runs": args.runs,
+        "single_median_s": round(single, 4),
+        "batch_median_s": round(batch, 4),
+        "single_all_s": [round(v, 4) for v in singles],
+        "batch_all_s": [round(v, 4) for v in batches],
+        "ratio": round(ratio, 3),
+        "goal": GOAL,
+        "met": ratio <= GOAL,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"actor_host batch of {BATCH} actors, runner {RUNNER_MS} ms, {args.runs} runs")
+        print(f"  one execution (batch of 1): median {single * 1000:7.1f} ms")
+        print(f"  batch of {BATCH}:               median {batch * 1000:7.1f} ms")
+        verdict = "met" if ratio <= GOAL else "MISSED"
+        print(f"  ratio batch/single: {ratio:.2f}x (goal <= {GOAL}x: {verdict})")
+    return 1 if args.strict and ratio > GOAL else 0
+
+
+class _Bench:
+    """One stack; ``run(n)`` times ``handle`` on a batch of ``n`` fresh actors' messages."""
+
+    def __init__(
+        self, tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: Any, url: str
+    ) -> None:
+        from adapters.actor_store import DynamoDBActorStore
+        from adapters.message_store import DynamoDBMessageStore
+        from adapters.runner_config_store import DynamoDBRunnerConfigStore
+        from adapters.settings import Settings
+        from adapters.slots import DynamoDBSlotStore
+        from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
+        from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
+        from adapters.tracker import build_tracker
+        from core.models import RunnerConfig
+        from functions.actor_host.app import logger
+        from functions.actor_host.host import HostDeps
+
+        settings = Settings(
+            actors_table=tables["ActorsTable"],
+            messages_table=tables["MessagesTable"],
+            runner_configs_table=tables["RunnerConfigsTable"],
+            slots_table=tables["SlotsTable"],
+            pool_errors_table=tables["PoolErrorsTable"],
+            actor_messages_queue_url=queues["ActorMessagesQueue"],
+            actor_messages_dlq_url=queues["ActorMessagesDLQ"],
+        )
+        self.actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
+        slots = DynamoDBSlotStore(settings.slots_table, client=dynamodb)
+        self.messages = DynamoDBMessageStore(
+            settings.messages_table, client=dynamodb, actors=self.actors, slots=slots
+        )
+        configs = DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb)
+        configs.put(
+            RunnerConfig(
+                namespace="bench",
+                runner_name="slow",
+                url=url,
+                max_runners=BATCH,
+                allow_private_network=True,
+            )
+        )
+        logger.setLevel("WARNING")  # one INFO line per batch would be noise here
+        self.deps = HostDeps(
+            settings=settings,
+            actors=self.actors,
+            messages=self.messages,
+            configs=configs,
+            slots=slots,
+            tracker=build_tracker(settings),
+            runner=lambda: AsyncRunnerClient(StartLimits.from_settings(settings)),
+            target_for=StartTarget.from_config,
+            queue=SqsMessageQueue(settings.actor_messages_queue_url, client=sqs),
+            dlq=SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs),
+            replies=SqsReplies(client=sqs),
+            logger=logger,
+        )
+
+    def run(self, n: int) -> float:
+        from fixtures.sqs_events import (  # type: ignore[import-not-found]
+            FakeLambdaContext,
+            envelope_body,
+            sqs_event,
+            sqs_record,
+        )
+
+        from core.models import ActorRecord, MessageRecord
+        from functions.actor_host.app import handle
+
+        records = []
+        for _ in range(n):
+            actor_id = f"a-{uuid.uuid4().hex[:12]}"
+            message_id = uuid.uuid4().hex
+            self.actors.create(
+                ActorRecord(actor_id=actor_id, namespace="bench", runner_name="slow")
+            )
+            self.messages.create(MessageRecord(actor_id=actor_id, message_id=message_id, input=1))
+            records.append(sqs_record(envelope_body(actor_id, message_id), group_id=actor_id))
+        event = sqs_event(*records)
+        start = time.perf_counter()
+        response = handle(event, FakeLambdaContext(900_000), self.deps)
+        elapsed = time.perf_counter() - start
+        if response["batchItemFailures"]:
+            raise RuntimeError(f"benchmark batch had failures: {response}")
+        return elapsed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
