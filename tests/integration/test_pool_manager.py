@@ -18,18 +18,9 @@ from core.errors import ServerlessHttpError
 from core.models import MessageRecord, PoolKey
 from infra.dev_runner import DevRunner
 from infra.local_stack import LambdaContext
-from tests.integration.test_api import (
-    call,
-    create_actor,
-    put_config,
-    tracker,
-)
-from tests.integration.test_api import (
-    dev_runner as dev_runner,
-)
-from tests.integration.test_api import (
-    stack as stack,
-)
+from tests.integration.test_api import call, create_actor, put_config, tracker
+from tests.integration.test_api import dev_runner as dev_runner  # a fixture
+from tests.integration.test_api import stack as stack  # a fixture
 from tests.unit.test_api_events import response_json
 
 pytestmark = pytest.mark.integration
