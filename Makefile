@@ -24,7 +24,7 @@ $(TRANSLATOR_STAMP):
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check core adapters functions infra
+	$(BIN)/ruff format --check core adapters functions infra bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
