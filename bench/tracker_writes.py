@@ -1,0 +1,273 @@
+"""How many DynamoDB requests the pool error tracker sends, against the minimum.
+
+Replays a seeded 10,000-outcome trace (several pools; long healthy stretches, error bursts,
+recoveries, and an API-style ``active_errors`` poll) through the tracker on a moto server
+process over HTTP, counting every request with botocore's event hooks. Time is simulated (the
+tracker takes its clocks as parameters), so the 500 ms cache sees the trace's own pace.
+
+    minimum writes = failures + successes while an error is active (replayed through observe)
+    goal           = writes == minimum, reads <= 1 per pool per 500 ms per process
+
+Baselines measured in the same run: the same tracker with no cache (TTL 0), and two processes
+(two trackers sharing the table) taking turns on the trace. Exit status 1 if the goal is missed.
+
+    python bench/tracker_writes.py [--outcomes N] [--pools N] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from adapters.pool_error_store import DynamoDBPoolErrorStore
+from adapters.tracker import PoolErrorTracker
+from core.errors import (
+    RunnerPoolError,
+    ServerlessConnectionError,
+    ServerlessHttpError,
+    ServerlessStreamEndedEarly,
+)
+from core.hysteresis import (
+    Failure,
+    HysteresisPolicy,
+    Outcome,
+    PoolState,
+    Success,
+    observe,
+)
+from core.models import PoolKey
+from infra.moto_server import MotoServer
+from infra.template import create_tables
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+POLICY = HysteresisPolicy()
+WINDOW_S = 0.5
+POLL_EVERY = 200  # outcomes between two API-style active_errors() polls
+
+
+@dataclass(frozen=True)
+class Step:
+    at: float  # simulated seconds since the start
+    pool: PoolKey
+    outcome: Outcome
+
+
+def make_trace(outcomes: int, pools: int, seed: int) -> list[Step]:
+    """Each pool alternates long healthy stretches with error episodes that end in recovery."""
+    rng = random.Random(seed)
+    keys = [PoolKey(namespace="bench", runner_name=f"pool-{i}") for i in range(pools)]
+    errors: list[RunnerPoolError] = [
+        ServerlessHttpError(status_code=503, body="service unavailable"),
+        ServerlessConnectionError(message="connection refused", reason="connect"),
+        ServerlessConnectionError(message="no init within 30 s", reason="timeout"),
+        ServerlessStreamEndedEarly(),
+    ]
+    plans: dict[PoolKey, list[Outcome]] = {key: [] for key in keys}
+
+    def refill(key: PoolKey) -> None:
+        plan = plans[key]
+        plan.extend(Success() for _ in range(rng.randint(150, 900)))  # healthy stretch
+        for _ in range(rng.randint(1, 3)):  # a burst, maybe with false recoveries
+            plan.extend(Failure(rng.choice(errors)) for _ in range(rng.randint(2, 40)))
+            plan.extend(Success() for _ in range(rng.randint(0, 2)))
+        plan.extend(Success() for _ in range(rng.randint(3, 6)))  # recovery
+
+    weights = [rng.uniform(0.5, 3.0) for _ in keys]  # some pools are busier
+    trace: list[Step] = []
+    at = 0.0
+    for _ in range(outcomes):
+        at += rng.expovariate(1 / 0.015)  # ~67 outcomes/s across all pools
+        key = rng.choices(keys, weights)[0]
+        if not plans[key]:
+            refill(key)
+        trace.append(Step(at, key, plans[key].pop(0)))
+    return trace
+
+
+def minimum_writes(trace: list[Step]) -> tuple[int, int, int, dict[PoolKey, PoolState]]:
+    """(failures, successes while active, successes while healthy, final states) by replay."""
+    states: dict[PoolKey, PoolState] = defaultdict(PoolState)
+    failures = active_successes = healthy_successes = 0
+    for step in trace:
+        before = states[step.pool]
+        if isinstance(step.outcome, Failure):
+            failures += 1
+        elif before.healthy:
+            healthy_successes += 1
+        else:
+            active_successes += 1
+        states[step.pool] = observe(
+            before, step.outcome, now=T0 + timedelta(seconds=step.at), policy=POLICY
+        )
+    return failures, active_successes, healthy_successes, dict(states)
+
+
+@dataclass
+class Requests:
+    """Every DynamoDB request of one client, by operation, with read times per pool."""
+
+    now: list[float]
+    calls: Counter[str] = field(default_factory=Counter)
+    conflicts: int = 0
+    reads_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def attach(self, client: Any) -> None:
+        # before-send: once per HTTP request (botocore retries included).
+        client.meta.events.register("before-send.dynamodb.*", self._send)
+        client.meta.events.register("before-parameter-build.dynamodb.*", self._params)
+        client.meta.events.register("after-call.dynamodb.UpdateItem", self._after_update)
+
+    def _send(self, event_name: str, **_: Any) -> None:
+        self.calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    def _params(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        if model.name == "GetItem":
+            self.reads_at[params["Key"]["pool_id"]["S"]].append(self.now[0])
+        elif model.name == "BatchGetItem":
+            for request in params["RequestItems"].values():
+                for key in request["Keys"]:
+                    self.reads_at[key["pool_id"]["S"]].append(self.now[0])
+
+    def _after_update(self, parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            self.conflicts += 1
+
+    @property
+    def writes(self) -> int:
+        return self.calls["UpdateItem"]
+
+    @property
+    def reads(self) -> int:
+        return self.calls["GetItem"] + self.calls["BatchGetItem"]
+
+    def max_reads_per_window(self) -> int:
+        """The most reads of one pool within any WINDOW_S of simulated time."""
+        worst = 0
+        for times in self.reads_at.values():
+            times.sort()
+            for i, t in enumerate(times):
+                worst = max(worst, bisect.bisect_left(times, t + WINDOW_S) - i)
+        return worst
+
+
+def client_for(server: MotoServer) -> Any:
+    import boto3
+
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # moto's dummy credentials
+    )
+
+
+@dataclass
+class RunResult:
+    name: str
+    requests: list[Requests]
+    seconds: float
+    final: dict[PoolKey, PoolState]
+
+
+def run(
+    name: str, server: MotoServer, trace: list[Step], *, processes: int, cache_ttl_s: float
+) -> RunResult:
+    """Replay ``trace``; outcome i goes to process ``i % processes`` (each its own client)."""
+    table = f"bench-{name.replace(' ', '-')}-{time.monotonic_ns()}"
+    create_tables(client_for(server), {"PoolErrorsTable": table})
+    now = [0.0]  # simulated seconds, shared by every clock of this run
+    trackers: list[PoolErrorTracker] = []
+    counters: list[Requests] = []
+    for _ in range(processes):
+        client = client_for(server)
+        requests = Requests(now)
+        requests.attach(client)
+        counters.append(requests)
+        trackers.append(
+            PoolErrorTracker(
+                DynamoDBPoolErrorStore(table, client=client),
+                policy=POLICY,
+                cache_ttl_s=cache_ttl_s,
+                clock=lambda: T0 + timedelta(seconds=now[0]),
+                monotonic=lambda: now[0],
+            )
+        )
+    pools = sorted({step.pool for step in trace}, key=lambda p: p.id)
+    started = time.perf_counter()
+    for i, step in enumerate(trace):
+        now[0] = step.at
+        trackers[i % processes].report(step.pool, step.outcome)
+        if i % POLL_EVERY == POLL_EVERY - 1:
+            trackers[0].active_errors(pools)
+    seconds = time.perf_counter() - started
+    final = DynamoDBPoolErrorStore(table, client=client_for(server)).get_many(pools)
+    return RunResult(name, counters, seconds, final)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outcomes", type=int, default=10_000)
+    parser.add_argument("--pools", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    trace = make_trace(args.outcomes, args.pools, args.seed)
+    failures, active_ok, healthy_ok, replayed = minimum_writes(trace)
+    minimum = failures + active_ok
+    span = trace[-1].at
+    read_budget = args.pools * (int(span / WINDOW_S) + 1)
+    print(
+        f"trace: {len(trace)} outcomes, {args.pools} pools, {span:.0f} s simulated, seed "
+        f"{args.seed}; {failures} failures, {active_ok} successes while active, {healthy_ok} "
+        f"while healthy; active_errors() poll every {POLL_EVERY} outcomes"
+    )
+    print(f"minimum writes: {minimum} ({minimum / len(trace):.4f} per outcome)")
+    print(f"read budget (1 per pool per {WINDOW_S * 1000:.0f} ms): {read_budget}")
+    print()
+
+    with MotoServer() as server:
+        results = [
+            run("tracker 1 process", server, trace, processes=1, cache_ttl_s=0.5),
+            run("no cache (ttl 0)", server, trace, processes=1, cache_ttl_s=0.0),
+            run("tracker 2 processes", server, trace, processes=2, cache_ttl_s=0.5),
+        ]
+
+    header = (
+        f"{'run':<22}{'writes':>8}{'w/min':>8}{'conflicts':>10}{'reads':>8}{'r/outcome':>10}"
+        f"{'max r/pool/500ms':>18}{'req/outcome':>12}{'ms/outcome':>11}  final == replay"
+    )
+    print(header)
+    print("-" * len(header))
+    ok = True
+    for result in results:
+        writes = sum(r.writes for r in result.requests)
+        reads = sum(r.reads for r in result.requests)
+        conflicts = sum(r.conflicts for r in result.requests)
+        window = max(r.max_reads_per_window() for r in result.requests)
+        same = result.final == {pool: replayed.get(pool, PoolState()) for pool in result.final}
+        print(
+            f"{result.name:<22}{writes:>8}{writes / minimum:>8.3f}{conflicts:>10}{reads:>8}"
+            f"{reads / len(trace):>10.4f}{window:>18}{(writes + reads) / len(trace):>12.4f}"
+            f"{result.seconds * 1000 / len(trace):>11.2f}  {same}"
+        )
+        if result.name == "tracker 1 process":
+            ok = writes == minimum and window <= 1 and same
+    print()
+    print(
+        f"minimum: {minimum / len(trace):.4f} writes per outcome; goal "
+        f"{'MET' if ok else 'MISSED'} for one process (writes == minimum, "
+        f"<= 1 read per pool per {WINDOW_S * 1000:.0f} ms, final state == replay)"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
