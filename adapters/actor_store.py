@@ -84,6 +84,9 @@ class ActorStore(Protocol):
     def get(self, actor_id: str) -> ActorRecord | None:
         """The actor, or ``None``."""
 
+    def get_many(self, actor_ids: Sequence[str]) -> dict[str, ActorRecord]:
+        """The actors that exist among ``actor_ids``, by id (one batched read)."""
+
     def list(
         self, namespace: str, *, limit: int = 100, cursor: str | None = None
     ) -> tuple[builtins.list[ActorRecord], str | None]:
@@ -213,6 +216,31 @@ class DynamoDBActorStore:
     def get(self, actor_id: str) -> ActorRecord | None:
         item = self._get_item(actor_id)
         return actor_from_item(item) if item else None
+
+    def get_many(self, actor_ids: Sequence[str]) -> dict[str, ActorRecord]:
+        out: dict[str, ActorRecord] = {}
+        ids = list(dict.fromkeys(actor_ids))
+        for start in range(0, len(ids), 100):  # BatchGetItem takes at most 100 keys
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [self._key(i) for i in ids[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            for _ in range(10):
+                resp = self.client.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self.table_name, []):
+                    actor = actor_from_item(item)
+                    out[actor.actor_id] = actor
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:  # throttled ten times: read the rest one by one
+                for key in request.get(self.table_name, {}).get("Keys", []):
+                    got = self.get(key["actor_id"]["S"])
+                    if got is not None:
+                        out[got.actor_id] = got
+        return out
 
     def list(
         self, namespace: str, *, limit: int = 100, cursor: str | None = None
@@ -403,6 +431,12 @@ class InMemoryActorStore:
         with self.lock:
             item = self._items.get(actor_id)
             return actor_from_item(item) if item else None
+
+    def get_many(self, actor_ids: Sequence[str]) -> dict[str, ActorRecord]:
+        with self.lock:
+            return {
+                aid: actor_from_item(self._items[aid]) for aid in actor_ids if aid in self._items
+            }
 
     def list(
         self, namespace: str, *, limit: int = 100, cursor: str | None = None

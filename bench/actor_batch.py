@@ -9,7 +9,12 @@ same path: queue receive excluded, handler only). Then a batch of 10 messages of
 they are independent and may run concurrently). Runs are interleaved and we print medians and
 the ratio ``batch / single``. Goal: <= 1.3x.
 
-    .venv/bin/python bench/actor_batch.py [--runs 5] [--strict] [--json]
+``--stores memory`` runs the same host, SSE client and dev runner with the in-memory stores
+instead of DynamoDB on moto: it separates the host's own concurrency from the cost of the local
+DynamoDB emulator (one Python process that every store call goes through). ``--stores both``
+(the default) prints both.
+
+    .venv/bin/python bench/actor_batch.py [--runs 7] [--stores both|dynamodb|memory] [--strict]
 """
 
 from __future__ import annotations
@@ -35,20 +40,48 @@ BATCH: Final = 10
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--stores", choices=["both", "dynamodb", "memory"], default="both")
     parser.add_argument("--strict", action="store_true", help="exit 1 if the goal is missed")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
+    from infra.dev_runner import DevRunner
+
+    kinds = ["dynamodb", "memory"] if args.stores == "both" else [args.stores]
+    results = []
+    with DevRunner() as dev:
+        for kind in kinds:
+            if kind == "memory":
+                results.append(_measure("memory", _Bench.in_memory(dev.delay_url(RUNNER_MS)), args))
+            else:
+                results.append(_measure_dynamodb(dev.delay_url(RUNNER_MS), args))
+    missed = False
+    for result in results:
+        missed = missed or not result["met"]
+        if args.json:
+            print(json.dumps(result))
+            continue
+        print(
+            f"actor_host batch of {BATCH} actors, runner {RUNNER_MS} ms, "
+            f"stores={result['stores']}, {args.runs} runs (interleaved)"
+        )
+        print(f"  one execution (batch of 1): median {result['single_median_s'] * 1000:7.1f} ms")
+        print(f"  batch of {BATCH}:               median {result['batch_median_s'] * 1000:7.1f} ms")
+        verdict = "met" if result["met"] else "MISSED"
+        print(f"  ratio batch/single: {result['ratio']:.2f}x (goal <= {GOAL}x: {verdict})")
+    return 1 if args.strict and missed else 0
+
+
+def _measure_dynamodb(url: str, args: argparse.Namespace) -> dict[str, Any]:
     import os
 
     import boto3
 
-    from infra.dev_runner import DevRunner
     from infra.moto_server import MotoServer
     from infra.template import create_queues, create_tables, queue_specs, table_specs
 
-    with MotoServer() as moto, DevRunner() as dev:
+    with MotoServer() as moto:
         os.environ.update(moto.environ())
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
@@ -56,18 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         tables = {lid: f"bench-{lid}-{suffix}" for lid in table_specs()}
         create_tables(dynamodb, tables)
         queues = create_queues(sqs, {lid: f"bench-{lid}-{suffix}" for lid in queue_specs()})
-        bench = _Bench(tables, queues, dynamodb, sqs, dev.delay_url(RUNNER_MS))
-        bench.run(1)  # warm up: connections, caches, imports
-        singles: list[float] = []
-        batches: list[float] = []
-        for _ in range(args.runs):
-            singles.append(bench.run(1))
-            batches.append(bench.run(BATCH))
+        return _measure("dynamodb", _Bench.dynamodb(tables, queues, dynamodb, sqs, url), args)
 
+
+def _measure(kind: str, bench: _Bench, args: argparse.Namespace) -> dict[str, Any]:
+    bench.run(1)  # warm up: connections, caches, imports
+    bench.run(BATCH)
+    singles: list[float] = []
+    batches: list[float] = []
+    for _ in range(args.runs):
+        singles.append(bench.run(1))
+        batches.append(bench.run(BATCH))
     single = statistics.median(singles)
     batch = statistics.median(batches)
     ratio = batch / single
-    result = {
+    return {
+        "stores": kind,
         "runner_ms": RUNNER_MS,
         "batch_size": BATCH,
         "runs": args.runs,
@@ -79,23 +116,32 @@ def main(argv: list[str] | None = None) -> int:
         "goal": GOAL,
         "met": ratio <= GOAL,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"actor_host batch of {BATCH} actors, runner {RUNNER_MS} ms, {args.runs} runs")
-        print(f"  one execution (batch of 1): median {single * 1000:7.1f} ms")
-        print(f"  batch of {BATCH}:               median {batch * 1000:7.1f} ms")
-        verdict = "met" if ratio <= GOAL else "MISSED"
-        print(f"  ratio batch/single: {ratio:.2f}x (goal <= {GOAL}x: {verdict})")
-    return 1 if args.strict and ratio > GOAL else 0
 
 
 class _Bench:
     """One stack; ``run(n)`` times ``handle`` on a batch of ``n`` fresh actors' messages."""
 
-    def __init__(
-        self, tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: Any, url: str
-    ) -> None:
+    def __init__(self, deps: Any) -> None:
+        self.deps = deps
+        self.actors = deps.actors
+        self.messages = deps.messages
+
+    @staticmethod
+    def _config(url: str) -> Any:
+        from core.models import RunnerConfig
+
+        return RunnerConfig(
+            namespace="bench",
+            runner_name="slow",
+            url=url,
+            max_runners=BATCH,
+            allow_private_network=True,
+        )
+
+    @classmethod
+    def dynamodb(
+        cls, tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: Any, url: str
+    ) -> _Bench:
         from adapters.actor_store import DynamoDBActorStore
         from adapters.message_store import DynamoDBMessageStore
         from adapters.runner_config_store import DynamoDBRunnerConfigStore
@@ -104,7 +150,6 @@ class _Bench:
         from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
         from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
         from adapters.tracker import build_tracker
-        from core.models import RunnerConfig
         from functions.actor_host.app import logger
         from functions.actor_host.host import HostDeps
 
@@ -117,35 +162,66 @@ class _Bench:
             actor_messages_queue_url=queues["ActorMessagesQueue"],
             actor_messages_dlq_url=queues["ActorMessagesDLQ"],
         )
-        self.actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
+        actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
         slots = DynamoDBSlotStore(settings.slots_table, client=dynamodb)
-        self.messages = DynamoDBMessageStore(
-            settings.messages_table, client=dynamodb, actors=self.actors, slots=slots
+        messages = DynamoDBMessageStore(
+            settings.messages_table, client=dynamodb, actors=actors, slots=slots
         )
         configs = DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb)
-        configs.put(
-            RunnerConfig(
-                namespace="bench",
-                runner_name="slow",
-                url=url,
-                max_runners=BATCH,
-                allow_private_network=True,
+        configs.put(cls._config(url))
+        logger.setLevel("WARNING")  # one INFO line per batch would be noise here
+        return cls(
+            HostDeps(
+                settings=settings,
+                actors=actors,
+                messages=messages,
+                configs=configs,
+                slots=slots,
+                tracker=build_tracker(settings),
+                runner=lambda: AsyncRunnerClient(StartLimits.from_settings(settings)),
+                target_for=StartTarget.from_config,
+                queue=SqsMessageQueue(settings.actor_messages_queue_url, client=sqs),
+                dlq=SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs),
+                replies=SqsReplies(client=sqs),
+                logger=logger,
             )
         )
-        logger.setLevel("WARNING")  # one INFO line per batch would be noise here
-        self.deps = HostDeps(
-            settings=settings,
-            actors=self.actors,
-            messages=self.messages,
-            configs=configs,
-            slots=slots,
-            tracker=build_tracker(settings),
-            runner=lambda: AsyncRunnerClient(StartLimits.from_settings(settings)),
-            target_for=StartTarget.from_config,
-            queue=SqsMessageQueue(settings.actor_messages_queue_url, client=sqs),
-            dlq=SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs),
-            replies=SqsReplies(client=sqs),
-            logger=logger,
+
+    @classmethod
+    def in_memory(cls, url: str) -> _Bench:
+        from adapters.actor_store import InMemoryActorStore
+        from adapters.message_store import InMemoryMessageStore
+        from adapters.pool_errors.memory import InMemoryPoolErrorStore
+        from adapters.runner_config_store import InMemoryRunnerConfigStore
+        from adapters.settings import Settings
+        from adapters.slots import InMemorySlotStore
+        from adapters.sqs import SqsReplies
+        from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
+        from adapters.tracker import build_tracker
+        from functions.actor_host.app import logger
+        from functions.actor_host.host import HostDeps
+
+        settings = Settings()
+        actors = InMemoryActorStore(in_lambda=False)
+        slots = InMemorySlotStore(in_lambda=False)
+        configs = InMemoryRunnerConfigStore(in_lambda=False)
+        configs.put(cls._config(url))
+        logger.setLevel("WARNING")
+        return cls(
+            HostDeps(
+                settings=settings,
+                actors=actors,
+                messages=InMemoryMessageStore(actors=actors, slots=slots, in_lambda=False),
+                configs=configs,
+                slots=slots,
+                tracker=build_tracker(settings, store=InMemoryPoolErrorStore(in_lambda=False)),
+                runner=lambda: AsyncRunnerClient(StartLimits.from_settings(settings)),
+                target_for=StartTarget.from_config,
+                queue=None,
+                dlq=None,
+                replies=SqsReplies(),
+                logger=logger,
+            )
         )
 
     def run(self, n: int) -> float:

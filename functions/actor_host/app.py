@@ -14,8 +14,9 @@ from typing import Any, Final
 from aws_lambda_powertools import Logger
 
 from core.events import ErrorsChannel
+from core.models import MessageEnvelope
 from functions.actor_host.host import ActorHost, HostDeps, KeepInQueue, Telemetry
-from functions.actor_host.processor import FifoGroupAsyncProcessor
+from functions.actor_host.processor import FifoGroupAsyncProcessor, group_of
 
 METRICS_NAMESPACE: Final = "RunnerKit"
 SERVICE: Final = "actor_host"
@@ -80,6 +81,7 @@ def handle(event: Mapping[str, Any], context: Any, deps: HostDeps) -> dict[str, 
         deps,
         remaining_s=lambda: float(context.get_remaining_time_in_millis()) / 1000.0,
         channel=channel,
+        prefetch=first_actor_of_each_group(records),
     )
     visibility: dict[str, tuple[str, int]] = {}
 
@@ -120,6 +122,23 @@ def handle(event: Mapping[str, Any], context: Any, deps: HostDeps) -> dict[str, 
     )
     flush_metrics(host.telemetry)
     return dict(response)
+
+
+def first_actor_of_each_group(records: list[dict[str, Any]]) -> dict[str, str]:
+    """SQS message id -> actor id of each group's first record (malformed ones skipped)."""
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for record in records:
+        group = group_of(record)
+        if group in seen:
+            continue
+        seen.add(group)
+        try:
+            envelope = MessageEnvelope.model_validate_json(record.get("body") or "")
+        except ValueError:
+            continue
+        out[str(record.get("messageId"))] = envelope.actor_id
+    return out
 
 
 def flush_metrics(telemetry: Telemetry) -> None:

@@ -15,7 +15,7 @@ import contextvars
 import functools
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -184,9 +184,18 @@ class ActorHost:
     """Runs executions for one invocation; ``remaining_s`` is the Lambda's time left."""
 
     def __init__(
-        self, deps: HostDeps, *, remaining_s: Callable[[], float], channel: ErrorsChannel
+        self,
+        deps: HostDeps,
+        *,
+        remaining_s: Callable[[], float],
+        channel: ErrorsChannel,
+        prefetch: Mapping[str, str] | None = None,
     ) -> None:
         self.deps = deps
+        # SQS message id -> actor id for the first record of each group: those actors are read
+        # in one batched call (a later record of a group must see the state its turn left).
+        self._prefetch = dict(prefetch or {})
+        self._prefetched: asyncio.Future[dict[str, ActorRecord]] | None = None
         self.remaining_s = remaining_s
         self.channel = channel
         self.telemetry = Telemetry()
@@ -265,7 +274,7 @@ class ActorHost:
         )
         # No read of the message first: ``claim`` below tells a duplicate (terminal), a missing
         # record and a concurrent holder apart in the same write.
-        actor = await self._io(deps.actors.get, envelope.actor_id)
+        actor = await self._actor(info, envelope.actor_id)
         if actor is None or actor.status == "stopped":
             return await self._refuse(info, envelope, actor)
         pool = actor.pool
@@ -316,6 +325,14 @@ class ActorHost:
         finally:
             if slot:
                 await self._io(deps.slots.release, slot[0])
+
+    async def _actor(self, info: RecordInfo, actor_id: str) -> ActorRecord | None:
+        if self._prefetch.get(info.message_id) != actor_id:
+            return await self._io(self.deps.actors.get, actor_id)
+        if self._prefetched is None:
+            ids = sorted(set(self._prefetch.values()))
+            self._prefetched = asyncio.ensure_future(self._io(self.deps.actors.get_many, ids))
+        return (await self._prefetched).get(actor_id)
 
     async def _config(self, pool: PoolKey) -> RunnerConfig | None:
         """The pool's runner config, read once per invocation (one batch, many actors)."""
