@@ -660,8 +660,7 @@ class InMemoryMessageStore:
             for name in ("lease_owner", "lease_until", "error", "disposition", "next_attempt_at"):
                 item.pop(name, None)
             if slot is not None and self.slots is not None:
-                self.slots.release(slot)
-                return True
+                return self.slots.release_if_held(slot)
             return False
 
     def mark_effect(self, actor_id: str, message_id: str, effect: Effect, *, now: datetime) -> None:

@@ -163,10 +163,16 @@ class InMemorySlotStore:
         return None
 
     def release(self, lease: SlotLease) -> None:
+        self.release_if_held(lease)
+
+    def release_if_held(self, lease: SlotLease) -> bool:
+        """Release; ``True`` if this lease still held the slot."""
         with self._lock:
             current = self._slots.get((lease.pool_id, lease.slot))
             if current is not None and current[0] == lease.owner:
                 del self._slots[(lease.pool_id, lease.slot)]
+                return True
+            return False
 
     def held(self, pool_id: str, *, now: float) -> int:
         with self._lock:

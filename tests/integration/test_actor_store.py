@@ -193,3 +193,12 @@ def test_in_memory_store_refused_in_lambda() -> None:
     with pytest.raises(DurableStoreRequiredError) as info:
         InMemoryActorStore(in_lambda=True)
     assert info.value.code == "durable_store_required:actor_store"
+
+
+def test_get_many_returns_the_existing_ones(store: ActorStore) -> None:
+    for i in range(3):
+        store.create(actor(f"a{i}", state=i))
+    got = store.get_many(["a0", "a2", "ghost", "a0"])
+    assert sorted(got) == ["a0", "a2"]
+    assert got["a2"].state == 2
+    assert store.get_many([]) == {}

@@ -9,6 +9,7 @@ import pytest
 
 from adapters.actor_store import ActorStore, DynamoDBActorStore, InMemoryActorStore
 from adapters.message_store import DynamoDBMessageStore, InMemoryMessageStore, MessageStore
+from adapters.slots import DynamoDBSlotStore, InMemorySlotStore, SlotStore
 from core.errors import (
     DurableStoreRequiredError,
     ExecutionLeaseLostError,
@@ -21,14 +22,24 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
-def stores(request: pytest.FixtureRequest) -> tuple[ActorStore, MessageStore]:
+def backend(request: pytest.FixtureRequest) -> tuple[ActorStore, MessageStore, SlotStore]:
     if request.param == "memory":
         actors = InMemoryActorStore(in_lambda=False)
-        return actors, InMemoryMessageStore(actors=actors, in_lambda=False)
+        slots = InMemorySlotStore(in_lambda=False)
+        return actors, InMemoryMessageStore(actors=actors, slots=slots, in_lambda=False), slots
     tables = request.getfixturevalue("tables")
     client = request.getfixturevalue("dynamodb")
     dactors = DynamoDBActorStore(tables["ActorsTable"], client=client)
-    return dactors, DynamoDBMessageStore(tables["MessagesTable"], client=client, actors=dactors)
+    dslots = DynamoDBSlotStore(tables["SlotsTable"], client=client)
+    messages = DynamoDBMessageStore(
+        tables["MessagesTable"], client=client, actors=dactors, slots=dslots
+    )
+    return dactors, messages, dslots
+
+
+@pytest.fixture
+def stores(backend: tuple[ActorStore, MessageStore, SlotStore]) -> tuple[ActorStore, MessageStore]:
+    return backend[0], backend[1]
 
 
 @pytest.fixture
@@ -218,3 +229,24 @@ def test_outbox_marks(store: MessageStore) -> None:
 def test_in_memory_store_refused_in_lambda() -> None:
     with pytest.raises(DurableStoreRequiredError):
         InMemoryMessageStore(in_lambda=True)
+
+
+@pytest.mark.parametrize("slot_lost", [False, True], ids=["slot_held", "slot_taken_over"])
+def test_commit_releases_the_slot_in_the_same_write(
+    backend: tuple[ActorStore, MessageStore, SlotStore], slot_lost: bool
+) -> None:
+    actors, store, slots = backend
+    actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="echo"))
+    store.create(msg())
+    store.claim("a1", "m1", owner="o", lease_s=60, now=T0)
+    lease = slots.acquire("ns/echo", total=1, owner="o", lease_s=10, now=1000.0)
+    assert lease is not None
+    if slot_lost:  # our slot lease ran out and another execution took the slot
+        assert slots.acquire("ns/echo", total=1, owner="x", lease_s=10, now=1011.0) is not None
+    released = store.commit_success(
+        "a1", "m1", owner="o", expected_version=0, state=1, result=2, now=T0, slot=lease
+    )
+    assert store.get("a1", "m1").status == "succeeded"  # type: ignore[union-attr]
+    assert actors.get("a1").state == 1  # type: ignore[union-attr]
+    assert slots.held("ns/echo", now=1012.0) == (1 if slot_lost else 0)
+    assert released is not slot_lost
