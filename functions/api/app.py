@@ -7,7 +7,9 @@ Every non-2xx answer is ``{"group","code","message","metadata"}`` (``core.api_er
 from __future__ import annotations
 
 import binascii
+import json
 import logging
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from pydantic import JsonValue
 
 from core.api_errors import API_ERRORS, ApiError, ApiErrorBody
-from functions.api.routes import ApiDeps, router
+from functions.api.routes import ApiDeps, router, take_pending_wait
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +92,26 @@ def _not_found(exc: NotFoundError) -> Response[Any]:
     )
 
 
+_RESOLVE_LOCK = threading.Lock()
+"""Powertools keeps the current event on the class: resolve one request at a time per process
+(one per Lambda anyway; ``runner-kit local`` serves threads). Gateway waits run outside it."""
+
+
 def handle(event: dict[str, Any], context: Any, deps: ApiDeps) -> dict[str, Any]:
     """Serve one API Gateway proxy event with ``deps`` (unit tests pass in-memory ones)."""
-    app.append_context(deps=deps)  # type: ignore[no-untyped-call]
     try:
-        return app.resolve(event, context)
+        with _RESOLVE_LOCK:
+            take_pending_wait()  # nothing stale from an earlier failed request
+            app.append_context(deps=deps)  # type: ignore[no-untyped-call]
+            answer = app.resolve(event, context)
+            wait = take_pending_wait()
+        if wait is None:
+            return answer
+        try:
+            response = wait(_remaining_s(context))
+        except ApiError as exc:
+            response = _api_error(exc)
+        return _proxy_answer(response)
     except Exception:
         # A bug: log it, answer 500 in the API's shape (never a stack trace to the client).
         logger.exception("unhandled error in the API")
@@ -107,6 +124,32 @@ def handle(event: dict[str, Any], context: Any, deps: ApiDeps) -> dict[str, Any]
             "body": body.model_dump_json(),
             "isBase64Encoded": False,
         }
+
+
+def _remaining_s(context: Any) -> float | None:
+    get_remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(get_remaining):
+        return None
+    try:
+        return float(get_remaining()) / 1000.0
+    except (TypeError, ValueError):
+        return None
+
+
+def _proxy_answer(response: Response[Any]) -> dict[str, Any]:
+    """A REST proxy answer, shaped like the resolver's (``multiValueHeaders``)."""
+    headers = {str(k): (v if isinstance(v, list) else [v]) for k, v in response.headers.items()}
+    if response.content_type:
+        headers.setdefault("Content-Type", [response.content_type])
+    body = response.body
+    if not isinstance(body, str):
+        body = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return {
+        "statusCode": response.status_code,
+        "body": body,
+        "isBase64Encoded": False,
+        "multiValueHeaders": headers,
+    }
 
 
 @lru_cache(maxsize=1)

@@ -7,9 +7,11 @@ Every route reads its dependencies from ``router.context["deps"]`` (an ``ApiDeps
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Protocol
 
 from aws_lambda_powertools.event_handler import Response
@@ -40,6 +42,17 @@ from functions.api.views import (
 )
 
 router = Router()  # type: ignore[no-untyped-call]
+
+_pending = threading.local()
+"""The gateway wait a ``send_message`` route left for ``app.handle`` to run after the resolver."""
+
+
+def take_pending_wait() -> Callable[[float | None], Response[Any]] | None:
+    """The wait the last route on this thread asked for (and forget it)."""
+    wait: Callable[[float | None], Response[Any]] | None = getattr(_pending, "wait", None)
+    _pending.wait = None
+    return wait
+
 
 JSON = "application/json"
 
@@ -358,7 +371,10 @@ def send_message(
     if not wait or message.status in TERMINAL_STATUSES:
         status = 200 if message.status in TERMINAL_STATUSES else 202
         return _json(status, message_view(message), location)
-    return _gateway(deps, actor, message, started, location)
+    # The wait runs after the resolver returns (``app.handle``): Powertools' resolver is not
+    # re-entrant, so requests are resolved one at a time while their waits overlap.
+    _pending.wait = partial(_gateway, deps, actor, message, started, location)
+    return _json(202, message_view(message), location)
 
 
 def _enqueue(
@@ -395,7 +411,9 @@ def _gateway(
     message: MessageRecord,
     started: float,
     headers: dict[str, str],
+    remaining: float | None,
 ) -> Response[Any]:
+    """Wait for the message's result, failing fast on a pool error (``core.gateway``)."""
     settings = deps.settings
     policy = GatewayPolicy(
         first_check_s=settings.gateway_first_check_s,
@@ -405,7 +423,6 @@ def _gateway(
     )
     # The schedule counts from the request's arrival; stay inside the Lambda's own deadline.
     spent = deps.clock() - started
-    remaining = _remaining_s()
     max_wait = policy.ready_timeout_s - spent
     if remaining is not None:
         max_wait = min(max_wait, remaining - settings.gateway_deadline_margin_s)
@@ -494,17 +511,6 @@ def _needs_pool(actor: ActorRecord) -> bool:
     """Only ``no_capacity`` is enriched, so only those actors cost a tracker lookup."""
     reason = actor.failure_reason
     return reason is not None and reason.code == "no_capacity"
-
-
-def _remaining_s() -> float | None:
-    context = router.lambda_context
-    get_remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if not callable(get_remaining):
-        return None
-    try:
-        return float(get_remaining()) / 1000.0
-    except (TypeError, ValueError):
-        return None
 
 
 def _error_entry(error: Any) -> dict[str, JsonValue]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -635,3 +636,28 @@ def test_unexpected_exception_is_a_500_in_the_api_shape(ready: World) -> None:
     answer = ready.call("POST", "/actors/a1/messages", body={"input": 1})
     body = assert_error(answer, 500, "server_error")
     assert "exploded" not in json.dumps(body)
+
+
+def test_other_requests_are_served_while_a_gateway_waits(ready: World) -> None:
+    entered, release = threading.Event(), threading.Event()
+    virtual_sleep = ready.deps.sleep
+
+    def blocking_sleep(seconds: float) -> None:
+        entered.set()
+        assert release.wait(10)
+        virtual_sleep(seconds)
+
+    ready.deps.sleep = blocking_sleep
+    ready.tracker.report_error(POOL, HTTP_503)
+    answers: dict[str, dict[str, Any]] = {}
+    waiter = threading.Thread(target=lambda: answers.update(wait=post_wait(ready)))
+    waiter.start()
+    try:
+        assert entered.wait(10)
+        got = ready.call("GET", "/actors/a1")  # not blocked behind the waiting request
+        assert got["statusCode"] == 200
+        assert response_json(got)["actor_id"] == "a1"
+    finally:
+        release.set()
+        waiter.join(10)
+    assert_error(answers["wait"], 503, "actor_runner_failed")
