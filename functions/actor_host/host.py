@@ -11,6 +11,7 @@ The record handler's answer decides the SQS side (see docs/actor_host.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import uuid
@@ -319,9 +320,32 @@ class ActorHost:
                     info, actor, claim.message, owner, policy, error, retryable=True
                 )
             clear_no_capacity = waited or isinstance(actor.failure_reason, NoCapacity)
-            return await self._run(
-                info, actor, config, claim.message, owner, policy, attempts, clear_no_capacity, slot
-            )
+            try:
+                return await self._run(
+                    info,
+                    actor,
+                    config,
+                    claim.message,
+                    owner,
+                    policy,
+                    attempts,
+                    clear_no_capacity,
+                    slot,
+                )
+            except KeepInQueue:
+                raise
+            except Exception:
+                # A store hiccup mid-execution: drop the lease so the redelivery is not "busy"
+                # until it expires (a no-op if a final write already dropped it).
+                with contextlib.suppress(Exception):
+                    await self._io(
+                        deps.messages.release,
+                        envelope.actor_id,
+                        envelope.message_id,
+                        owner=owner,
+                        now=deps.clock(),
+                    )
+                raise
         finally:
             if slot:
                 await self._io(deps.slots.release, slot[0])
