@@ -159,7 +159,6 @@ def deps() -> ApiDeps:
 
     from adapters.actor_store import ActorExistsError, DynamoDBActorStore
     from adapters.message_store import DynamoDBMessageStore
-    from adapters.outbound import resolve_with_timeout
     from adapters.probe_store import DynamoDBProbeStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.settings import get_settings
@@ -177,10 +176,7 @@ def deps() -> ApiDeps:
         queue=SqsMessageQueue(settings.actor_messages_queue_url),
         tracker=build_tracker(settings),
         probes=DynamoDBProbeStore(settings.pool_probes_table, dynamodb),
-        check_url=make_url_check(
-            lambda host, port: resolve_with_timeout(host, port, 2.0),
-            allow_loopback=not settings.in_lambda,
-        ),
+        check_url=make_url_check(_resolve, allow_loopback=not settings.in_lambda),
         actor_exists_error=ActorExistsError,
         now=lambda: datetime.now(UTC),
         clock=time.monotonic,
@@ -189,6 +185,40 @@ def deps() -> ApiDeps:
     )
 
 
+def _resolve(host: str, port: int) -> list[str]:
+    """DNS for the save-time URL check, bounded (httpx and the guard load on first use)."""
+    from adapters.outbound import resolve_with_timeout
+
+    return resolve_with_timeout(host, port, 2.0)
+
+
+_GATEWAY_METRICS = {
+    "actor_runner_failed": "GatewayRunnerFailed",
+    "actor_ready_timeout": "GatewayReadyTimeout",
+}
+
+
+def _emit_gateway_metric(answer: dict[str, Any]) -> None:
+    """EMF for the dashboard's "Gateway fail-fast answers" (only on the gateway's 503s)."""
+    if answer.get("statusCode") != 503:
+        return
+    try:
+        code = json.loads(answer.get("body") or "{}").get("code")
+    except ValueError:
+        return
+    name = _GATEWAY_METRICS.get(code)
+    if name is None:
+        return
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = Metrics(namespace="RunnerKit", service="api")
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics()
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point."""
-    return handle(event, context, deps())
+    answer = handle(event, context, deps())
+    _emit_gateway_metric(answer)
+    return answer

@@ -188,7 +188,9 @@ def test_post_message_queues_the_envelope(stack: Settings, sqs: Any) -> None:
     assert response_json(again)["input"] == [1, 2]
 
 
-def test_gateway_fails_fast_on_an_active_pool_error(stack: Settings) -> None:
+def test_gateway_fails_fast_on_an_active_pool_error(
+    stack: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     put_config()
     create_actor()
     tracker().report_error(POOL, HTTP_503)
@@ -203,6 +205,8 @@ def test_gateway_fails_fast_on_an_active_pool_error(stack: Settings) -> None:
     assert body["metadata"]["pool_error"]["error"] == HTTP_503.to_json()
     assert response_header(answer, "Retry-After") == str(stack.gateway_retry_after_s)
     assert elapsed < stack.gateway_ready_timeout_s  # failed fast, not at the timeout
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any(m.get("GatewayRunnerFailed") == [1.0] and m["service"] == "api" for m in emf)
 
 
 def test_gateway_times_out(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

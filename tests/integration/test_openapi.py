@@ -26,7 +26,7 @@ from tests.unit.test_api_events import aws_proxy_event, response_json
 pytestmark = pytest.mark.integration
 
 DOC: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
-EXAMPLES_PER_OPERATION = 60
+EXAMPLES_PER_OPERATION = 50
 
 
 def test_openapi_document_is_current() -> None:

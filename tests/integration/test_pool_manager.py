@@ -4,6 +4,7 @@ Also the probe store's contract, run against DynamoDB and the in-memory store.""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,7 +89,9 @@ def test_warm_probes_keep_min_runners(stack: Settings, dev_runner: DevRunner) ->
     assert len(probes) == 2
 
 
-def test_warm_probe_discovers_a_broken_endpoint(stack: Settings, dev_runner: DevRunner) -> None:
+def test_warm_probe_discovers_a_broken_endpoint(
+    stack: Settings, dev_runner: DevRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
     configure(dev_runner, min_runners=1)
     dev_runner.set_fault("wrong_content_type")
     report = tick()
@@ -97,6 +100,8 @@ def test_warm_probe_discovers_a_broken_endpoint(stack: Settings, dev_runner: Dev
     assert error is not None
     assert error["error"]["code"] == "serverless_connection_error"
     assert error["error"]["reason"] == "content_type"
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any(m.get("ActivePoolErrors") == [1.0] for m in emf)
 
 
 def test_silent_execution_is_marked_on_the_actor(stack: Settings, dev_runner: DevRunner) -> None:
