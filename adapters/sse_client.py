@@ -24,11 +24,10 @@ import logging
 import math
 import ssl
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias, cast
 
 import httpx
 from httpx_sse import SSEError
@@ -51,8 +50,11 @@ from core.protocol import (
     ErrorFrame,
     Frame,
     InitFrame,
+    OutputFrame,
     StoppingFrame,
     decode_frame,
+    decode_frames,
+    frame_json,
     probe_body,
 )
 from core.truncate import MAX_ERROR_BYTES
@@ -221,6 +223,11 @@ def _connection_error(message: str, reason: str) -> RunnerError:
 # --- SSE framing: bytes in, events out, with a size cap ------------------------------------
 
 
+Event: TypeAlias = bytes | tuple[bytes, bytes | None]
+"""A parsed event: the data of a one-line ``message`` event (the hot path), or
+``(event type, data)`` with data None when the event had no ``data`` line."""
+
+
 class _EventTooLarge(Exception):
     pass
 
@@ -228,13 +235,24 @@ class _EventTooLarge(Exception):
 class SSEParser:
     """An incremental ``text/event-stream`` parser on bytes (WHATWG rules), capped per event.
 
-    ``feed`` returns ``(event_type, data)`` pairs; ``data`` is None when the event had no
-    ``data`` line. ``activity`` counts comment lines since the last call of ``take_activity``.
+    ``feed`` returns ``Event``s: bare ``bytes`` for a one-line ``message`` event, otherwise
+    ``(event_type, data)`` with ``data`` None when the event had no ``data`` line; ``mixed``
+    says whether the last batch held any pair. ``comments`` counts comment lines (keep-alives).
     A stream's last event is dispatched even without its closing blank line, provided its last
     line was complete (a line cut by the end of the stream is dropped, as the spec says).
     """
 
-    __slots__ = ("_cr", "_data", "_event", "_max", "_partial", "_parts", "_size", "comments")
+    __slots__ = (
+        "_cr",
+        "_data",
+        "_event",
+        "_max",
+        "_partial",
+        "_parts",
+        "_size",
+        "comments",
+        "mixed",
+    )
 
     def __init__(self, max_event_bytes: int) -> None:
         self._max = max_event_bytes
@@ -245,8 +263,10 @@ class SSEParser:
         self._data: list[bytes] = []
         self._size = 0
         self.comments = 0
+        self.mixed = False  # the last feed() returned some (type, data) pairs
 
-    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes | None]]:
+    def feed(self, chunk: bytes) -> list[Event]:
+        self.mixed = False
         if self._cr:
             chunk = b"\r" + chunk
             self._cr = False
@@ -255,27 +275,64 @@ class SSEParser:
             chunk = chunk[:-1]
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = chunk.split(b"\n")
+        events: list[Event] = []
+        pos = 0
+        if self._parts:  # finish the line a previous chunk left open
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                self._keep(chunk)
+                return events
+            self._parts.append(chunk[:newline])
+            line = b"".join(self._parts)
+            self._parts = []
+            self._partial = 0
+            self._line(line, events)
+            pos = newline + 1
+        end = len(chunk)
+        # Inside an event (fields pending): go line by line until its blank line.
+        while pos < end and (self._event is not None or self._data or self._size):
+            newline = chunk.find(b"\n", pos)
+            if newline < 0:
+                break
+            self._line(chunk[pos:newline], events)
+            pos = newline + 1
+        if pos >= end:
+            return events
+        if self._event is not None or self._data or self._size:
+            rest = chunk[pos:]
+        else:
+            # At an event boundary: whole blocks at C speed. The hot path is one "data: " line.
+            blocks = chunk[pos:].split(b"\n\n")
+            rest = blocks.pop()
+            cap = self._max
+            append = events.append
+            for block in blocks:
+                if block[:6] == b"data: " and b"\n" not in block:
+                    if len(block) >= cap:
+                        raise _EventTooLarge
+                    append(block[6:])
+                else:
+                    for line in block.split(b"\n"):
+                        self._line(line, events)
+                    self._line(b"", events)
+        lines = rest.split(b"\n")
         tail = lines.pop()
-        events: list[tuple[bytes, bytes | None]] = []
-        if lines:
-            if self._parts:
-                self._parts.append(lines[0])
-                lines[0] = b"".join(self._parts)
-                self._parts = []
-                self._partial = 0
-            for line in lines:
-                self._line(line, events)
+        for line in lines:
+            self._line(line, events)
         if tail:
-            self._parts.append(tail)
-            self._partial += len(tail)
-            if self._size + self._partial > self._max:
-                raise _EventTooLarge
+            self._keep(tail)
         return events
 
-    def finish(self) -> list[tuple[bytes, bytes | None]]:
+    def _keep(self, partial: bytes) -> None:
+        self._parts.append(partial)
+        self._partial += len(partial)
+        if self._size + self._partial > self._max:
+            raise _EventTooLarge
+
+    def finish(self) -> list[Event]:
         """End of stream: dispatch a pending event whose lines were all complete."""
-        events: list[tuple[bytes, bytes | None]] = []
+        events: list[Event] = []
+        self.mixed = False
         if self._cr:  # a final lone \r ended a line
             self._cr = False
             events.extend(self.feed(b"\n"))
@@ -284,9 +341,10 @@ class SSEParser:
         self._parts = []
         return events
 
-    def _line(self, line: bytes, events: list[tuple[bytes, bytes | None]]) -> None:
+    def _line(self, line: bytes, events: list[Event]) -> None:
         if not line:
             if self._event is not None or self._data:
+                self.mixed = True
                 events.append((self._event or b"", b"\n".join(self._data) if self._data else None))
             self._event = None
             self._data = []
@@ -422,32 +480,53 @@ class _Attempt:
             f"an event exceeded {self.limits.max_event_bytes} bytes", "too_large"
         )
 
-    def _frames(self, events: list[tuple[bytes, bytes | None]]) -> list[Frame]:
-        frames: list[Frame] = []
+    def _frames(self, events: list[Event]) -> list[Frame]:
         active = bool(events) or self.parser.comments != self.comments_seen
         self.comments_seen = self.parser.comments
-        for name, data in events:
-            if name in (b"", b"message"):
-                if data is None:
-                    continue  # an event without data is not dispatched (WHATWG)
-                try:
-                    frames.append(self._accept(decode_frame(data)))
-                except RunnerError:
-                    self.finished = True
-                    raise
-            elif name == b"stopping":
-                if self.runner_id is None:
-                    self.finished = True
-                    raise RunnerError(ServerlessStreamEndedEarly())
-                frames.append(self._accept(StoppingFrame()))
-            # ping and unknown event types: activity only
-            if self.finished:
-                break
+        try:
+            frames = self._decode_all(events)
+        except RunnerError:
+            self.finished = True
+            raise
         if active:
             self.idle_deadline = time.monotonic() + self.limits.idle_timeout_s
         if not self.finished:
             self.check_clock()
         return frames
+
+    def _decode_all(self, events: list[Event]) -> list[Frame]:
+        if self.runner_id is not None and events and not self.parser.mixed:
+            # The hot path: a started runner and a chunk of plain data events.
+            try:
+                frames = decode_frames(cast(list[bytes], events))  # not mixed: all bytes
+            except RunnerError:
+                pass  # decode one by one below, to yield what precedes the bad frame
+            else:
+                for index, frame in enumerate(frames):
+                    if type(frame) is not OutputFrame:
+                        self._accept(frame)
+                        if self.finished:
+                            del frames[index + 1 :]
+                            break
+                return frames
+        slow: list[Frame] = []
+        for event in events:
+            if isinstance(event, bytes):
+                slow.append(self._accept(decode_frame(event)))
+            else:
+                name, data = event
+                if not name or name == b"message":
+                    if data is None:
+                        continue  # an event without data is not dispatched (WHATWG)
+                    slow.append(self._accept(decode_frame(data)))
+                elif name == b"stopping":
+                    if self.runner_id is None:
+                        raise RunnerError(ServerlessStreamEndedEarly())
+                    slow.append(self._accept(StoppingFrame()))
+                # ping and unknown event types: activity only
+            if self.finished:
+                break
+        return slow
 
     def _accept(self, frame: Frame) -> Frame:
         if self.runner_id is None:
@@ -463,9 +542,7 @@ class _Attempt:
 
     def _out_of_order(self, frame: Frame, message: str) -> NoReturn:
         self.finished = True
-        raise RunnerError(
-            ServerlessInvalidPayload(message=message, raw_payload=frame.model_dump_json())
-        )
+        raise RunnerError(ServerlessInvalidPayload(message=message, raw_payload=frame_json(frame)))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -601,35 +678,22 @@ def _initial_checks(response: httpx.Response) -> str:
 # --- Sync client ---------------------------------------------------------------------------
 
 
-class _Frames(Iterator[Frame]):
+def _frames(response: httpx.Response, attempt: _Attempt) -> Generator[Frame, None, None]:
     """Frames of one open stream; ends after a terminal frame, raises on any failure."""
-
-    def __init__(self, response: httpx.Response, attempt: _Attempt) -> None:
-        self._chunks = response.iter_bytes()
-        self._net = _deadline_stream(response)
-        self._attempt = attempt
-        self._pending: deque[Frame] = deque()
-
-    def __iter__(self) -> _Frames:
-        return self
-
-    def __next__(self) -> Frame:
-        attempt = self._attempt
-        while not self._pending:
-            if attempt.finished:
-                raise StopIteration
-            when, kind = attempt.next_deadline()
-            if self._net is not None:
-                self._net.read_deadline = when
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                self._pending.extend(attempt.end_of_stream())
-                continue
-            except Exception as exc:
-                attempt.broken(exc, kind)
-            self._pending.extend(attempt.feed(chunk))
-        return self._pending.popleft()
+    chunks = response.iter_bytes()
+    net = _deadline_stream(response)
+    while not attempt.finished:
+        when, kind = attempt.next_deadline()
+        if net is not None:
+            net.read_deadline = when
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            yield from attempt.end_of_stream()
+            return
+        except Exception as exc:
+            attempt.broken(exc, kind)
+        yield from attempt.feed(chunk)
 
 
 class RunnerClient:
@@ -669,9 +733,11 @@ class RunnerClient:
     ) -> Iterator[Iterator[Frame]]:
         """Open one ``/start`` stream; iterate the frames inside the ``with`` block."""
         response, attempt = self._open(target, body, deadline)
+        frames = _frames(response, attempt)
         try:
-            yield _Frames(response, attempt)
+            yield frames
         finally:
+            frames.close()
             _close_quietly(response)
 
     def _resolve(self, plan: _Plan, attempt: _Attempt) -> list[str]:
@@ -761,43 +827,34 @@ def _default_allow_loopback(allow_loopback: bool | None) -> bool:
 # --- Async client --------------------------------------------------------------------------
 
 
-class _AsyncFrames(AsyncIterator[Frame]):
-    """The async twin of ``_Frames``."""
+async def _aframes(
+    chunks: AsyncIterator[bytes], response: httpx.Response, attempt: _Attempt
+) -> AsyncGenerator[Frame, None]:
+    """The async twin of ``_frames``."""
+    net = _deadline_stream(response)
+    while not attempt.finished:
+        when, kind = attempt.next_deadline()
+        if net is not None:
+            net.read_deadline = when
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            for frame in attempt.end_of_stream():
+                yield frame
+            return
+        except Exception as exc:
+            attempt.broken(exc, kind)
+        for frame in attempt.feed(chunk):
+            yield frame
 
-    def __init__(self, response: httpx.Response, attempt: _Attempt) -> None:
-        self._chunks = response.aiter_bytes()
-        self._net = _deadline_stream(response)
-        self._attempt = attempt
-        self._pending: deque[Frame] = deque()
 
-    def __aiter__(self) -> _AsyncFrames:
-        return self
-
-    async def __anext__(self) -> Frame:
-        attempt = self._attempt
-        while not self._pending:
-            if attempt.finished:
-                raise StopAsyncIteration
-            when, kind = attempt.next_deadline()
-            if self._net is not None:
-                self._net.read_deadline = when
-            try:
-                chunk = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                self._pending.extend(attempt.end_of_stream())
-                continue
-            except Exception as exc:
-                attempt.broken(exc, kind)
-            self._pending.extend(attempt.feed(chunk))
-        return self._pending.popleft()
-
-    async def aclose(self) -> None:
-        closer = getattr(self._chunks, "aclose", None)
-        if closer is not None:
-            try:
-                await closer()
-            except Exception:
-                logger.debug("closing a runner stream failed", exc_info=True)
+async def _aclose_iterator(iterator: AsyncIterator[Any]) -> None:
+    closer = getattr(iterator, "aclose", None)
+    if closer is not None:
+        try:
+            await closer()
+        except Exception:
+            logger.debug("closing a runner stream failed", exc_info=True)
 
 
 class AsyncRunnerClient:
@@ -838,11 +895,13 @@ class AsyncRunnerClient:
     ) -> AsyncIterator[AsyncIterator[Frame]]:
         """Open one ``/start`` stream; iterate the frames inside the ``async with`` block."""
         response, attempt = await self._open(target, body, deadline)
-        frames = _AsyncFrames(response, attempt)
+        chunks = response.aiter_bytes()
+        frames = _aframes(chunks, response, attempt)
         try:
             yield frames
         finally:
-            await frames.aclose()
+            await _aclose_iterator(frames)
+            await _aclose_iterator(chunks)
             await _aclose_quietly(response)
 
     async def _resolve(self, plan: _Plan, attempt: _Attempt) -> list[str]:
