@@ -116,15 +116,18 @@ def test_transformed_has_the_deployed_pieces(transformed: dict[str, Any]) -> Non
     assert by_type["AWS::Scheduler::Schedule"]
     assert len(by_type["AWS::CloudWatch::Alarm"]) >= 2
     assert by_type["AWS::CloudWatch::Dashboard"]
-    methods = [
-        r["Properties"]
+    operations = [
+        operation
         for r in res.values()
-        if r["Type"] == "AWS::ApiGateway::RestApi" and "Body" in r["Properties"]
+        if r["Type"] == "AWS::ApiGateway::RestApi"
+        for path_item in r["Properties"]["Body"]["paths"].values()
+        for operation in path_item.values()
     ]
-    for api in methods:
-        for path_item in api["Body"]["paths"].values():
-            for operation in path_item.values():
-                assert operation["security"] == [{"AWS_IAM": []}]
+    assert operations
+    for operation in operations:
+        assert operation["security"] == [{"AWS_IAM": []}]
+        # Invoked through the function's resource policy, not with the caller's credentials.
+        assert "credentials" not in operation["x-amazon-apigateway-integration"]
 
 
 def test_transformed_roles_grant_no_wildcard_resource(transformed: dict[str, Any]) -> None:
