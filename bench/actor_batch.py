@@ -150,7 +150,7 @@ class _Bench:
         from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
         from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
         from adapters.tracker import build_tracker
-        from functions.actor_host.app import logger
+        from functions.actor_host.app import get_logger
         from functions.actor_host.host import HostDeps
 
         settings = Settings(
@@ -169,7 +169,7 @@ class _Bench:
         )
         configs = DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb)
         configs.put(cls._config(url))
-        logger.setLevel("WARNING")  # one INFO line per batch would be noise here
+        get_logger().setLevel("WARNING")  # one INFO line per batch would be noise here
         return cls(
             HostDeps(
                 settings=settings,
@@ -183,7 +183,7 @@ class _Bench:
                 queue=SqsMessageQueue(settings.actor_messages_queue_url, client=sqs),
                 dlq=SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs),
                 replies=SqsReplies(client=sqs),
-                logger=logger,
+                logger=get_logger(),
             )
         )
 
@@ -198,7 +198,7 @@ class _Bench:
         from adapters.sqs import SqsReplies
         from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
         from adapters.tracker import build_tracker
-        from functions.actor_host.app import logger
+        from functions.actor_host.app import get_logger
         from functions.actor_host.host import HostDeps
 
         settings = Settings()
@@ -206,7 +206,7 @@ class _Bench:
         slots = InMemorySlotStore(in_lambda=False)
         configs = InMemoryRunnerConfigStore(in_lambda=False)
         configs.put(cls._config(url))
-        logger.setLevel("WARNING")
+        get_logger().setLevel("WARNING")
         return cls(
             HostDeps(
                 settings=settings,
@@ -220,7 +220,7 @@ class _Bench:
                 queue=None,
                 dlq=None,
                 replies=SqsReplies(),
-                logger=logger,
+                logger=get_logger(),
             )
         )
 

@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Final
 
-from aws_lambda_powertools import Logger
-
 from core.events import ErrorsChannel
 from core.models import MessageEnvelope
 from functions.actor_host.host import ActorHost, HostDeps, KeepInQueue, Telemetry
@@ -21,7 +19,13 @@ from functions.actor_host.processor import FifoGroupAsyncProcessor, group_of
 METRICS_NAMESPACE: Final = "RunnerKit"
 SERVICE: Final = "actor_host"
 
-logger = Logger(service=SERVICE)
+
+@lru_cache(maxsize=1)
+def get_logger() -> Any:
+    """The Powertools Logger, built on first use (it reads its env; importing must not)."""
+    from aws_lambda_powertools import Logger
+
+    return Logger(service=SERVICE)
 
 
 @lru_cache(maxsize=1)
@@ -69,7 +73,7 @@ def deps() -> HostDeps:
             else None
         ),
         replies=SqsReplies(client=sqs),
-        logger=logger,
+        logger=get_logger(),
     )
 
 
@@ -164,7 +168,12 @@ def flush_metrics(telemetry: Telemetry) -> None:
     metrics.flush_metrics()
 
 
-@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS event source entry point (``ReportBatchItemFailures``)."""
+    run = get_logger().inject_lambda_context(clear_state=True)(_invoke)
+    result: dict[str, Any] = run(event, context)
+    return result
+
+
+def _invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle(event, context, deps())

@@ -132,7 +132,7 @@ def stack(tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: An
     )
     configs = DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb)
     queue = SqsMessageQueue(settings.actor_messages_queue_url, client=sqs)
-    from functions.actor_host.app import logger
+    from functions.actor_host.app import get_logger
 
     deps = HostDeps(
         settings=settings,
@@ -146,7 +146,7 @@ def stack(tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: An
         queue=queue,
         dlq=SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs),
         replies=SqsReplies(client=sqs),
-        logger=logger,
+        logger=get_logger(),
         rand=lambda: 0.0,  # backoff 0: a retried message is visible again at once
         slot_poll_s=0.05,
     )

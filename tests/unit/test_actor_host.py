@@ -22,7 +22,7 @@ from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
 from adapters.tracker import build_tracker
 from core.models import ActorRecord, ErrorPolicy, MessageRecord, PoolKey, RunnerConfig
-from functions.actor_host.app import first_actor_of_each_group, handle, logger
+from functions.actor_host.app import first_actor_of_each_group, get_logger, handle
 from functions.actor_host.host import HostDeps, record_info
 from functions.actor_host.processor import FifoGroupAsyncProcessor, GroupHeldBack, group_of
 from tests.fixtures.sqs_events import FakeLambdaContext, envelope_body, sqs_event, sqs_record
@@ -204,7 +204,7 @@ class Env:
             queue=SqsMessageQueue("https://sqs.test/q.fifo", client=self.sqs),
             dlq=SqsDeadLetterQueue("https://sqs.test/dlq.fifo", client=self.sqs),
             replies=SqsReplies(client=self.sqs),
-            logger=logger,
+            logger=get_logger(),
             rand=lambda: rand,
         )
 
@@ -298,3 +298,31 @@ def test_non_retryable_actor_error_dead_letters_with_metrics(
     summaries = [r for r in caplog.records if r.getMessage() == "actor_host batch"]
     assert len(summaries) == 1  # one line per invocation, with the errors channel summary
     assert summaries[0].errors_channel["by_code"] == {"actor_failed": 1}  # type: ignore[attr-defined]
+
+
+def test_lambda_handler_takes_the_sam_sample_event_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functions.actor_host.app as app
+    from tests.fixtures.sqs_events import TEMPLATE
+
+    env = Env()
+    env.setup()
+    monkeypatch.setattr(app, "deps", lambda: env.deps)
+    event = json.loads(json.dumps(TEMPLATE))  # exactly `sam local generate-event sqs ...`
+    event["Records"][0]["body"] = envelope_body("a1", "m1")
+    assert app.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert env.messages.get("a1", "m1").status == "succeeded"  # type: ignore[union-attr]
+
+
+def test_importing_the_handler_loads_no_aws_or_http_client() -> None:
+    # Powertools' batch utility imports the (tiny) ``botocore`` package; no session or client.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, functions.actor_host.app; "
+        "print(sorted(m for m in ('boto3', 'botocore.session', 'httpx') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
