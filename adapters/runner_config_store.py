@@ -74,6 +74,10 @@ def _from_dynamo(attr: Any) -> Any:
     return plain(TypeDeserializer().deserialize(attr))
 
 
+_AS_JSON = ("error_policy",)
+"""Fields stored as a JSON string attribute rather than a map."""
+
+
 class DynamoDBRunnerConfigStore:
     """``RunnerConfigsTable``: hash ``namespace``, range ``runner_name``; one item per config."""
 
@@ -94,7 +98,11 @@ class DynamoDBRunnerConfigStore:
         return {"namespace": {"S": pool.namespace}, "runner_name": {"S": pool.runner_name}}
 
     def put(self, config: RunnerConfig) -> None:
-        item = {name: _to_dynamo(value) for name, value in config_to_document(config).items()}
+        doc = config_to_document(config)
+        item = {name: _to_dynamo(value) for name, value in doc.items() if name not in _AS_JSON}
+        for name in _AS_JSON:
+            # Floats as JSON text: DynamoDB numbers cannot hold e.g. 5e-324 (magnitude >= 1e-130).
+            item[name] = {"S": json.dumps(doc[name], separators=(",", ":"))}
         self.client.put_item(TableName=self.table_name, Item=item)
 
     def get(self, pool: PoolKey) -> RunnerConfig | None:
@@ -141,6 +149,9 @@ class DynamoDBRunnerConfigStore:
     @staticmethod
     def _decode(item: dict[str, Any]) -> RunnerConfig:
         doc = {name: _from_dynamo(value) for name, value in item.items()}
+        for name in _AS_JSON:
+            if isinstance(doc.get(name), str):
+                doc[name] = json.loads(doc[name])
         return config_from_document(doc)
 
 

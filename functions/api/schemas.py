@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
 from core.models import MAX_REQUEST_LIFESPAN_S, NAME_PATTERN, ErrorPolicy
+
+MAX_JSON_BYTES = 256 * 1024
+"""Cap on a message's ``input`` and an actor's ``state`` as JSON: they live in DynamoDB items
+(400 KB each), so a bigger value is bad input (422), not a store failure (500)."""
+
+HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+HeaderValue = Annotated[str, StringConstraints(max_length=8192)]
+
+
+def _json_size(value: JsonValue) -> JsonValue:
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{size} bytes of JSON; at most {MAX_JSON_BYTES}")
+    return value
+
 
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 """Client-chosen message ids (``Idempotency-Key``): safe in URLs, SQS dedup ids and logs."""
@@ -22,7 +39,7 @@ class RunnerConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(min_length=1, max_length=2048, examples=["https://runner.example.com"])
-    headers: dict[str, str] = Field(default_factory=dict, max_length=50)
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=50)
     request_lifespan: int | None = Field(
         default=None,
         ge=1,
@@ -80,6 +97,8 @@ class ActorIn(BaseModel):
     state: JsonValue = None
     error_policy: ErrorPolicy | None = None
 
+    _state_size = field_validator("state")(_json_size)
+
 
 class ActorView(BaseModel):
     """An actor; ``error`` is omitted when there is none."""
@@ -117,6 +136,8 @@ class MessageIn(BaseModel):
 
     input: JsonValue = None
     reply_to: str | None = Field(default=None, min_length=1, max_length=1024)
+
+    _input_size = field_validator("input")(_json_size)
 
 
 class MessageView(BaseModel):

@@ -60,6 +60,12 @@ def test_put_then_get_round_trips_every_field(store: RunnerConfigStore) -> None:
     assert got.error_policy.backoff_base_s == 0.5
 
 
+def test_extreme_floats_round_trip(store: RunnerConfigStore) -> None:
+    config = make(error_policy=ErrorPolicy(backoff_base_s=5e-324, backoff_max_s=43_199.999999))
+    store.put(config)
+    assert store.get(config.pool) == config
+
+
 def test_put_replaces(store: RunnerConfigStore) -> None:
     store.put(make(max_runners=2))
     store.put(make(max_runners=9, headers={"a": "b"}))

@@ -661,3 +661,26 @@ def test_other_requests_are_served_while_a_gateway_waits(ready: World) -> None:
         release.set()
         waiter.join(10)
     assert_error(answers["wait"], 503, "actor_runner_failed")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param("/actors/a1/messages", {"input": "x" * 300_000}, id="message_input"),
+        pytest.param(
+            "/actors",
+            {"namespace": "ns", "runner_name": "echo", "actor_id": "big", "state": ["y" * 300_000]},
+            id="actor_state",
+        ),
+        pytest.param(
+            "/runner-configs/ns/echo",
+            {"url": "https://runner.example.com", "headers": {"a": "z" * 9000}},
+            id="header_value",
+        ),
+    ],
+)
+def test_oversized_values_are_422_not_a_store_failure(
+    ready: World, path: str, body: dict[str, Any]
+) -> None:
+    method = "PUT" if path.startswith("/runner-configs") else "POST"
+    assert_error(ready.call(method, path, body=body), 422, "invalid_request")
