@@ -19,6 +19,7 @@ from infra.local_stack import (
     failed_ids,
     function_specs,
 )
+from infra.template import queue_specs
 
 WAIT_S = 30.0
 
@@ -99,6 +100,7 @@ class FakeActorHost:
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], int]] = []
         self.lock = threading.Lock()
+        self.stack: LocalStack | None = None
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         records = event["Records"]
@@ -106,9 +108,19 @@ class FakeActorHost:
             self.calls.append(
                 ([r["body"] for r in records], context.get_remaining_time_in_millis())
             )
+        for r in records:
+            if "poison" in r["body"] and self.stack is not None:
+                # Retry at once (as a backoff of 0 would), so redrive is reached quickly.
+                self.stack._sqs.change_message_visibility(
+                    QueueUrl=self.stack.queue_urls["ActorMessagesQueue"],
+                    ReceiptHandle=r["receiptHandle"],
+                    VisibilityTimeout=0,
+                )
         return {
             "batchItemFailures": [
-                {"itemIdentifier": r["messageId"]} for r in records if "fail" in r["body"]
+                {"itemIdentifier": r["messageId"]}
+                for r in records
+                if "fail" in r["body"] or "poison" in r["body"]
             ]
         }
 
@@ -118,6 +130,7 @@ def fake_stack() -> Iterator[tuple[LocalStack, FakeActorHost]]:
     fake = FakeActorHost()
     stack = LocalStack(api_port=0, tick_s=3600, dev_runner=False, quiet=True)
     stack._handlers[ACTOR_HOST_FUNCTION] = fake
+    fake.stack = stack
     with stack:
         yield stack, fake
 
@@ -163,6 +176,30 @@ def test_poller_deletes_successes_and_keeps_only_failures(
     remaining = max(ms for _, ms in fake.calls)
     timeout_ms = function_specs()[ACTOR_HOST_FUNCTION].timeout_s * 1000
     assert 0 < remaining <= timeout_ms
+
+
+def test_a_message_that_always_fails_is_redriven_by_the_queue(
+    fake_stack: tuple[LocalStack, FakeActorHost],
+) -> None:
+    stack, fake = fake_stack
+    stack._sqs.send_message(
+        QueueUrl=stack.queue_urls["ActorMessagesQueue"],
+        MessageBody="poison-1",
+        MessageGroupId="poison",
+        MessageDeduplicationId="poison-1",
+    )
+    dlq = stack.queue_urls["ActorMessagesDLQ"]
+
+    def dead_lettered() -> list[dict[str, Any]]:
+        got = stack._sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
+        return list(got.get("Messages", []))
+
+    moved = wait_for("the poison message in the DLQ", dead_lettered)
+    assert [m["Body"] for m in moved] == ["poison-1"]
+    with fake.lock:
+        deliveries = sum(batch.count("poison-1") for batch, _ in fake.calls)
+    # maxReceiveCount from template.yaml: the queue itself moved it, the poller never did.
+    assert deliveries == queue_specs()["ActorMessagesQueue"].max_receive_count
 
 
 def test_environment_points_handlers_at_local_resources(
