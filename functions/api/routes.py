@@ -7,6 +7,7 @@ Every route reads its dependencies from ``router.context["deps"]`` (an ``ApiDeps
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -324,6 +325,8 @@ def list_actors(
     cursor: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
 ) -> Response[Any]:
     deps = _deps()
+    if cursor is not None and not _valid_cursor(cursor):
+        raise ApiError("invalid_request", "bad cursor", metadata={"param": "cursor"})
     try:
         actors, next_cursor = deps.actors.list(namespace, limit=limit, cursor=cursor)
     except ValueError as exc:  # a cursor the store cannot decode is bad input, not a bug
@@ -511,6 +514,16 @@ def _needs_pool(actor: ActorRecord) -> bool:
     """Only ``no_capacity`` is enriched, so only those actors cost a tracker lookup."""
     reason = actor.failure_reason
     return reason is not None and reason.code == "no_capacity"
+
+
+def _valid_cursor(cursor: str) -> bool:
+    """A cursor must decode to an actor id (what the store put in it), never e.g. ``""``."""
+    from adapters.actor_store import decode_cursor
+
+    try:
+        return re.fullmatch(NAME_PATTERN, decode_cursor(cursor)) is not None
+    except ValueError:
+        return False
 
 
 def _error_entry(error: Any) -> dict[str, JsonValue]:

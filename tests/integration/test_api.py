@@ -168,6 +168,29 @@ def test_enrichment_on_and_off(stack: Settings) -> None:
     assert "pool_error" not in response_json(call("GET", "/runner-configs/ns/echo"))
 
 
+@pytest.mark.parametrize("cursor", ["%", "_w", "Lw", "x" * 2000])
+def test_bad_cursors_are_422(stack: Settings, cursor: str) -> None:
+    answer = call("GET", "/actors", query={"namespace": "ns", "cursor": cursor})
+    assert answer["statusCode"] == 422
+    assert error_code(answer) == "invalid_request"
+
+
+def test_actor_pages_follow_the_cursor(stack: Settings) -> None:
+    put_config()
+    for i in range(5):
+        create_actor(f"a{i}")
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        query = {"namespace": "ns", "limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = response_json(call("GET", "/actors", query=query))
+        seen += [a["actor_id"] for a in page["actors"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"a{i}" for i in range(5)]
+
+
 # --- messages and the gateway -------------------------------------------------------------------
 
 
