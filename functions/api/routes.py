@@ -130,9 +130,19 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 def _errors(*codes: int) -> dict[int, OpenAPIResponse]:
     """OpenAPI entries for error answers (all share ``ApiErrorBody``)."""
-    return {
-        code: {"description": "error", "content": {JSON: {"model": ApiErrorBody}}} for code in codes
-    }
+    answers: dict[int, OpenAPIResponse] = {}
+    for code in codes:
+        answer: OpenAPIResponse = {
+            "description": "error",
+            "content": {JSON: {"model": ApiErrorBody}},
+        }
+        if code == 503:
+            answer["description"] = "the gateway: actor_runner_failed or actor_ready_timeout"
+            answer["headers"] = {
+                "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+            }
+        answers[code] = answer
+    return answers
 
 
 def _ok(model: type[Any], description: str = "OK") -> OpenAPIResponse:
