@@ -428,14 +428,15 @@ def _gateway(
 ) -> Response[Any]:
     """Wait for the message's result, failing fast on a pool error (``core.gateway``)."""
     settings = deps.settings
+    # The schedule counts from the request's arrival (the enqueue took some of the first
+    # second); the wait also stays inside the Lambda's own deadline.
+    spent = deps.clock() - started
     policy = GatewayPolicy(
-        first_check_s=settings.gateway_first_check_s,
+        first_check_s=max(settings.gateway_first_check_s - spent, 0.0),
         check_interval_s=settings.gateway_check_interval_s,
         ready_timeout_s=settings.gateway_ready_timeout_s,
         poll_interval_s=settings.gateway_poll_interval_s,
     )
-    # The schedule counts from the request's arrival; stay inside the Lambda's own deadline.
-    spent = deps.clock() - started
     max_wait = policy.ready_timeout_s - spent
     if remaining is not None:
         max_wait = min(max_wait, remaining - settings.gateway_deadline_margin_s)
@@ -451,12 +452,7 @@ def _gateway(
     outcome = wait_for_result(
         check_result=check_result,
         check_pool=check_pool,
-        policy=GatewayPolicy(
-            first_check_s=max(policy.first_check_s - spent, 0.0),
-            check_interval_s=policy.check_interval_s,
-            ready_timeout_s=policy.ready_timeout_s,
-            poll_interval_s=policy.poll_interval_s,
-        ),
+        policy=policy,
         clock=deps.clock,
         sleep=deps.sleep,
         max_wait_s=max_wait,
