@@ -451,6 +451,9 @@ class _Attempt:
             self.timed_out(kind, exc)
         if self.runner_id is not None:
             raise RunnerNoResponseError(self.runner_id, _describe(exc)) from exc
+        if isinstance(exc, httpx.RemoteProtocolError):
+            # The headers were fine, so the body was cut (e.g. mid-chunk): a broken read.
+            raise _connection_error(_describe(exc), "read") from exc
         raise RunnerError(classify_exception(exc)) from exc
 
     # Events to frames.

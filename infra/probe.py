@@ -33,8 +33,8 @@ _REASON_HINTS: dict[str, str] = {
     "dns": "the host name does not resolve",
     "tls": "the TLS handshake failed: check the certificate and the host name",
     "timeout": "the endpoint was too slow; init must come within the init timeout",
-    "read": "the connection broke while reading the stream",
-    "protocol": "the endpoint broke HTTP framing (for example a body cut mid-chunk)",
+    "read": "the connection broke while reading the stream (reset, or cut mid-chunk)",
+    "protocol": "the answer was not valid HTTP: check what sits in front of the endpoint",
     "content_type": "answer /start with content-type: text/event-stream",
     "blocked_address": "private and loopback endpoints need --allow-private (a runner config's "
     "allow_private_network); link-local and metadata addresses are never allowed",

@@ -118,7 +118,7 @@ POOL_FAULTS: dict[str, Any] = {
     "http_500_multibyte": lambda e: e == ServerlessHttpError(status_code=500, body="a" * 510),
     "wrong_content_type": conn("content_type"),
     "empty_body": lambda e: isinstance(e, ServerlessStreamEndedEarly),
-    "cut_mid_chunk": conn("protocol"),
+    "cut_mid_chunk": conn("read"),
     "close_before_init": lambda e: isinstance(e, ServerlessStreamEndedEarly),
     "garbage_base64": lambda e: e == ServerlessInvalidBase64(raw_payload="this is not base64!!"),
     "base64_not_json": lambda e: (
