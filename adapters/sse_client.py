@@ -57,7 +57,6 @@ from core.protocol import (
     frame_json,
     probe_body,
 )
-from core.truncate import MAX_ERROR_BYTES
 
 if TYPE_CHECKING:
     from adapters.settings import Settings
@@ -381,11 +380,10 @@ class _Attempt:
         "parser",
         "runner_id",
         "started",
-        "target_host",
         "total_deadline",
     )
 
-    def __init__(self, limits: StartLimits, deadline: float | None, host: str) -> None:
+    def __init__(self, limits: StartLimits, deadline: float | None) -> None:
         self.limits = limits
         self.started = time.monotonic()
         self.init_deadline = self.started + limits.init_timeout_s
@@ -395,7 +393,6 @@ class _Attempt:
         self.finished = False
         self.parser = SSEParser(limits.max_event_bytes)
         self.comments_seen = 0
-        self.target_host = host
 
     # Deadlines.
 
@@ -757,7 +754,7 @@ class RunnerClient:
         self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
     ) -> tuple[httpx.Response, _Attempt]:
         plan = _plan(target)
-        attempt = _Attempt(self.limits, deadline, plan.host)
+        attempt = _Attempt(self.limits, deadline)
         attempt.connect_timeout()  # the caller's deadline may have passed already
         address = _address_or_raise(plan, self._resolve(plan, attempt), self._allow_loopback)
         logger.debug("starting a runner: pool=%s host=%s", target.pool.id, plan.host)
@@ -802,7 +799,7 @@ class RunnerClient:
         except Exception as exc:
             if not data:
                 return _unreadable(exc)
-        return _body_text(bytes(data[: max(cap, MAX_ERROR_BYTES)]), response)
+        return _body_text(bytes(data[:cap]), response)  # the error model keeps 512 bytes
 
 
 def _close_quietly(response: httpx.Response) -> None:
@@ -924,7 +921,7 @@ class AsyncRunnerClient:
         self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
     ) -> tuple[httpx.Response, _Attempt]:
         plan = _plan(target)
-        attempt = _Attempt(self.limits, deadline, plan.host)
+        attempt = _Attempt(self.limits, deadline)
         attempt.connect_timeout()
         address = _address_or_raise(plan, await self._resolve(plan, attempt), self._allow_loopback)
         logger.debug("starting a runner: pool=%s host=%s", target.pool.id, plan.host)
@@ -975,7 +972,7 @@ class AsyncRunnerClient:
             closer = getattr(chunks, "aclose", None)
             if closer is not None:
                 await closer()
-        return _body_text(bytes(data[: max(cap, MAX_ERROR_BYTES)]), response)
+        return _body_text(bytes(data[:cap]), response)  # the error model keeps 512 bytes
 
 
 # --- Probes ----------------------------------------------------------------------------------

@@ -667,3 +667,13 @@ sse_text = st.lists(
 def test_parser_matches_the_reference_rules_however_split(data: bytes, cut: int) -> None:
     assert parse(split_every(data, cut)) == reference_parse(data)
     assert parse([data]) == reference_parse(data)
+
+
+def test_limits_from_settings_and_validation() -> None:
+    from adapters.settings import Settings
+
+    limits = StartLimits.from_settings(Settings(init_timeout_s=3, max_event_bytes=2048))
+    assert (limits.init_timeout_s, limits.max_event_bytes) == (3, 2048)
+    for bad in ({"init_timeout_s": 0}, {"idle_timeout_s": float("inf")}, {"max_event_bytes": 0}):
+        with pytest.raises(ValueError):
+            StartLimits(**bad)
