@@ -15,6 +15,7 @@ Everything is bounded by the Lambda's remaining time: a probe starts only if its
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,7 @@ class Messages(Protocol):
     def list_running(self, older_than: datetime, limit: int = 100) -> list[MessageRecord]: ...
 
 
+logger = logging.getLogger(__name__)
 _REPORT_LOCK = threading.Lock()
 
 ProbeFn = Callable[[RunnerConfig, float], ProbeOutcome]
@@ -102,6 +104,7 @@ class RoundReport:
     warm: dict[str, int] = field(default_factory=dict)
     silent_marked: list[str] = field(default_factory=list)
     skipped_for_time: list[str] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
     errors_reported: int = 0
     active_after: int = 0
 
@@ -121,13 +124,36 @@ def run_round(deps: PoolManagerDeps, *, budget_s: float) -> RoundReport:
     report.failing = len(failing)
 
     with ThreadPoolExecutor(max_workers=max(1, deps.max_workers)) as pool_exec:
-        list(pool_exec.map(lambda c: _probe_failing(deps, c, end, report), failing))
-        list(pool_exec.map(lambda c: _warm(deps, c, end, report), healthy_warm))
+        list(pool_exec.map(_guarded(_probe_failing, deps, end, report), failing))
+        list(pool_exec.map(_guarded(_warm, deps, end, report), healthy_warm))
 
-    _mark_silent(deps, {c.pool: c for c in configs}, report)
+    try:
+        _mark_silent(deps, {c.pool: c for c in configs}, report)
+    except Exception:
+        logger.exception("pool manager: marking silent executions failed")
+        report.failed_steps.append("silent_executions")
     if configs:
         report.active_after = len(deps.tracker.active_errors([c.pool for c in configs]))
     return report
+
+
+def _guarded(
+    step: Callable[[PoolManagerDeps, RunnerConfig, float, RoundReport], None],
+    deps: PoolManagerDeps,
+    end: float,
+    report: RoundReport,
+) -> Callable[[RunnerConfig], None]:
+    """One pool's step; a failure is logged and counted, and the other pools go on."""
+
+    def run(config: RunnerConfig) -> None:
+        try:
+            step(deps, config, end, report)
+        except Exception:
+            logger.exception("pool manager step failed for %s", config.pool.id)
+            with _REPORT_LOCK:
+                report.failed_steps.append(config.pool.id)
+
+    return run
 
 
 def _fits(deps: PoolManagerDeps, end: float) -> bool:

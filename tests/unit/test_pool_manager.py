@@ -309,3 +309,20 @@ def test_probe_backoff(failures: int, rand: float, expected: float) -> None:
 def test_probe_backoff_rejects_bad_values(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ProbeBackoff(**kwargs)
+
+
+def test_one_broken_step_does_not_stop_the_round(env: Env) -> None:
+    env.add("a")
+    env.add("b")
+    env.tracker.report_error(pool("a"), REFUSED)
+    env.tracker.report_error(pool("b"), REFUSED)
+
+    def probe(config: RunnerConfig, deadline: float) -> ProbeOutcome:
+        if config.runner_name == "a":
+            raise RuntimeError("bug in a probe")
+        return OK
+
+    env.deps.probe = probe
+    report = env.round()
+    assert report.failed_steps == ["ns/a"]
+    assert report.cleared == ["ns/b"]
