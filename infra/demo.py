@@ -33,6 +33,7 @@ from typing import Any, Final
 
 NAMESPACE: Final = "demo"
 THRESHOLD: Final = 3
+BUSY_MS: Final = 3000
 # Short deadlines so the faults that hang are classified in seconds, and quick probes.
 DEMO_ENVIRON: Final = {
     "CONNECT_TIMEOUT_S": "2",
@@ -43,7 +44,8 @@ DEMO_ENVIRON: Final = {
     "PROBE_BACKOFF_MAX_S": "1",
     "SUCCESS_THRESHOLD": str(THRESHOLD),
 }
-FAST_RETRY: Final = {"backoff_base_s": 1, "backoff_max_s": 1}
+# Retry every second, long enough to outlive the scripted outage.
+FAST_RETRY: Final = {"backoff_base_s": 1, "backoff_max_s": 1, "max_attempts": 60}
 FAULT_KINDS: Final = (
     ("http_500_multibyte", "HTTP 500, non-ASCII body cut at 512 bytes"),
     ("wrong_content_type", "200 with text/html"),
@@ -97,18 +99,19 @@ def brief(value: Any, limit: int = 110) -> str:
 
 
 def pool_error_text(error: Any) -> str:
-    """``serverless_http_error 503``, ``serverless_connection_error/content_type``, ..."""
+    """``serverless_http_error 503``, ``pool_error: serverless_connection_error/content_type``."""
     if not isinstance(error, dict):
         return str(error)
-    inner = error.get("error", error)
-    if not isinstance(inner, dict):
-        return brief(error)
+    prefix = "pool_error: " if error.get("code") == "pool_error" else ""
+    inner = error
+    while isinstance(inner.get("error"), dict):  # pool_error{error: {error?: RunnerPoolError}}
+        inner = inner["error"]
     code = str(inner.get("code"))
     if "reason" in inner:
-        return f"{code}/{inner['reason']}"
+        return f"{prefix}{code}/{inner['reason']}"
     if "status_code" in inner:
-        return f"{code} {inner['status_code']}"
-    return code
+        return f"{prefix}{code} {inner['status_code']}"
+    return prefix + code
 
 
 # ---------------------------------------------------------------------------- HTTP
@@ -223,14 +226,34 @@ class Story:
         else:
             self.out.bad(f"POST .../messages?wait=true -> {answer.status} {brief(answer.body)}")
 
+    def actor_error(self, actor_id: str) -> dict[str, Any]:
+        body = self.api.call("GET", f"/actors/{actor_id}").body
+        error = body.get("error") if isinstance(body, dict) else None
+        return error if isinstance(error, dict) else {}
+
     def failing(self) -> None:
         self.out.step(2, self.TOTAL, "The endpoint starts failing (HTTP 503)")
+        # A second pool with one runner, busy for a moment, so an actor waits for a runner.
+        self.put_config(
+            "narrow", self.runner.delay_url(BUSY_MS), max_runners=1, error_policy=FAST_RETRY
+        )
+        busy, waiting = self.create_actor("narrow"), self.create_actor("narrow")
+        first = self.send(busy, {"holds": "the only runner"}).body
+        first_id = str(first.get("message_id")) if isinstance(first, dict) else ""
+        wait_until(lambda: self.message(busy, first_id).get("status") == "running", 10)
+        self.send(waiting, {"needs": "a runner"})
+        waits = wait_until(lambda: self.actor_error(waiting).get("code") == "no_capacity", 10)
+        (self.out.ok if waits else self.out.bad)(
+            f"pool {NAMESPACE}/narrow (max_runners 1) is busy for {BUSY_MS / 1000:g} s: "
+            f"actor {waiting} waits, error {brief(self.actor_error(waiting))}"
+        )
+
         self.runner.set_fault("http_503")
         self.out.line("dev runner fault switch -> http_503")
         answer = self.send(self.actor_id, {"during": "outage"})
         if isinstance(answer.body, dict) and answer.body.get("message_id"):
             self.failed_message = str(answer.body["message_id"])
-        self.out.ok(f"POST .../messages -> {answer.status} (queued; the actor host will try)")
+        self.out.ok(f"POST /actors/{self.actor_id}/messages -> {answer.status} (queued)")
         started = time.monotonic()
         error = wait_until(lambda: self.pool_error("echo"), 20)
         if not error:
@@ -240,22 +263,27 @@ class Story:
             f"pool {NAMESPACE}/echo has an active error after {time.monotonic() - started:.1f} s: "
             f"{pool_error_text(error)}"
         )
-        actor = self.api.call("GET", f"/actors/{self.actor_id}").body
-        if isinstance(actor.get("error"), dict):
-            self.out.ok(f"GET /actors/{self.actor_id} -> error {brief(actor.get('error'), 90)}")
-        else:
-            # The actor host stores no_capacity (shown as pool_error) only while it waits for a
-            # runner slot; a failed start is recorded on the message and in the tracker.
-            self.out.line(f"GET /actors/{self.actor_id} -> error {brief(actor.get('error'))}")
         if self.failed_message:
-            record = self.message(self.actor_id, self.failed_message)
-            self.out.ok(
+            failed = self.failed_message
+            record = wait_until(
+                lambda: (m := self.message(self.actor_id, failed)).get("error") and m, 10
+            )
+            record = record or self.message(self.actor_id, failed)
+            (self.out.ok if record.get("error") else self.out.bad)(
                 f"GET .../messages/{self.failed_message[:8]}… -> {record.get('status')}, "
                 f"attempt {record.get('attempts')}, error {pool_error_text(record.get('error'))}"
             )
+        # The busy runner finishes; the waiting actor's start fails on the broken endpoint.
+        shown = wait_until(
+            lambda: self.actor_error(waiting).get("code") == "pool_error", BUSY_MS / 1000 + 10
+        )
+        (self.out.ok if shown else self.out.bad)(
+            f"GET /actors/{waiting} -> error {pool_error_text(self.actor_error(waiting))} "
+            "(it waits for a runner of a failing pool: no_capacity shown as the pool's error)"
+        )
         listing = self.api.call("GET", f"/runner-configs?namespace={NAMESPACE}").body
         for config in listing.get("runner_configs", []):
-            self.out.ok(
+            (self.out.ok if config.get("pool_error") else self.out.bad)(
                 f"GET /runner-configs?namespace={NAMESPACE} -> {config['runner_name']}: "
                 f"pool_error {pool_error_text(config.get('pool_error'))}"
             )
@@ -310,15 +338,17 @@ class Story:
         self.out.line("dev runner fault switch -> healthy")
         started = time.monotonic()
         before = self.runner.start_requests
-        cleared = wait_until(lambda: not self.pool_error("echo"), 30)
+        cleared = wait_until(
+            lambda: not self.pool_error("echo") and not self.pool_error("narrow"), 30
+        )
         if cleared:
             self.out.ok(
-                f"pool {NAMESPACE}/echo cleared after {time.monotonic() - started:.1f} s "
-                f"({self.runner.start_requests - before} healthy starts: pool manager probes "
-                "and the retried message)"
+                f"pools {NAMESPACE}/echo and {NAMESPACE}/narrow cleared after "
+                f"{time.monotonic() - started:.1f} s ({self.runner.start_requests - before} "
+                "healthy starts: pool manager probes and the retried messages)"
             )
         else:
-            self.out.bad("the pool error did not clear")
+            self.out.bad("the pool errors did not clear")
         failed_message = self.failed_message
         if failed_message:
             done = wait_until(
@@ -345,7 +375,7 @@ class Story:
         sqs = self.stack._sqs
         reply_url = sqs.create_queue(QueueName="runner-kit-replies-demo")["QueueUrl"]
         self.put_config("poison", self.runner.fault_url("actor_error"))
-        policy = {"on_message": "dead_letter", "max_attempts": 2, **FAST_RETRY}
+        policy = {**FAST_RETRY, "on_message": "dead_letter", "max_attempts": 2}
         actor_id = self.create_actor("poison", error_policy=policy)
         answer = self.send(actor_id, {"bad": "input"}, reply_to=reply_url)
         message_id = answer.body.get("message_id") if isinstance(answer.body, dict) else None
@@ -457,6 +487,7 @@ def run(write: Callable[[str], None] | None = None, *, verbose: bool = False) ->
     stack = LocalStack(
         api_port=0,
         tick_s=1.0,
+        pollers=4,
         quiet=not verbose,
         environ=DEMO_ENVIRON,
         dev_runner_options={"hang_s": 5.0, "slow_init_s": 3.0},

@@ -3,8 +3,9 @@
 - a moto server (its own process) with every table and queue of the template;
 - the API over HTTP (default http://127.0.0.1:8080) through ``functions.api.app.lambda_handler``
   with API Gateway REST proxy events, as ``AWS::Serverless::Api`` sends them;
-- an SQS poller that feeds ``functions.actor_host.app.lambda_handler`` like Lambda's event source
-  mapping: the template's batch size, the queue's own visibility timeout and redrive policy, a
+- SQS pollers (2 by default, so batches run concurrently as in Lambda) that feed
+  ``functions.actor_host.app.lambda_handler`` like Lambda's event source mapping: the template's
+  batch size, the queue's own visibility timeout and redrive policy, a
   context whose remaining time counts down from the function's ``Timeout``, and partial batch
   failures (only the ids in ``batchItemFailures`` stay in the queue; a raised error keeps the
   whole batch);
@@ -262,6 +263,7 @@ class LocalStack:
         host: str = "127.0.0.1",
         tick_s: float = 5.0,
         poll_wait_s: int = 1,
+        pollers: int = 2,
         dev_runner: bool = True,
         dev_runner_options: Mapping[str, Any] | None = None,
         quiet: bool = False,
@@ -272,6 +274,8 @@ class LocalStack:
         self.api_port = api_port
         self.tick_s = tick_s
         self.poll_wait_s = poll_wait_s
+        self.pollers = max(1, pollers)
+        self._count_lock = threading.Lock()
         self.quiet = quiet
         self.extra_environ = dict(environ or {})
         self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -336,7 +340,10 @@ class LocalStack:
         if self._want_dev_runner:
             self.dev_runner = _start_dev_runner(self._log, self._dev_runner_options)
         self._start_api()
-        self._spawn("sqs-poller", self._poll_loop)
+        # Like the event source mapping, several batches may run at once; SQS FIFO never hands
+        # out a group's next message while an earlier one of that group is in flight.
+        for n in range(self.pollers):
+            self._spawn(f"sqs-poller-{n}", self._poll_loop)
         self._spawn("pool-manager-ticker", self._tick_loop)
 
     def stop(self) -> None:
@@ -554,7 +561,8 @@ class LocalStack:
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
                 ],
             )
-        self.batches += 1
+        with self._count_lock:
+            self.batches += 1
         return len(messages)
 
     def _poll_loop(self) -> None:

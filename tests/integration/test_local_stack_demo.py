@@ -16,6 +16,8 @@ def test_demo_tells_the_story_and_exits_0() -> None:
         "[1/6] A healthy execution",
         "200 succeeded",
         "pool_error serverless_http_error 503",
+        '"code":"no_capacity"',
+        "error pool_error: serverless_http_error 503",
         "503 actor_runner_failed",
         "serverless_connection_error/content_type",
         "serverless_invalid_base64",
