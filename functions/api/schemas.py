@@ -25,6 +25,9 @@ def _json_size(value: JsonValue) -> JsonValue:
     return value
 
 
+REPLY_TO_PATTERN = r"^(https?://[^\s/]+/[0-9]{12}/)?[A-Za-z0-9_-]{1,80}(\.fifo)?$"
+"""An SQS queue name, or its URL (``https://sqs.<region>.amazonaws.com/<account>/<name>``)."""
+
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 """Client-chosen message ids (``Idempotency-Key``): safe in URLs, SQS dedup ids and logs."""
 
@@ -135,7 +138,12 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: JsonValue = None
-    reply_to: str | None = Field(default=None, min_length=1, max_length=1024)
+    reply_to: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=REPLY_TO_PATTERN,
+        description="an SQS queue name or queue URL that hears the outcome",
+    )
 
     _input_size = field_validator("input")(_json_size)
 

@@ -684,3 +684,21 @@ def test_oversized_values_are_422_not_a_store_failure(
 ) -> None:
     method = "PUT" if path.startswith("/runner-configs") else "POST"
     assert_error(ready.call(method, path, body=body), 422, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "status"),
+    [
+        pytest.param("runner-kit-replies-a", 202, id="queue_name"),
+        pytest.param("runner-kit-replies-a.fifo", 202, id="fifo_name"),
+        pytest.param(
+            "https://sqs.us-east-1.amazonaws.com/123456789012/runner-kit-replies-a", 202, id="url"
+        ),
+        pytest.param("http://169.254.169.254/latest", 422, id="not_a_queue"),
+        pytest.param("bad name", 422, id="space"),
+        pytest.param("", 422, id="empty"),
+    ],
+)
+def test_reply_to_must_name_a_queue(ready: World, reply_to: str, status: int) -> None:
+    answer = ready.call("POST", "/actors/a1/messages", body={"input": 1, "reply_to": reply_to})
+    assert answer["statusCode"] == status, answer
