@@ -702,3 +702,16 @@ def test_oversized_values_are_422_not_a_store_failure(
 def test_reply_to_must_name_a_queue(ready: World, reply_to: str, status: int) -> None:
     answer = ready.call("POST", "/actors/a1/messages", body={"input": 1, "reply_to": reply_to})
     assert answer["statusCode"] == status, answer
+
+
+def test_the_unmodified_sam_sample_event_gets_an_api_answer(world: World) -> None:
+    from tests.unit.test_api_events import _sample
+
+    answer = handle(_sample(), None, world.deps)  # POST /path/to/resource
+    assert_error(answer, 404, "route_not_found")
+
+
+@pytest.mark.parametrize("name", ["Idempotency-Key", "idempotency-key", "IDEMPOTENCY-KEY"])
+def test_idempotency_header_is_case_insensitive(ready: World, name: str) -> None:
+    answer = ready.call("POST", "/actors/a1/messages", body={"input": 1}, headers={name: "k-1"})
+    assert response_json(answer)["message_id"] == "k-1"
