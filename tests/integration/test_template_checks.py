@@ -299,3 +299,15 @@ def test_every_metric_the_template_reads_is_documented_in_deploy_md() -> None:
     deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     for name in tc.metrics_read(load_template()):
         assert f"`{name}`" in deploy, name
+
+
+def test_every_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
+    groups = {
+        json.dumps(props["LogGroupName"]): props
+        for props in tc.resources(template, "AWS::Logs::LogGroup").values()
+    }
+    for logical_id, props in tc.functions(template).items():
+        name = props["FunctionName"]["Fn::Sub"]
+        wanted = json.dumps({"Fn::Sub": f"/aws/lambda/{name}"})
+        assert wanted in groups, logical_id
+        assert groups[wanted]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
