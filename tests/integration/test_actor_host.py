@@ -25,6 +25,7 @@ from adapters.slots import DynamoDBSlotStore
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
 from adapters.tracker import build_tracker
+from core.errors import RunnerNoResponse
 from core.models import ActorRecord, ErrorPolicy, MessageEnvelope, MessageRecord, RunnerConfig
 from functions.actor_host.app import handle
 from functions.actor_host.host import HostDeps
@@ -591,3 +592,45 @@ def test_concurrency_cap_holds_under_a_burst(stack: Stack, dev: DevRunner) -> No
         actor = stack.actors.get(f"a{i}")
         assert actor is not None and actor.state == {"count": 1, "last_input": i}
         assert actor.failure_reason is None  # no_capacity was cleared on init
+
+
+@pytest.mark.parametrize(
+    ("initial", "expected"),
+    [
+        pytest.param(None, "no_capacity", id="sets_no_capacity"),
+        pytest.param(
+            RunnerNoResponse(runner_id="r0"), "runner_no_response", id="never_masks_runner_failure"
+        ),
+    ],
+)
+def test_waiting_for_a_slot_sets_no_capacity_then_hands_back(
+    stack: Stack, dev: DevRunner, initial: Any, expected: str
+) -> None:
+    stack.pool("full", dev.url, max_runners=1, request_lifespan=5)
+    stack.actor("a1", "full", failure_reason=initial)
+    stack.send("a1", "m1")
+    # Another Lambda holds the pool's only slot for a long time.
+    held = stack.deps.slots.acquire(
+        "ns/full", total=1, owner="other-lambda", lease_s=600, now=stack.deps.wall()
+    )
+    assert held is not None
+    event = stack.receive()
+    before = dev.start_requests
+
+    # 7 s left, 1 s margin, 5 s lifespan: it may wait about a second for a slot, then hands back.
+    response = stack.run(event, remaining_ms=7_000)
+
+    assert failures(response) == {event["Records"][0]["messageId"]}
+    assert dev.start_requests == before
+    actor = stack.actors.get("a1")
+    assert actor is not None and actor.failure_reason is not None
+    assert actor.failure_reason.code == expected
+    message = stack.messages.get("a1", "m1")
+    assert message is not None and (message.status, message.attempts) == ("pending", 0)
+
+    # The slot comes back: the redelivery runs, and init clears no_capacity (only that code).
+    stack.deps.slots.release(held)
+    assert stack.run() == {"batchItemFailures": []}
+    actor = stack.actors.get("a1")
+    assert actor is not None and actor.state_version == 1
+    assert actor.failure_reason is None  # the commit clears it: the actor just ran fine
