@@ -146,7 +146,8 @@ def first_actor_of_each_group(records: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def flush_metrics(telemetry: Telemetry) -> None:
-    """EMF: executions by outcome (dimension ``outcome``) and the invocation's counters."""
+    """EMF: executions by outcome (dimension ``outcome``), failed attempts by error ``code``,
+    and the invocation's counters."""
     if not (telemetry.outcomes or telemetry.counts or telemetry.time_to_init_ms):
         return
     from aws_lambda_powertools import Metrics
@@ -158,6 +159,12 @@ def flush_metrics(telemetry: Telemetry) -> None:
         ) as metric:
             metric.add_dimension(name="service", value=SERVICE)
             metric.add_dimension(name="outcome", value=outcome)
+    for code, count in sorted(telemetry.error_codes.items()):
+        with single_metric(
+            name="ExecutionErrors", unit=MetricUnit.Count, value=count, namespace=METRICS_NAMESPACE
+        ) as metric:
+            metric.add_dimension(name="service", value=SERVICE)
+            metric.add_dimension(name="code", value=code)
     if not (telemetry.counts or telemetry.time_to_init_ms):
         return
     metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)

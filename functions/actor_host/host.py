@@ -116,6 +116,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.outcomes: Counter[str] = Counter()
+        self.error_codes: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
         self.time_to_init_ms: list[float] = []
 
@@ -578,6 +579,7 @@ class ActorHost:
         message = stored.record
         attempts = message.attempts
         decision = decide(policy, attempts=attempts, retryable=retryable, rand=deps.rand())
+        self.telemetry.error_codes[error.code] += 1
         scope: Literal["actor", "pool"] = (
             "pool" if error.code.startswith("serverless_") or error.code == "internal_error"
             else "actor"

@@ -294,6 +294,8 @@ def test_non_retryable_actor_error_dead_letters_with_metrics(
     emf = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
     outcomes = {m.get("outcome") for m in emf if "Executions" in m}
     assert outcomes == {"dead_lettered"}
+    codes = {m.get("code") for m in emf if "ExecutionErrors" in m}
+    assert codes == {"actor_failed"}
     assert any("DeadLetters" in m for m in emf)
     summaries = [r for r in caplog.records if r.getMessage() == "actor_host batch"]
     assert len(summaries) == 1  # one line per invocation, with the errors channel summary
