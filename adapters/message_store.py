@@ -111,7 +111,7 @@ class MessageStore(Protocol):
         """Record a failed attempt's outcome and drop the lease; ``False`` if the lease is lost."""
 
     def release(self, actor_id: str, message_id: str, *, owner: str, now: datetime) -> None:
-        """Drop the lease without changing anything else (the record is handed back)."""
+        """Drop the lease; a held, unfinished message goes back to ``pending`` (handed back)."""
 
     def commit_success(
         self,
@@ -408,9 +408,17 @@ class DynamoDBMessageStore:
         self._update(
             actor_id,
             message_id,
-            UpdateExpression="SET updated_at = :now REMOVE lease_owner, lease_until",
-            ConditionExpression="lease_owner = :owner",
-            ExpressionAttributeValues={":owner": {"S": owner}, ":now": {"S": iso(now)}},
+            UpdateExpression=(
+                "SET #st = :pending, updated_at = :now REMOVE lease_owner, lease_until"
+            ),
+            ConditionExpression=f"lease_owner = :owner AND {_NOT_TERMINAL}",
+            ExpressionAttributeNames={"#st": "status"},
+            ExpressionAttributeValues={
+                ":owner": {"S": owner},
+                ":now": {"S": iso(now)},
+                ":pending": {"S": "pending"},
+                **_TERMINAL_VALUES,
+            },
         )
 
     def commit_success(
@@ -624,9 +632,10 @@ class InMemoryMessageStore:
     def release(self, actor_id: str, message_id: str, *, owner: str, now: datetime) -> None:
         with self._lock:
             item = self._held(actor_id, message_id, owner)
-            if item is not None:
+            if item is not None and item["status"]["S"] not in TERMINAL_STATUSES:
                 item.pop("lease_owner", None)
                 item.pop("lease_until", None)
+                item["status"] = {"S": "pending"}
                 item["updated_at"] = {"S": iso(now)}
 
     def commit_success(

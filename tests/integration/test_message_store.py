@@ -138,10 +138,14 @@ def test_finish_failure_retry_then_final(store: MessageStore) -> None:
     assert store.claim("a1", "m1", owner="o3", lease_s=60, now=T0).outcome == "terminal"
 
 
-def test_release_keeps_status(store: MessageStore) -> None:
+def test_release_hands_the_message_back(store: MessageStore) -> None:
     store.create(msg())
     store.claim("a1", "m1", owner="o", lease_s=600, now=T0)
+    store.mark_running("a1", "m1", owner="o", runner_id="r", now=T0)
+    store.release("a1", "m1", owner="someone-else", now=T0)  # not the holder: no effect
+    assert store.get("a1", "m1").status == "running"  # type: ignore[union-attr]
     store.release("a1", "m1", owner="o", now=T0)
+    assert store.get("a1", "m1").status == "pending"  # type: ignore[union-attr]
     assert store.claim("a1", "m1", owner="o2", lease_s=600, now=T0).outcome == "claimed"
 
 

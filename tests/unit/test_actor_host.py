@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -132,9 +133,12 @@ class FakeRunner:
 
     def __init__(self) -> None:
         self.starts = 0
+        self.during: Any = None  # called while the runner "runs": a concurrent writer
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         self.starts += 1
+        if self.during is not None:
+            self.during()
         body = json.loads(request.content)
         path = request.url.path
         if "/http_503/" in path:
@@ -328,3 +332,42 @@ def test_importing_the_handler_loads_no_aws_or_http_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_state_moved_underneath_is_not_committed_then_retried() -> None:
+    env = Env(rand=0.0)
+    env.setup()
+
+    def concurrent_commit() -> None:  # another writer moves the actor's state on
+        with env.actors.lock:
+            env.actors._apply_commit("a1", state={"count": 41}, now=datetime.now(UTC))
+
+    env.runner.during = concurrent_commit
+    assert env.run() == {"batchItemFailures": [{"itemIdentifier": "sq-1"}]}
+    actor = env.actors.get("a1")
+    assert actor is not None and actor.state == {"count": 41}  # our result was not written
+    stored = env.messages.load("a1", "m1")
+    assert stored is not None and stored.record.status == "pending"
+    assert stored.lease_owner is None  # handed back: the redelivery is not "busy"
+    env.runner.during = None
+    assert env.run() == {"batchItemFailures": []}
+    actor = env.actors.get("a1")
+    assert actor is not None and actor.state == {"count": 42} and actor.state_version == 2
+
+
+def test_lost_lease_never_commits() -> None:
+    env = Env(rand=0.0)
+    env.setup()
+
+    def take_over() -> None:  # as if our lease had run out and another delivery claimed it
+        later = datetime.now(UTC) + timedelta(days=1)
+        claim = env.messages.claim("a1", "m1", owner="thief", lease_s=60, now=later)
+        assert claim.outcome == "claimed"
+
+    env.runner.during = take_over
+    response = env.run()
+    assert response == {"batchItemFailures": [{"itemIdentifier": "sq-1"}]}
+    actor = env.actors.get("a1")
+    assert actor is not None and actor.state is None and actor.state_version == 0
+    stored = env.messages.load("a1", "m1")
+    assert stored is not None and stored.lease_owner == "thief"
