@@ -346,3 +346,15 @@ def test_memory_store_refuses_lambda_at_construction(monkeypatch: pytest.MonkeyP
         monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
         settings_mod.get_settings.cache_clear()
     assert InMemoryPoolErrorStore().durable is False
+
+
+def test_importing_the_tracker_loads_no_aws_sdk() -> None:
+    # Cold start: boto3 is imported when the first request is made, not at import.
+    import subprocess
+    import sys
+
+    code = "import sys, adapters.tracker; print('boto3' in sys.modules, 'botocore' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "False"]
