@@ -235,7 +235,7 @@ class PoolErrorTracker:
         holds something newer: a higher version learned after this request was sent."""
         with self._lock:
             entry = self._cache.get(pool)
-            if entry is None or state.version >= entry.state.version or entry.as_of <= started:
+            if entry is None or state.version >= entry.state.version or entry.as_of < started:
                 self._cache[pool] = _Entry(state, started)
                 return state
             return entry.state

@@ -76,10 +76,11 @@ class CountingStore:
 
     def get(self, pool: PoolKey) -> PoolState:
         self.calls["get"] += 1
+        state = self.inner.get(pool)  # read now, answer late: a slow reply
         if self.on_get is not None and self.release_get is not None:
             self.on_get.set()
             assert self.release_get.wait(10)
-        return self.inner.get(pool)
+        return state
 
     def get_many(self, pools: Iterable[PoolKey]) -> dict[PoolKey, PoolState]:
         pools = list(pools)
@@ -278,6 +279,23 @@ def test_concurrent_readers_share_one_read(store: CountingStore, clocks: Clocks)
     for t in threads:
         t.join()
     assert results == [None] * 8
+    assert store.calls["get"] == 1
+
+
+def test_a_slow_read_never_rolls_back_a_newer_write(
+    tracker: PoolErrorTracker, store: CountingStore, clocks: Clocks
+) -> None:
+    store.on_get, store.release_get = threading.Event(), threading.Event()
+    seen: list[PoolErrorStatus | None] = []
+    reader = threading.Thread(target=lambda: seen.append(tracker.active_error(POOL)))
+    reader.start()
+    assert store.on_get.wait(10)  # the read saw a healthy pool and is still on its way back
+    clocks.advance(0.1)
+    tracker.report_error(POOL, E503)  # meanwhile this process writes an error
+    store.release_get.set()
+    reader.join()
+    assert seen[0] is not None  # the reader answers with the newer state it found cached
+    assert tracker.active_error(POOL) is not None
     assert store.calls["get"] == 1
 
 
