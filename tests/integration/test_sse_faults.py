@@ -301,3 +301,16 @@ def test_probes_sync_and_async(runner: DevRunner) -> None:
     assert headers["x-runner-request-lifespan"] == "60"
     assert headers["Authorization"] == "Bearer dev-secret"
     assert runner.received[-1].body == {"protocol_version": 1, "probe": True}
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+def test_server_that_never_answers_times_out_before_init(run: Any) -> None:
+    """The kernel accepts the connection, nobody ever answers: time to init bounds the wait."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # never accept()ed: the request is sent, no response ever comes
+        outcome = run(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    assert isinstance(outcome.error, RunnerError)
+    assert outcome.error.error == ServerlessConnectionError(
+        message="no init frame within 0.5 s", reason="timeout"
+    )
