@@ -273,11 +273,10 @@ def test_blocked_without_allow_private(runner: DevRunner) -> None:
     assert runner.start_requests == before
 
 
-def test_localhost_name_is_resolved_pinned_and_keeps_host(runner: DevRunner) -> None:
-    url = runner.url.replace("127.0.0.1", "localhost")
-    with RunnerClient(LIMITS) as client:
-        result = probe(client, target(url))
-    assert result.ok
+@pytest.mark.parametrize("run", RUNNERS)
+def test_localhost_name_is_resolved_pinned_and_keeps_host(runner: DevRunner, run: Any) -> None:
+    outcome = run(runner.url.replace("127.0.0.1", "localhost"))
+    assert outcome.error is None
     assert runner.received[-1].headers["Host"] == f"localhost:{runner.port}"
 
 
