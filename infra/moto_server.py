@@ -2,19 +2,28 @@
 
 A separate process (not ``ThreadedMotoServer``) so concurrent clients are not serialized by the
 test process's GIL.
+
+DynamoDB makes every conditional write and every transaction atomic; moto's server does not (its
+request threads check a condition and write without a lock, so two racing conditional updates can
+both pass). The server here runs moto's own WSGI app behind a lock for DynamoDB requests only, so
+concurrency tests exercise the guarantees the real service gives. SQS requests are not serialized
+(a long poll would hold the lock).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 LOCAL_CREDENTIALS: Final = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -54,7 +63,7 @@ class MotoServer:
     def start(self) -> MotoServer:
         env = {**os.environ, **LOCAL_CREDENTIALS}
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "infra.moto_server", "--port", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -91,3 +100,54 @@ class MotoServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _serialized_dynamodb(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """WSGI middleware: one DynamoDB request at a time, whole response produced under the lock."""
+    lock = threading.Lock()
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            return app(environ, start_response)
+        with lock:
+            result = app(environ, start_response)
+            try:
+                body = b"".join(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        return [body]
+
+    return wrapped
+
+
+def serve(host: str, port: int) -> None:
+    """Run moto's server app (DynamoDB serialized) until terminated."""
+    import signal
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    os.environ.setdefault("MOTO_PORT", str(port))
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(
+        host,
+        port,
+        _serialized_dynamodb(app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="moto server with atomic DynamoDB requests")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    serve(args.host, args.port)
