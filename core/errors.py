@@ -29,6 +29,7 @@ Kit runtime codes (raised as ``KitError``):
     execution_busy                                 another execution holds the actor
     execution_lease_lost                           this execution lost its lease; must not commit
     store_commit_failed                            the commit could not be written
+    store_read_failed                              a store could not be read (AWS error code kept)
 
 Decoding an unknown code never fails: it gives an ``Other*`` value that keeps the code and every
 field in order and re-encodes to identical JSON. Malformed input raises ``ErrorDecodeError``.
@@ -93,6 +94,7 @@ RUNTIME_CODES: Final = (
     "execution_busy",
     "execution_lease_lost",
     "store_commit_failed",
+    "store_read_failed",
 )
 
 ConnectionReason: TypeAlias = str
@@ -525,11 +527,18 @@ class StoreCommitFailedError(KitError):
     code = "store_commit_failed"
 
 
+class StoreReadFailedError(KitError):
+    """A store could not be read (the AWS error code is in the message)."""
+
+    code = "store_read_failed"
+
+
 KIT_ERROR_TYPES: Final[tuple[type[KitError], ...]] = (
     MissingExecutionIdError,
     ExecutionBusyError,
     ExecutionLeaseLostError,
     StoreCommitFailedError,
+    StoreReadFailedError,
 )
 
 ALL_CODES: Final = tuple(

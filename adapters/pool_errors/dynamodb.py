@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from adapters.pool_errors.store import ApplyResult, StoreReadFailedError
-from core.errors import StoreCommitFailedError, decode_pool_error
+from adapters.pool_errors.store import ApplyResult
+from core.errors import StoreCommitFailedError, StoreReadFailedError, decode_pool_error
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from core.errors import KitError
 from core.hysteresis import HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
 
@@ -18,12 +17,6 @@ class ApplyResult:
 
     state: PoolState
     written: bool
-
-
-class StoreReadFailedError(KitError):
-    """The pool error store could not be read (the AWS error code is in the message)."""
-
-    code = "store_read_failed"
 
 
 @runtime_checkable

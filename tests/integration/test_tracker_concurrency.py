@@ -6,20 +6,16 @@ trackers in pairs (threads of one Lambda) and trackers share nothing (separate L
 moto's ``UpdateItem`` is not atomic across its request threads: it reads the item, checks the
 condition and applies the update as separate Python steps, so two concurrent requests can both
 apply to the same old item (seen here as two post-images with the same version). DynamoDB
-applies each request to an item atomically. This test's server therefore runs moto with one lock
-around each DynamoDB request, so it checks our protocol rather than moto's threading.
+applies each request to an item atomically. The session's moto server (infra/moto_server.py)
+therefore runs moto with one lock around each DynamoDB request, so this checks our protocol
+rather than moto's threading.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,7 +35,7 @@ from core.hysteresis import (
     observe,
 )
 from core.models import PoolKey
-from infra.moto_server import LOCAL_CREDENTIALS, MotoServer
+from infra.moto_server import MotoServer
 from infra.template import create_tables
 
 THREADS = 8
@@ -89,53 +85,6 @@ class RecordingStore:
         return self.inner.get_many(pools)
 
 
-_ATOMIC_MOTO = """
-import sys, threading
-from moto.dynamodb.responses import DynamoHandler
-_lock = threading.Lock()
-_call_action = DynamoHandler.call_action
-def call_action(self):
-    with _lock:  # one DynamoDB request at a time, as each item write is atomic in DynamoDB
-        return _call_action(self)
-DynamoHandler.call_action = call_action
-from moto.server import main
-main(sys.argv[1:])
-"""
-
-
-class AtomicMotoServer(MotoServer):
-    """A moto server process whose DynamoDB requests are applied one at a time."""
-
-    def start(self) -> AtomicMotoServer:
-        env = {**os.environ, **LOCAL_CREDENTIALS}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _ATOMIC_MOTO, "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self._proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"moto server did not start on {self.url}")
-
-
-@pytest.fixture(scope="module")
-def atomic_moto() -> Iterator[AtomicMotoServer]:
-    server = AtomicMotoServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _client(server: MotoServer) -> Any:
     return boto3.client(
         "dynamodb",
@@ -167,14 +116,14 @@ _CASES = [pytest.param(1, 0.05, id="seed_1-cache_50ms")] + [
 
 @pytest.mark.parametrize(("seed", "cache_ttl_s"), _CASES)
 def test_concurrent_reports_replay_exactly(
-    atomic_moto: AtomicMotoServer, seed: int, cache_ttl_s: float
+    moto_server: MotoServer, seed: int, cache_ttl_s: float
 ) -> None:
     pool = PoolKey(namespace="ns", runner_name="contended")
     table = f"pool-errors-{seed}-{int(cache_ttl_s * 1000)}"
-    create_tables(_client(atomic_moto), {"PoolErrorsTable": table})
+    create_tables(_client(moto_server), {"PoolErrorsTable": table})
     # One client per tracker, made here: boto3's default session is not thread-safe.
     recorders = [
-        RecordingStore(DynamoDBPoolErrorStore(table, client=_client(atomic_moto)))
+        RecordingStore(DynamoDBPoolErrorStore(table, client=_client(moto_server)))
         for _ in range(TRACKERS)
     ]
     trackers = [PoolErrorTracker(r, policy=POLICY, cache_ttl_s=cache_ttl_s) for r in recorders]
@@ -212,7 +161,7 @@ def test_concurrent_reports_replay_exactly(
         expected = observe(state, w.outcome, now=w.now, policy=POLICY)
         assert w.post == expected, f"version {w.post.version} does not follow by observe"
         state = expected
-    assert DynamoDBPoolErrorStore(table, client=_client(atomic_moto)).get(pool) == state
+    assert DynamoDBPoolErrorStore(table, client=_client(moto_server)).get(pool) == state
     # Some successes were counted and some episodes cleared, or the test proved little.
     assert any(isinstance(w.outcome, Success) for w in writes)
     assert any(w.post.healthy for w in writes)

@@ -36,6 +36,7 @@ GOLDEN_CODES = [
     "execution_busy",
     "execution_lease_lost",
     "store_commit_failed",
+    "store_read_failed",
 ]
 
 CODE_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*(:[a-z][a-z0-9]*(_[a-z0-9]+)*)?$")
@@ -284,6 +285,7 @@ def test_durable_store_required_codes(facet: str) -> None:
         (E.ExecutionBusyError, "execution_busy"),
         (E.ExecutionLeaseLostError, "execution_lease_lost"),
         (E.StoreCommitFailedError, "store_commit_failed"),
+        (E.StoreReadFailedError, "store_read_failed"),
     ],
 )
 def test_kit_error_codes(cls: type[E.KitError], code: str) -> None:
