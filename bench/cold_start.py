@@ -9,7 +9,7 @@ the machine hits every figure alike; we print medians and the ratio to the basel
 Goals (issue 7): api and pool_manager <= 2.0x, actor_host <= 2.5x (a naive Powertools stack
 with Tracer measures about 6x). ``--strict`` exits 1 when a goal is missed.
 
-    .venv/bin/python bench/cold_start.py [--runs 7] [--strict] [--json]
+    .venv/bin/python bench/cold_start.py [--runs 7] [--strict] [--json] [--explain]
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--strict", action="store_true", help="exit 1 if a goal is missed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--explain", action="store_true", help="also list what each handler imports beyond boto3"
+    )
     opts = parser.parse_args(argv)
 
     env = bench_env()
@@ -164,7 +167,40 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name:<14}{row.median_s:>8.3f}s{row.min_s:>8.3f}s{inproc:>13}"
                 f"{row.ratio:>7.2f}x{row.min_ratio:>10.2f}x  {verdict}"
             )
+    if opts.explain and not opts.json:
+        for spec in function_specs().values():
+            print(f"\n{spec.module}: top-level imports beyond boto3 (cumulative ms, one run)")
+            for ms, module in explain(spec.module, spec.attr, env):
+                print(f"  {ms:>7.1f}  {module}")
     return 1 if (opts.strict and missed) else 0
+
+
+def _import_times(args: list[str], env: dict[str, str]) -> dict[str, float]:
+    """``-X importtime``: module -> cumulative microseconds, for the outermost imports."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    times: dict[str, float] = {}
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if not name.startswith("  ") and cumulative.strip().isdigit():  # outermost only
+            times[name.strip()] = float(cumulative)
+    return times
+
+
+def explain(module: str, attr: str, env: dict[str, str], top: int = 12) -> list[tuple[float, str]]:
+    """The heaviest outermost imports of a handler (and its deps()) that boto3 does not pull."""
+    baseline = _import_times(["-c", BASELINE], env)
+    handler = _import_times(["-c", PROBE, module, attr], env)
+    extra = [(us / 1000, name) for name, us in handler.items() if name not in baseline]
+    return sorted(extra, reverse=True)[:top]
 
 
 if __name__ == "__main__":
