@@ -513,7 +513,8 @@ class InMemoryMessageStore:
         in_lambda: bool | None = None,
     ) -> None:
         if _in_lambda() if in_lambda is None else in_lambda:
-            raise DurableStoreRequiredError("actor_store")
+            # The message record is the idempotency anchor of every execution.
+            raise DurableStoreRequiredError("idempotency_store")
         self.actors = actors
         self.slots = slots
         self._items: dict[tuple[str, str], dict[str, Any]] = {}

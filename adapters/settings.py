@@ -20,7 +20,6 @@ class Settings(BaseSettings):
     messages_table: str = "runner-kit-messages"
     runner_configs_table: str = "runner-kit-runner-configs"
     slots_table: str = "runner-kit-slots"
-    idempotency_table: str = "runner-kit-idempotency"
     actor_messages_queue_url: str = ""
     actor_messages_dlq_url: str = ""
 

@@ -42,7 +42,6 @@ _ENV_TABLES: Final = {
     "MESSAGES_TABLE": "MessagesTable",
     "RUNNER_CONFIGS_TABLE": "RunnerConfigsTable",
     "SLOTS_TABLE": "SlotsTable",
-    "IDEMPOTENCY_TABLE": "IdempotencyTable",
 }
 
 

@@ -32,7 +32,6 @@ _ENV_TABLES = {
     "MESSAGES_TABLE": "MessagesTable",
     "RUNNER_CONFIGS_TABLE": "RunnerConfigsTable",
     "SLOTS_TABLE": "SlotsTable",
-    "IDEMPOTENCY_TABLE": "IdempotencyTable",
 }
 _HANDLER_MODULES = ("functions.api.app", "functions.actor_host.app", "functions.pool_manager.app")
 

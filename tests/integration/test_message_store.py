@@ -231,8 +231,9 @@ def test_outbox_marks(store: MessageStore) -> None:
 
 
 def test_in_memory_store_refused_in_lambda() -> None:
-    with pytest.raises(DurableStoreRequiredError):
+    with pytest.raises(DurableStoreRequiredError) as info:
         InMemoryMessageStore(in_lambda=True)
+    assert info.value.code == "durable_store_required:idempotency_store"
 
 
 @pytest.mark.parametrize("slot_lost", [False, True], ids=["slot_held", "slot_taken_over"])
