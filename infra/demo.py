@@ -494,8 +494,9 @@ def run(write: Callable[[str], None] | None = None, *, verbose: bool = False) ->
         log=(lambda line: write(f"      | {line}")) if verbose else _sink(logs),
     )
     # Handlers print JSON logs and EMF metrics to stdout, as in Lambda; keep them off the story.
+    # The stack stops (pollers joined) before stdout is restored, so a last flush stays hushed.
     hush = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(logs)
-    with stack, hush:
+    with hush, stack:
         write(
             f"embedded stack up in {time.monotonic() - started:.1f} s: API {stack.api_url}, "
             f"moto {stack.moto.url}, dev runner {stack.dev_runner_url}"
