@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, runtime_checkable
 
+from adapters.aws import LazyClient, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import (
     ActorFailed,
@@ -164,26 +165,12 @@ def actor_from_item(item: dict[str, Any]) -> ActorRecord:
     return ActorRecord.model_validate(doc)
 
 
-def _is_conditional_failure(exc: Exception) -> bool:
-    response = getattr(exc, "response", None)
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    return code == "ConditionalCheckFailedException"
-
-
-class DynamoDBActorStore:
+class DynamoDBActorStore(LazyClient):
     """``ActorsTable`` through the low-level boto3 client."""
 
     def __init__(self, table_name: str, client: Any = None) -> None:
         self.table_name = table_name
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     @staticmethod
     def _key(actor_id: str) -> dict[str, Any]:
@@ -201,7 +188,7 @@ class DynamoDBActorStore:
                 ConditionExpression="attribute_not_exists(actor_id)",
             )
         except Exception as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_check_failed(exc):
                 raise ActorExistsError(actor.actor_id) from exc
             raise
         return actor
@@ -302,7 +289,7 @@ class DynamoDBActorStore:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            if _is_conditional_failure(exc):
+            if is_conditional_check_failed(exc):
                 return False
             raise
         return True
@@ -337,7 +324,7 @@ class DynamoDBActorStore:
                 )
                 return
             except Exception as exc:
-                if not _is_conditional_failure(exc):
+                if not is_conditional_check_failed(exc):
                     raise
         # Telemetry lost a race eight times in a row: drop it rather than fail the execution.
 
@@ -359,7 +346,7 @@ class DynamoDBActorStore:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            if not _is_conditional_failure(exc):
+            if not is_conditional_check_failed(exc):
                 raise
 
     def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
@@ -378,7 +365,7 @@ class DynamoDBActorStore:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            if not _is_conditional_failure(exc):
+            if not is_conditional_check_failed(exc):
                 raise
 
     def commit_update(

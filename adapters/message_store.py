@@ -30,6 +30,7 @@ from adapters.actor_store import (
     iso,
     parse_iso,
 )
+from adapters.aws import LazyClient, error_code, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
 from adapters.slots import DynamoDBSlotStore, InMemorySlotStore, SlotLease
 from core.errors import DurableStoreRequiredError, ExecutionLeaseLostError, StoreCommitFailedError
@@ -188,12 +189,6 @@ def stored_from_item(item: dict[str, Any]) -> StoredMessage:
     )
 
 
-def _error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    return code if isinstance(code, str) else None
-
-
 def _json(value: Any) -> dict[str, str]:
     return {"S": json.dumps(value, separators=(",", ":"))}
 
@@ -202,7 +197,7 @@ _TERMINAL_VALUES: Final = {f":t{i}": {"S": s} for i, s in enumerate(sorted(TERMI
 _NOT_TERMINAL: Final = f"NOT #st IN ({', '.join(_TERMINAL_VALUES)})"
 
 
-class DynamoDBMessageStore:
+class DynamoDBMessageStore(LazyClient):
     """``MessagesTable`` through the low-level boto3 client.
 
     ``actors`` (the actors table) is needed only by ``commit_success``, whose one
@@ -221,14 +216,6 @@ class DynamoDBMessageStore:
         self._client = client
         self.actors = actors
         self.slots = slots
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     @staticmethod
     def _key(actor_id: str, message_id: str) -> dict[str, Any]:
@@ -249,7 +236,7 @@ class DynamoDBMessageStore:
                 ConditionExpression="attribute_not_exists(message_id)",
             )
         except Exception as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if not is_conditional_check_failed(exc):
                 raise
             existing = self.get(message.actor_id, message.message_id)
             if existing is None:  # deleted in between: try once more
@@ -296,7 +283,7 @@ class DynamoDBMessageStore:
                 TableName=self.table_name, Key=self._key(actor_id, message_id), **kwargs
             )
         except Exception as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if is_conditional_check_failed(exc):
                 return False
             raise
         return True
@@ -337,7 +324,7 @@ class DynamoDBMessageStore:
                 ReturnValues="ALL_NEW",
             )
         except Exception as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if not is_conditional_check_failed(exc):
                 raise
             current = self.load(actor_id, message_id)
             if current is None:
@@ -463,7 +450,7 @@ class DynamoDBMessageStore:
             self.client.transact_write_items(TransactItems=items)
             return release
         except Exception as exc:
-            if _error_code(exc) != "TransactionCanceledException":
+            if error_code(exc) != "TransactionCanceledException":
                 raise StoreCommitFailedError(f"commit failed: {exc}") from exc
             reasons = [
                 r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from adapters.aws import LazyClient, is_conditional_check_failed
 from core.models import PoolKey
 
 
@@ -49,20 +50,12 @@ class ProbeStore(Protocol):
         """Forget the pool's backoff: it is due at once."""
 
 
-class DynamoDBProbeStore:
+class DynamoDBProbeStore(LazyClient):
     """``PoolProbesTable``: ``pool_id`` (S), ``failures`` (N), ``next_probe_at`` (N, epoch s)."""
 
     def __init__(self, table_name: str, client: Any = None) -> None:
         self.table_name = table_name
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     @staticmethod
     def _decode(item: dict[str, Any]) -> ProbeState:
@@ -94,7 +87,7 @@ class DynamoDBProbeStore:
                 ReturnValues="ALL_NEW",
             )
         except Exception as exc:
-            if _aws_code(exc) == "ConditionalCheckFailedException":
+            if is_conditional_check_failed(exc):
                 return None
             raise
         return self._decode(resp["Attributes"])
@@ -113,14 +106,6 @@ class DynamoDBProbeStore:
 
     def reset(self, pool: PoolKey) -> None:
         self.client.delete_item(TableName=self.table_name, Key={"pool_id": {"S": pool.id}})
-
-
-def _aws_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
 
 
 class InMemoryProbeStore:

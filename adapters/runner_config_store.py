@@ -13,6 +13,7 @@ import threading
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from adapters.aws import LazyClient
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import DurableStoreRequiredError
 from core.models import PoolKey, RunnerConfig
@@ -78,20 +79,12 @@ _AS_JSON = ("error_policy",)
 """Fields stored as a JSON string attribute rather than a map."""
 
 
-class DynamoDBRunnerConfigStore:
+class DynamoDBRunnerConfigStore(LazyClient):
     """``RunnerConfigsTable``: hash ``namespace``, range ``runner_name``; one item per config."""
 
     def __init__(self, table_name: str, client: Any = None) -> None:
         self.table_name = table_name
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     @staticmethod
     def _key(pool: PoolKey) -> dict[str, Any]:

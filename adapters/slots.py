@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from adapters.aws import LazyClient, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import DurableStoreRequiredError
 
@@ -57,21 +58,13 @@ def _order(total: int, rng: random.Random, start: int | None) -> list[int]:
     return [(first + i) % total for i in range(total)]
 
 
-class DynamoDBSlotStore:
+class DynamoDBSlotStore(LazyClient):
     """``SlotsTable`` through the low-level boto3 client."""
 
     def __init__(self, table_name: str, client: Any = None, *, seed: int | None = None) -> None:
         self.table_name = table_name
         self._client = client
         self._rng = random.Random(seed)
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     def acquire(
         self,
@@ -98,8 +91,7 @@ class DynamoDBSlotStore:
                     ExpressionAttributeValues={":now": {"N": repr(now)}},
                 )
             except Exception as exc:
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-                if code == "ConditionalCheckFailedException":
+                if is_conditional_check_failed(exc):
                     continue
                 raise
             return SlotLease(pool_id=pool_id, slot=slot, owner=owner, expires_at=expires)
@@ -119,8 +111,7 @@ class DynamoDBSlotStore:
         try:
             self.client.delete_item(**self.release_op(lease))
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code != "ConditionalCheckFailedException":  # someone took over an expired lease
+            if not is_conditional_check_failed(exc):  # someone took over an expired lease
                 raise
 
     def held(self, pool_id: str, *, now: float) -> int:

@@ -12,30 +12,20 @@ from typing import Any, Final
 
 from pydantic import JsonValue
 
+from adapters.aws import LazyClient
 from core.models import MessageEnvelope
 
 _VISIBILITY_BATCH: Final = 10  # ChangeMessageVisibilityBatch takes at most 10 entries
 
 
-def _client(client: Any) -> Any:
-    if client is not None:
-        return client
-    import boto3
-
-    return boto3.client("sqs")
-
-
-class SqsMessageQueue:
+class SqsMessageQueue(LazyClient):
     """``ActorMessagesQueue``: one FIFO group per actor, deduplicated by ``message_id``."""
+
+    service = "sqs"
 
     def __init__(self, queue_url: str, client: Any = None) -> None:
         self.queue_url = queue_url
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        self._client = _client(self._client)
-        return self._client
 
     def send(self, envelope: MessageEnvelope) -> None:
         """Enqueue ``envelope`` (MessageGroupId = actor, MessageDeduplicationId = message)."""
@@ -68,17 +58,14 @@ class SqsMessageQueue:
         return failed
 
 
-class SqsDeadLetterQueue:
+class SqsDeadLetterQueue(LazyClient):
     """``ActorMessagesDLQ``: messages the policy gave up on, with why, in the attributes."""
+
+    service = "sqs"
 
     def __init__(self, queue_url: str, client: Any = None) -> None:
         self.queue_url = queue_url
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        self._client = _client(self._client)
-        return self._client
 
     def send(
         self,
@@ -105,18 +92,15 @@ class SqsDeadLetterQueue:
         self.client.send_message(**kwargs)
 
 
-class SqsReplies:
+class SqsReplies(LazyClient):
     """Replies to a message's ``reply_to`` queue (a queue URL or a queue name)."""
+
+    service = "sqs"
 
     def __init__(self, client: Any = None) -> None:
         self._client = client
         self._urls: dict[str, str] = {}
         self._lock = threading.Lock()
-
-    @property
-    def client(self) -> Any:
-        self._client = _client(self._client)
-        return self._client
 
     def _url(self, reply_to: str) -> str:
         if reply_to.startswith(("https://", "http://")):

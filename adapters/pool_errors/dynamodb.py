@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from adapters.aws import CONDITIONAL_CHECK_FAILED, LazyClient, error_code
 from adapters.pool_errors.store import ApplyResult
 from core.errors import StoreCommitFailedError, StoreReadFailedError, decode_pool_error
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, Outcome, PoolState
@@ -43,8 +43,6 @@ from core.models import PoolKey
 
 BATCH_GET_LIMIT: Final = 100
 """BatchGetItem takes at most 100 keys per request."""
-
-CONDITIONAL_CHECK_FAILED: Final = "ConditionalCheckFailedException"
 
 ACTIVE: Final = "#s < #t"
 """Condition: an episode is active (false on a missing item: comparisons with a missing
@@ -111,12 +109,7 @@ def state_from_item(item: dict[str, Any] | None) -> PoolState:
 
 def aws_error_code(exc: BaseException) -> str:
     """``Error.Code`` of a botocore ``ClientError``; the class name for other botocore errors."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if isinstance(code, str) and code:
-            return code
-    return type(exc).__name__
+    return error_code(exc) or type(exc).__name__
 
 
 def _botocore_errors() -> tuple[type[Exception], ...]:
@@ -125,7 +118,7 @@ def _botocore_errors() -> tuple[type[Exception], ...]:
     return (ClientError, BotoCoreError)
 
 
-class DynamoDBPoolErrorStore:
+class DynamoDBPoolErrorStore(LazyClient):
     """The durable store. Thread-safe; the boto3 client is created on first use."""
 
     durable = True
@@ -143,21 +136,15 @@ class DynamoDBPoolErrorStore:
         self.consistent_read = consistent_read
         self.max_attempts = max_attempts
         self._client = client
-        self._client_lock = threading.Lock()
         self._sleep = sleep
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            with self._client_lock:  # boto3's default session is not thread-safe
-                if self._client is None:
-                    import boto3
-                    from botocore.config import Config
+    def _new_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
 
-                    # Throttling and 5xx are retried by botocore (standard mode, by Error.Code).
-                    config = Config(retries={"mode": "standard", "max_attempts": 5})
-                    self._client = boto3.client("dynamodb", config=config)
-        return self._client
+        # Throttling and 5xx are retried by botocore (standard mode, by Error.Code).
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        return boto3.client(self.service, config=config)
 
     @staticmethod
     def _key(pool: PoolKey) -> dict[str, Any]:
