@@ -19,9 +19,9 @@ import base64
 import builtins
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from adapters.aws import LazyClient, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
@@ -33,7 +33,7 @@ from core.errors import (
 )
 from core.events import ErrorEvent
 from core.events import append_errors as _append_errors
-from core.models import ActorRecord, ActorStatus
+from core.models import ActorRecord, ActorStatus, MessageRecord
 
 _APPEND_TRIES: Final = 8
 
@@ -60,6 +60,58 @@ def parse_iso(text: str) -> datetime:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_Record = TypeVar("_Record", ActorRecord, MessageRecord)
+
+
+def with_timestamps(record: _Record, now: datetime) -> _Record:
+    """``record`` with ``created_at``/``updated_at`` set to ``now`` where they are unset."""
+    return record.model_copy(
+        update={"created_at": record.created_at or now, "updated_at": record.updated_at or now}
+    )
+
+
+def json_attr(value: Any) -> dict[str, str]:
+    """A JSON value as a compact JSON text attribute."""
+    return {"S": json.dumps(value, separators=(",", ":"))}
+
+
+def encode_fields(
+    item: dict[str, Any],
+    record: ActorRecord | MessageRecord,
+    doc: dict[str, Any],
+    *,
+    json_fields: Iterable[str],
+    time_fields: Iterable[str],
+) -> None:
+    """Put ``record``'s set JSON fields (as JSON text) and datetimes (as ``iso``) into ``item``.
+
+    ``doc`` is ``record.model_dump(mode="json")``.
+    """
+    for name in json_fields:
+        if doc.get(name) is not None:
+            item[name] = json_attr(doc[name])
+    for name in time_fields:
+        value = getattr(record, name)
+        if value is not None:
+            item[name] = {"S": iso(value)}
+
+
+def decode_fields(
+    doc: dict[str, Any],
+    item: dict[str, Any],
+    *,
+    json_fields: Iterable[str],
+    time_fields: Iterable[str],
+) -> None:
+    """Inverse of ``encode_fields``: the JSON fields and datetimes ``item`` has, into ``doc``."""
+    for name in json_fields:
+        if name in item:
+            doc[name] = json.loads(item[name]["S"])
+    for name in time_fields:
+        if name in item:
+            doc[name] = parse_iso(item[name]["S"])
 
 
 def encode_cursor(actor_id: str) -> str:
@@ -118,6 +170,7 @@ class ActorStore(Protocol):
 # --- item codec ----------------------------------------------------------------------------
 
 _JSON_FIELDS: Final = ("state", "extra", "failure_reason", "last_actor_error", "error_policy")
+_TIME_FIELDS: Final = ("created_at", "updated_at")
 
 
 def actor_to_item(actor: ActorRecord) -> dict[str, Any]:
@@ -133,15 +186,9 @@ def actor_to_item(actor: ActorRecord) -> dict[str, Any]:
     }
     if actor.key is not None:
         item["key"] = {"S": actor.key}
-    for name in _JSON_FIELDS:
-        if doc.get(name) is not None:
-            item[name] = {"S": json.dumps(doc[name], separators=(",", ":"))}
     if actor.failure_reason is not None:
         item["failure_code"] = {"S": actor.failure_reason.code}
-    for name in ("created_at", "updated_at"):
-        value = getattr(actor, name)
-        if value is not None:
-            item[name] = {"S": iso(value)}
+    encode_fields(item, actor, doc, json_fields=_JSON_FIELDS, time_fields=_TIME_FIELDS)
     return item
 
 
@@ -156,12 +203,7 @@ def actor_from_item(item: dict[str, Any]) -> ActorRecord:
     }
     if "key" in item:
         doc["key"] = item["key"]["S"]
-    for name in _JSON_FIELDS:
-        if name in item:
-            doc[name] = json.loads(item[name]["S"])
-    for name in ("created_at", "updated_at"):
-        if name in item:
-            doc[name] = parse_iso(item[name]["S"])
+    decode_fields(doc, item, json_fields=_JSON_FIELDS, time_fields=_TIME_FIELDS)
     return ActorRecord.model_validate(doc)
 
 
@@ -177,10 +219,7 @@ class DynamoDBActorStore(LazyClient):
         return {"actor_id": {"S": actor_id}}
 
     def create(self, actor: ActorRecord) -> ActorRecord:
-        now = _now()
-        actor = actor.model_copy(
-            update={"created_at": actor.created_at or now, "updated_at": actor.updated_at or now}
-        )
+        actor = with_timestamps(actor, _now())
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -278,7 +317,7 @@ class DynamoDBActorStore(LazyClient):
             update = "SET updated_at = :now REMOVE failure_reason, failure_code"
         else:
             update = "SET failure_reason = :r, failure_code = :c, updated_at = :now"
-            values[":r"] = {"S": json.dumps(reason.to_json(), separators=(",", ":"))}
+            values[":r"] = json_attr(reason.to_json())
             values[":c"] = {"S": reason.code}
         try:
             self.client.update_item(
@@ -309,7 +348,7 @@ class DynamoDBActorStore(LazyClient):
                 "extra_rev = :rev" if "extra_rev" in item else "attribute_not_exists(extra_rev)"
             )
             values: dict[str, Any] = {
-                ":extra": {"S": json.dumps(new_extra, separators=(",", ":"))},
+                ":extra": json_attr(new_extra),
                 ":next": {"N": str(rev + 1)},
             }
             if "extra_rev" in item:
@@ -386,7 +425,7 @@ class DynamoDBActorStore(LazyClient):
             "ConditionExpression": "state_version = :expected",
             "ExpressionAttributeNames": {"#state": "state"},
             "ExpressionAttributeValues": {
-                ":state": {"S": json.dumps(state, separators=(",", ":"))},
+                ":state": json_attr(state),
                 ":next": {"N": str(expected_version + 1)},
                 ":expected": {"N": str(expected_version)},
                 ":now": {"S": iso(now)},
@@ -404,10 +443,7 @@ class InMemoryActorStore:
         self.lock = threading.RLock()
 
     def create(self, actor: ActorRecord) -> ActorRecord:
-        now = _now()
-        actor = actor.model_copy(
-            update={"created_at": actor.created_at or now, "updated_at": actor.updated_at or now}
-        )
+        actor = with_timestamps(actor, _now())
         with self.lock:
             if actor.actor_id in self._items:
                 raise ActorExistsError(actor.actor_id)

@@ -16,7 +16,6 @@ for ``input``/``result``/``error``; plus the execution's bookkeeping, which is n
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +26,11 @@ from pydantic import JsonValue
 from adapters.actor_store import (
     DynamoDBActorStore,
     InMemoryActorStore,
+    decode_fields,
+    encode_fields,
     iso,
-    parse_iso,
+    json_attr,
+    with_timestamps,
 )
 from adapters.aws import LazyClient, error_code, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
@@ -42,6 +44,7 @@ Disposition = Literal["retry", "discard", "dead_letter", "stop"]
 
 _EFFECT_ATTR: Final[dict[str, str]] = {"dlq": "dlq_sent_at", "reply": "replied_at"}
 _JSON_FIELDS: Final = ("input", "result", "error")
+_TEXT_FIELDS: Final = ("disposition", "runner_id", "reply_to")
 _TIME_FIELDS: Final = ("created_at", "updated_at", "started_at", "finished_at", "next_attempt_at")
 
 
@@ -150,16 +153,10 @@ def message_to_item(message: MessageRecord) -> dict[str, Any]:
         "status": {"S": message.status},
         "attempts": {"N": str(message.attempts)},
     }
-    for name in _JSON_FIELDS:
-        if doc.get(name) is not None:
-            item[name] = {"S": json.dumps(doc[name], separators=(",", ":"))}
-    for name in ("disposition", "runner_id", "reply_to"):
+    for name in _TEXT_FIELDS:
         if doc.get(name) is not None:
             item[name] = {"S": doc[name]}
-    for name in _TIME_FIELDS:
-        value = getattr(message, name)
-        if value is not None:
-            item[name] = {"S": iso(value)}
+    encode_fields(item, message, doc, json_fields=_JSON_FIELDS, time_fields=_TIME_FIELDS)
     return item
 
 
@@ -171,15 +168,10 @@ def stored_from_item(item: dict[str, Any]) -> StoredMessage:
         "status": item["status"]["S"],
         "attempts": int(item.get("attempts", {"N": "0"})["N"]),
     }
-    for name in _JSON_FIELDS:
-        if name in item:
-            doc[name] = json.loads(item[name]["S"])
-    for name in ("disposition", "runner_id", "reply_to"):
+    for name in _TEXT_FIELDS:
         if name in item:
             doc[name] = item[name]["S"]
-    for name in _TIME_FIELDS:
-        if name in item:
-            doc[name] = parse_iso(item[name]["S"])
+    decode_fields(doc, item, json_fields=_JSON_FIELDS, time_fields=_TIME_FIELDS)
     return StoredMessage(
         record=MessageRecord.model_validate(doc),
         lease_owner=item["lease_owner"]["S"] if "lease_owner" in item else None,
@@ -189,8 +181,16 @@ def stored_from_item(item: dict[str, Any]) -> StoredMessage:
     )
 
 
-def _json(value: Any) -> dict[str, str]:
-    return {"S": json.dumps(value, separators=(",", ":"))}
+def _lease_lost(actor_id: str, message_id: str) -> ExecutionLeaseLostError:
+    return ExecutionLeaseLostError(
+        f"message {actor_id}/{message_id} is no longer held by this execution"
+    )
+
+
+def _version_moved(actor_id: str, expected_version: int) -> StoreCommitFailedError:
+    return StoreCommitFailedError(
+        f"actor {actor_id} is no longer at state_version {expected_version}"
+    )
 
 
 _TERMINAL_VALUES: Final = {f":t{i}": {"S": s} for i, s in enumerate(sorted(TERMINAL_STATUSES))}
@@ -222,13 +222,7 @@ class DynamoDBMessageStore(LazyClient):
         return {"actor_id": {"S": actor_id}, "message_id": {"S": message_id}}
 
     def create(self, message: MessageRecord) -> MessageRecord:
-        now = datetime.now(UTC)
-        message = message.model_copy(
-            update={
-                "created_at": message.created_at or now,
-                "updated_at": message.updated_at or now,
-            }
-        )
+        message = with_timestamps(message, datetime.now(UTC))
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -375,7 +369,7 @@ class DynamoDBMessageStore(LazyClient):
         }
         if error is not None:
             sets.append("#err = :err")
-            values[":err"] = _json(error)
+            values[":err"] = json_attr(error)
         if status in TERMINAL_STATUSES:
             sets.append("finished_at = :now")
             removes.append("next_attempt_at")
@@ -433,7 +427,7 @@ class DynamoDBMessageStore(LazyClient):
             "ExpressionAttributeNames": {"#st": "status", "#res": "result", "#err": "error"},
             "ExpressionAttributeValues": {
                 ":done": {"S": "succeeded"},
-                ":res": _json(result),
+                ":res": json_attr(result),
                 ":now": {"S": iso(now)},
                 ":owner": {"S": owner},
                 **_TERMINAL_VALUES,
@@ -467,14 +461,10 @@ class DynamoDBMessageStore(LazyClient):
                     now=now,
                 )
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                raise ExecutionLeaseLostError(
-                    f"message {actor_id}/{message_id} is no longer held by this execution"
-                ) from exc
-            raise StoreCommitFailedError(
-                f"actor {actor_id} is no longer at state_version {expected_version}"
-                if reasons and reasons[0] == "ConditionalCheckFailed"
-                else f"commit cancelled: {reasons}"
-            ) from exc
+                raise _lease_lost(actor_id, message_id) from exc
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise _version_moved(actor_id, expected_version) from exc
+            raise StoreCommitFailedError(f"commit cancelled: {reasons}") from exc
 
     def mark_effect(self, actor_id: str, message_id: str, effect: Effect, *, now: datetime) -> None:
         self._update(
@@ -508,13 +498,7 @@ class InMemoryMessageStore:
         self._lock = actors.lock if actors is not None else threading.RLock()
 
     def create(self, message: MessageRecord) -> MessageRecord:
-        now = datetime.now(UTC)
-        message = message.model_copy(
-            update={
-                "created_at": message.created_at or now,
-                "updated_at": message.updated_at or now,
-            }
-        )
+        message = with_timestamps(message, datetime.now(UTC))
         with self._lock:
             key = (message.actor_id, message.message_id)
             if key in self._items:
@@ -607,7 +591,7 @@ class InMemoryMessageStore:
             item["disposition"] = {"S": disposition}
             item["updated_at"] = {"S": iso(now)}
             if error is not None:
-                item["error"] = _json(error)
+                item["error"] = json_attr(error)
             if status in TERMINAL_STATUSES:
                 item["finished_at"] = {"S": iso(now)}
                 item.pop("next_attempt_at", None)
@@ -643,16 +627,12 @@ class InMemoryMessageStore:
         with self._lock:
             item = self._held(actor_id, message_id, owner)
             if item is None or item["status"]["S"] in TERMINAL_STATUSES:
-                raise ExecutionLeaseLostError(
-                    f"message {actor_id}/{message_id} is no longer held by this execution"
-                )
+                raise _lease_lost(actor_id, message_id)
             if not self.actors._check_version(actor_id, expected_version):
-                raise StoreCommitFailedError(
-                    f"actor {actor_id} is no longer at state_version {expected_version}"
-                )
+                raise _version_moved(actor_id, expected_version)
             self.actors._apply_commit(actor_id, state=state, now=now)
             item["status"] = {"S": "succeeded"}
-            item["result"] = _json(result)
+            item["result"] = json_attr(result)
             item["finished_at"] = item["updated_at"] = {"S": iso(now)}
             for name in ("lease_owner", "lease_until", "error", "disposition", "next_attempt_at"):
                 item.pop(name, None)
