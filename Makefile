@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # aws-sam-translator pins its own pydantic, so the SAM transform check runs in its own venv.
+# It lives under .venv/ because `sam build` (aws-lambda-builders) skips .venv when it copies
+# CodeUri: . into each function's package.
 SAM_TRANSLATOR_VERSION ?= 1.115.0
-TRANSLATOR_VENV  ?= .translator-venv
+TRANSLATOR_VENV  ?= .venv/translator
 TRANSLATOR_STAMP := $(TRANSLATOR_VENV)/.installed-$(SAM_TRANSLATOR_VERSION)
 
 .PHONY: test demo local lint typecheck pytest bench template-check clean

@@ -1,11 +1,11 @@
 """Run the AWS SAM transform offline: SAM template JSON on stdin, CloudFormation JSON on stdout.
 
-This script runs inside ``.translator-venv`` (created by the Makefile), because
+This script runs inside ``.venv/translator`` (created by the Makefile), because
 aws-sam-translator pins its own pydantic. It imports only the standard library and
 ``samtranslator``: no kit module, no AWS call (the managed-policy map is static and the pseudo
 parameters are fixed), so it works on a machine without credentials or network.
 
-    .translator-venv/bin/python infra/sam_transform.py < template.json > transformed.json
+    .venv/translator/bin/python infra/sam_transform.py < template.json > transformed.json
 """
 
 from __future__ import annotations

@@ -24,13 +24,15 @@ CFN_LINT = "import sys; from cfnlint.runner import main; sys.exit(main())"
 
 
 def translator_python() -> Path:
-    """The interpreter of ``.translator-venv`` (``make test`` creates it; CI runs make test)."""
+    """The interpreter of ``.venv/translator`` (``make test`` creates it; CI runs make test)."""
     path = Path(
-        os.environ.get("RUNNER_KIT_TRANSLATOR_PYTHON", ROOT / ".translator-venv" / "bin" / "python")
+        os.environ.get(
+            "RUNNER_KIT_TRANSLATOR_PYTHON", ROOT / ".venv" / "translator" / "bin" / "python"
+        )
     )
     if not path.exists():
         pytest.fail(
-            f"{path} is missing: run `make test` (it creates .translator-venv with "
+            f"{path} is missing: run `make test` (it creates .venv/translator with "
             "aws-sam-translator, which pins its own pydantic)"
         )
     return path
