@@ -7,6 +7,7 @@ import base64
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,6 +161,10 @@ def test_ten_concurrent_delayed_runs(runner: DevRunner) -> None:
         DoneFrame(output={"echo": i}, state={"count": 1, "last_input": i}) for i in range(10)
     ]
     assert runner.peak_streams == 10
+    # The server thread finishes its bookkeeping just after the client has read `done`.
+    deadline = time.monotonic() + 5
+    while runner.active_streams and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert runner.active_streams == 0
 
 
