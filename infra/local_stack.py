@@ -634,6 +634,12 @@ def local_stack(**kwargs: Any) -> Iterator[LocalStack]:
 
 def main(api_port: int = 8080, tick_s: float = 5.0) -> int:
     """``runner-kit local``: start everything, print the URLs, run until Ctrl-C."""
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # `kill` and process managers stop it as cleanly as Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     stack = LocalStack(api_port=api_port, tick_s=tick_s, log=lambda line: print(line, flush=True))
     print("runner-kit local: starting moto, tables and queues from template.yaml ...", flush=True)
     stack.start()

@@ -122,6 +122,18 @@ def _serialized_dynamodb(app: Callable[..., Iterable[bytes]]) -> Callable[..., I
     return wrapped
 
 
+def _exit_with_parent() -> None:
+    """Stop when the process that started us is gone (killed -9, crashed): never linger."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def serve(host: str, port: int) -> None:
     """Run moto's server app (DynamoDB serialized) until terminated."""
     import signal
@@ -134,6 +146,7 @@ def serve(host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _exit_with_parent()
     os.environ.setdefault("MOTO_PORT", str(port))
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
