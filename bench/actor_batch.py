@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 if the goal is missed")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    # The handlers print EMF lines to stdout, as in Lambda; keep them off the figures.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
     from infra.dev_runner import DevRunner
 
@@ -74,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure_dynamodb(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    import os
-
     import boto3
 
     from infra.moto_server import MotoServer

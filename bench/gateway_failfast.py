@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 if the goal is missed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     opts = parser.parse_args(argv)
+    # The handlers print EMF lines to stdout, as in Lambda; keep them off the figures.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     out = measure(opts.runs)
     if opts.json:
         print(json.dumps(out))
