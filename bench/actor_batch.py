@@ -143,16 +143,8 @@ class _Bench:
     def dynamodb(
         cls, tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: Any, url: str
     ) -> _Bench:
-        from adapters.actor_store import DynamoDBActorStore
-        from adapters.message_store import DynamoDBMessageStore
-        from adapters.runner_config_store import DynamoDBRunnerConfigStore
         from adapters.settings import Settings
-        from adapters.slots import DynamoDBSlotStore
-        from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-        from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
-        from adapters.tracker import build_tracker
-        from functions.actor_host.app import get_logger
-        from functions.actor_host.host import HostDeps
+        from functions.actor_host.app import build_deps, get_logger
 
         settings = Settings(
             actors_table=tables["ActorsTable"],
@@ -163,30 +155,10 @@ class _Bench:
             actor_messages_queue_url=queues["ActorMessagesQueue"],
             actor_messages_dlq_url=queues["ActorMessagesDLQ"],
         )
-        actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
-        slots = DynamoDBSlotStore(settings.slots_table, client=dynamodb)
-        messages = DynamoDBMessageStore(
-            settings.messages_table, client=dynamodb, actors=actors, slots=slots
-        )
-        configs = DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb)
-        configs.put(cls._config(url))
         get_logger().setLevel("WARNING")  # one INFO line per batch would be noise here
-        return cls(
-            HostDeps(
-                settings=settings,
-                actors=actors,
-                messages=messages,
-                configs=configs,
-                slots=slots,
-                tracker=build_tracker(settings),
-                runner=lambda: AsyncRunnerClient(StartLimits.from_settings(settings)),
-                target_for=StartTarget.from_config,
-                queue=SqsMessageQueue(settings.actor_messages_queue_url, client=sqs),
-                dlq=SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs),
-                replies=SqsReplies(client=sqs),
-                logger=get_logger(),
-            )
-        )
+        deps = build_deps(settings, dynamodb=dynamodb, sqs=sqs)  # the Lambda's own wiring
+        deps.configs.put(cls._config(url))
+        return cls(deps)
 
     @classmethod
     def in_memory(cls, url: str) -> _Bench:

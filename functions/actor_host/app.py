@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from core.events import ErrorsChannel
 from core.models import MessageEnvelope
 from functions.actor_host.host import ActorHost, HostDeps, KeepInQueue, Telemetry
 from functions.actor_host.processor import FifoGroupAsyncProcessor, group_of
+
+if TYPE_CHECKING:
+    from adapters.settings import Settings
 
 METRICS_NAMESPACE: Final = "RunnerKit"
 SERVICE: Final = "actor_host"
@@ -34,47 +37,57 @@ def deps() -> HostDeps:
     import boto3
     from botocore.config import Config
 
+    from adapters.settings import get_settings
+
+    # Ten concurrent executions share these clients; botocore's default pool is only 10.
+    config = Config(max_pool_connections=64, retries={"mode": "standard"})
+    return build_deps(
+        get_settings(),
+        dynamodb=boto3.client("dynamodb", config=config),
+        sqs=boto3.client("sqs", config=config),
+    )
+
+
+def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any) -> HostDeps:
+    """The composition root: the DynamoDB stores, tracker, SSE client and queues on these
+    clients. ``deps()`` uses it as is; tests and the benchmark pass ``overrides`` (any
+    ``HostDeps`` field: ``runner``, ``rand``, ``slot_poll_s``, ...) so they run this wiring."""
     from adapters.actor_store import DynamoDBActorStore
     from adapters.message_store import DynamoDBMessageStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
-    from adapters.settings import get_settings
     from adapters.slots import DynamoDBSlotStore
     from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
     from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
     from adapters.tracker import build_tracker
 
-    settings = get_settings()
-    # Ten concurrent executions share these clients; botocore's default pool is only 10.
-    config = Config(max_pool_connections=64, retries={"mode": "standard"})
-    dynamodb = boto3.client("dynamodb", config=config)
-    sqs = boto3.client("sqs", config=config)
     actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
     slots = DynamoDBSlotStore(settings.slots_table, client=dynamodb)
     limits = StartLimits.from_settings(settings)
-    return HostDeps(
-        settings=settings,
-        actors=actors,
-        messages=DynamoDBMessageStore(
+    wiring: dict[str, Any] = {
+        "settings": settings,
+        "actors": actors,
+        "messages": DynamoDBMessageStore(
             settings.messages_table, client=dynamodb, actors=actors, slots=slots
         ),
-        configs=DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
-        slots=slots,
-        tracker=build_tracker(settings),
-        runner=lambda: AsyncRunnerClient(limits),
-        target_for=StartTarget.from_config,
-        queue=(
+        "configs": DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
+        "slots": slots,
+        "tracker": build_tracker(settings),
+        "runner": lambda: AsyncRunnerClient(limits),
+        "target_for": StartTarget.from_config,
+        "queue": (
             SqsMessageQueue(settings.actor_messages_queue_url, client=sqs)
             if settings.actor_messages_queue_url
             else None
         ),
-        dlq=(
+        "dlq": (
             SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs)
             if settings.actor_messages_dlq_url
             else None
         ),
-        replies=SqsReplies(client=sqs),
-        logger=get_logger(),
-    )
+        "replies": SqsReplies(client=sqs),
+        "logger": get_logger(),
+    }
+    return HostDeps(**{**wiring, **overrides})
 
 
 def handle(event: Mapping[str, Any], context: Any, deps: HostDeps) -> dict[str, Any]:

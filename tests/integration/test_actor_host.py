@@ -21,13 +21,12 @@ from adapters.actor_store import DynamoDBActorStore
 from adapters.message_store import DynamoDBMessageStore
 from adapters.runner_config_store import DynamoDBRunnerConfigStore
 from adapters.settings import Settings
-from adapters.slots import DynamoDBSlotStore
-from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
+from adapters.sqs import SqsMessageQueue
+from adapters.sse_client import AsyncRunnerClient, StartLimits
 from adapters.tracker import build_tracker
 from core.errors import RunnerNoResponse
 from core.models import ActorRecord, ErrorPolicy, MessageEnvelope, MessageRecord, RunnerConfig
-from functions.actor_host.app import handle
+from functions.actor_host.app import build_deps, handle
 from functions.actor_host.host import HostDeps
 from infra.dev_runner import DevRunner
 from tests.fixtures.sqs_events import (
@@ -126,32 +125,15 @@ def stack(tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: An
         deadline_margin_s=1.0,
         pool_error_cache_ms=0,
     )
-    actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
-    slots = DynamoDBSlotStore(settings.slots_table, client=dynamodb)
-    messages = DynamoDBMessageStore(
-        settings.messages_table, client=dynamodb, actors=actors, slots=slots
-    )
-    configs = DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb)
-    queue = SqsMessageQueue(settings.actor_messages_queue_url, client=sqs)
-    from functions.actor_host.app import get_logger
-
-    deps = HostDeps(
-        settings=settings,
-        actors=actors,
-        messages=messages,
-        configs=configs,
-        slots=slots,
-        tracker=build_tracker(settings),
+    deps = build_deps(
+        settings,
+        dynamodb=dynamodb,
+        sqs=sqs,
         runner=lambda: AsyncRunnerClient(LIMITS),
-        target_for=StartTarget.from_config,
-        queue=queue,
-        dlq=SqsDeadLetterQueue(settings.actor_messages_dlq_url, client=sqs),
-        replies=SqsReplies(client=sqs),
-        logger=get_logger(),
         rand=lambda: 0.0,  # backoff 0: a retried message is visible again at once
         slot_poll_s=0.05,
     )
-    return Stack(deps, actors, messages, configs, queue, sqs, queues, settings)
+    return Stack(deps, deps.actors, deps.messages, deps.configs, deps.queue, sqs, queues, settings)
 
 
 def failures(response: dict[str, Any]) -> set[str]:
