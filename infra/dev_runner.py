@@ -12,6 +12,14 @@ Paths (any prefix may come before ``/start``, so several pools can share one ser
 - ``POST {url}/delay/<ms>/start``     healthy, with ``<ms>`` between ``init`` and ``done``
 - ``POST {url}/_control/fault``       ``{"fault": name | null}`` sets the global switch
 - ``GET  {url}/_control/fault``       the current global fault
+- ``POST {url}/_control/script``      ``{"steps": [step, ...]}``: the next message starts (not
+  probes) take one step each, in order; then the global fault again
+- ``POST {url}/_control/random``      ``{"seed": N, "steps": [step, ...]}``: every message start
+  takes a step drawn at random (seeded) until reset with ``{"steps": []}``
+- ``GET  {url}/_control/script``      the steps left and the random choices
+
+A *step* is a fault name, ``healthy``, or ``hold:<ms>`` (healthy, ``<ms>`` between ``init`` and
+``done``). Scripts make a loopback endpoint that changes behaviour per request while messages flow.
 
 Faults (``FAULTS``; ``http_<N>`` works for any status N): see ``_FAULT_DOCS``. Every hang is
 bounded and ends early when the client goes away or the server stops, so ``stop()`` is quick.
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 import select
 import socket
@@ -80,6 +89,16 @@ def describe_fault(name: str) -> str:
     raise ValueError(f"unknown fault {name!r}")
 
 
+def is_step(step: object) -> bool:
+    """True if ``step`` is a script step: a fault name, ``healthy`` or ``hold:<ms>``."""
+    if not isinstance(step, str):
+        return False
+    return step == "healthy" or _HOLD_STEP.fullmatch(step) is not None or is_fault(step)
+
+
+_HOLD_STEP: Final = re.compile(r"hold:(\d{1,7})")
+
+
 def frame_data(frame: dict[str, Any]) -> bytes:
     """A frame as an event's data: standard base64 of its UTF-8 JSON."""
     return base64.b64encode(json.dumps(frame, separators=(",", ":")).encode())
@@ -101,6 +120,8 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: Any
+    behaviour: str = "healthy"
+    """The step or fault this request was answered with (``healthy``, ``hold:<ms>``, a fault)."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -203,6 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path.endswith("/_control/fault"):
             self._json(200, {"fault": self.runner.fault})
+        elif path.endswith("/_control/script"):
+            self._json(200, self.runner.script_status())
         elif path.endswith("/health"):
             self._json(200, {"ok": True})
         else:
@@ -214,6 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path.endswith("/_control/fault"):
                 self._control(raw)
+            elif path.endswith("/_control/script") or path.endswith("/_control/random"):
+                self._control_script(raw, randomly=path.endswith("/random"))
             elif path.endswith("/start"):
                 self._start(path, raw)
             else:
@@ -230,17 +255,35 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._json(200, {"fault": self.runner.fault})
 
+    def _control_script(self, raw: bytes, *, randomly: bool) -> None:
+        try:
+            body = json.loads(raw or b"{}")
+            steps = body.get("steps", [])
+            if randomly:
+                self.runner.set_random(steps, seed=body.get("seed", 0))
+            else:
+                self.runner.set_script(steps)
+        except (ValueError, AttributeError, TypeError) as exc:
+            self._json(400, {"error": str(exc), "faults": list(FAULTS)})
+            return
+        self._json(200, self.runner.script_status())
+
     def _start(self, path: str, raw: bytes) -> None:
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = None
-        self.runner._record(ReceivedRequest(path, dict(self.headers.items()), body))
         if not isinstance(body, dict):
+            self.runner._record(ReceivedRequest(path, dict(self.headers.items()), body, "bad"))
             self._plain(400, "the /start body must be a JSON object")
             return
+        step = None if body.get("probe") else self.runner._next_step()
         fault = self.runner.fault
         delay_ms = 0
+        if step is not None:
+            hold = _HOLD_STEP.fullmatch(step)
+            fault = None if step == "healthy" or hold else step
+            delay_ms = int(hold.group(1)) if hold else 0
         match = re.search(r"/fault/([^/]+)/start$", path)
         if match:
             fault = match.group(1)
@@ -250,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
         match = re.search(r"/delay/(\d{1,7})/start$", path)
         if match:
             delay_ms = int(match.group(1))
+        behaviour = fault or (f"hold:{delay_ms}" if delay_ms else "healthy")
+        self.runner._record(ReceivedRequest(path, dict(self.headers.items()), body, behaviour))
         self.runner._stream_opened()
         try:
             if fault is None:
@@ -412,6 +457,9 @@ class DevRunner:
         self.oversized_bytes = oversized_bytes
         self._lock = threading.Lock()
         self._fault: str | None = None
+        self._script: deque[str] = deque()
+        self._random_steps: tuple[str, ...] = ()
+        self._random = random.Random(0)
         self._start_requests = 0
         self._active = 0
         self._peak = 0
@@ -495,6 +543,34 @@ class DevRunner:
         with self._lock:
             self._fault = name
 
+    def set_script(self, steps: list[str]) -> None:
+        """The next message starts (not probes) take one step each; then the global fault."""
+        checked = _checked_steps(steps)
+        with self._lock:
+            self._script = deque(checked)
+
+    def set_random(self, steps: list[str], *, seed: int = 0) -> None:
+        """Every message start takes a seeded random step from ``steps`` (empty: off)."""
+        checked = _checked_steps(steps)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError("seed must be an integer")
+        with self._lock:
+            self._random_steps = tuple(checked)
+            self._random = random.Random(seed)
+
+    def script_status(self) -> dict[str, Any]:
+        """The script's remaining steps and the random choices."""
+        with self._lock:
+            return {"steps": list(self._script), "random": list(self._random_steps)}
+
+    def _next_step(self) -> str | None:
+        with self._lock:
+            if self._script:
+                return self._script.popleft()
+            if self._random_steps:
+                return self._random.choice(self._random_steps)
+            return None
+
     @property
     def start_requests(self) -> int:
         """How many ``/start`` requests arrived (faulty ones included)."""
@@ -532,6 +608,12 @@ class DevRunner:
         with self._lock:
             self._start_requests += 1
             self._received.append(request)
+
+
+def _checked_steps(steps: object) -> list[str]:
+    if not isinstance(steps, list) or not all(is_step(step) for step in steps):
+        raise ValueError(f"steps must be a list of faults, 'healthy' or 'hold:<ms>': {steps!r}")
+    return list(steps)
 
 
 def main() -> None:  # pragma: no cover - manual use: python -m infra.dev_runner

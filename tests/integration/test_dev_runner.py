@@ -214,3 +214,58 @@ def test_ipv6_loopback() -> None:
 def test_url_needs_a_started_server() -> None:
     with pytest.raises(RuntimeError):
         _ = DevRunner().url
+
+
+def _start_kind(url: str, body: dict[str, Any]) -> str:
+    """``ok`` for a full healthy run, else the HTTP status or the last frame type."""
+    with httpx.stream("POST", f"{url}/start", json=body, timeout=5, trust_env=False) as response:
+        if response.status_code != 200:
+            return str(response.status_code)
+        text = response.read().decode()
+    frames = [
+        json.loads(base64.b64decode(line.removeprefix("data: ")))
+        for line in text.split("\n")
+        if line.startswith("data: ") and line != "data: "
+    ]
+    return "ok" if frames and frames[-1]["type"] == "done" else frames[-1]["type"]
+
+
+def test_script_takes_one_step_per_message_start_and_skips_probes(runner: DevRunner) -> None:
+    control(
+        "POST",
+        f"{runner.url}/_control/script",
+        json={"steps": ["http_503", "hold:50", "actor_error", "healthy"]},
+    ).raise_for_status()
+    message = {"protocol_version": 1, "actor_id": "a", "message_id": "m", "input": 1}
+    assert _start_kind(runner.url, {"protocol_version": 1, "probe": True}) == "ok"
+    kinds = [_start_kind(runner.url, message) for _ in range(4)]
+    assert kinds == ["503", "ok", "error", "ok"]
+    runner.set_fault("http_500")  # the script is used up: the global fault applies again
+    assert _start_kind(runner.url, message) == "500"
+    behaviours = [request.behaviour for request in runner.received]
+    assert behaviours == ["healthy", "http_503", "hold:50", "actor_error", "healthy", "http_500"]
+    assert control("GET", f"{runner.url}/_control/script").json() == {"steps": [], "random": []}
+
+
+def test_random_steps_are_seeded_and_reset(runner: DevRunner) -> None:
+    message = {"protocol_version": 1, "actor_id": "a", "message_id": "m", "input": 1}
+    draws = []
+    for _ in range(2):
+        control(
+            "POST",
+            f"{runner.url}/_control/random",
+            json={"seed": 7, "steps": ["http_503", "healthy"]},
+        ).raise_for_status()
+        draws.append([_start_kind(runner.url, message) for _ in range(8)])
+    assert draws[0] == draws[1]
+    assert set(draws[0]) == {"503", "ok"}
+    control("POST", f"{runner.url}/_control/random", json={"steps": []}).raise_for_status()
+    assert [_start_kind(runner.url, message) for _ in range(3)] == ["ok"] * 3
+
+
+@pytest.mark.parametrize("steps", [["nope"], "http_503", [1], ["hold:x"]])
+def test_bad_script_is_refused(runner: DevRunner, steps: Any) -> None:
+    answer = control("POST", f"{runner.url}/_control/script", json={"steps": steps})
+    assert answer.status_code == 400
+    with pytest.raises(ValueError, match="steps"):
+        runner.set_script(steps)
