@@ -250,6 +250,63 @@ def failed_ids(response: Any, records: list[dict[str, Any]]) -> set[str]:
     return {i for i in ids if isinstance(i, str)}
 
 
+# ---------------------------------------------------------------------------- ports
+
+
+def default_dev_port(api_port: int) -> int:
+    """The dev runner's port: the API's + 1 (8080 -> 8081), any free port when the API's is 0."""
+    return api_port + 1 if api_port else 0
+
+
+class PortInUse(Exception):
+    """A port ``runner-kit local`` must listen on is taken (one line, no traceback)."""
+
+    def __init__(self, host: str, port: int, what: str, option: str, by: str = "") -> None:
+        self.host, self.port, self.what, self.option = host, port, what, option
+        taken = f"already used {by}" if by else "in use"
+        super().__init__(
+            f"port {port} on {host} ({what}) is {taken}; pick another with {option} N"
+            + (" (make local PORT=N)" if option == "--port" else "")
+        )
+
+
+def port_free(host: str, port: int) -> bool:
+    """True if a server could listen on ``host:port`` now (with SO_REUSEADDR, as ours do)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+_WALKTHROUGH: Final = r"""
+curl -sS -w '\n' -X PUT $API/runner-configs/demo/echo -H 'content-type: application/json' \
+  -d "{\"url\": \"$DEV\", \"allow_private_network\": true, \"request_lifespan\": 60}"
+curl -sS -w '\n' -X POST $API/actors -H 'content-type: application/json' \
+  -d '{"actor_id": "a1", "namespace": "demo", "runner_name": "echo"}'
+curl -sS -w '\n' -X POST "$API/actors/a1/messages?wait=true" -H 'content-type: application/json' \
+  -d '{"input": 1}'                                   # 200, status succeeded
+curl -sS -w '\n' -X POST $DEV/_control/fault -d '{"fault": "http_503"}'   # break the endpoint
+curl -sS -w '\n' -X POST "$API/actors/a1/messages?wait=true" -H 'content-type: application/json' \
+  -d '{"input": 2}'                        # about 1 s later: 503 actor_runner_failed
+.venv/bin/runner-kit pools --api $API --namespace demo    # the pool's active error
+.venv/bin/runner-kit actors --api $API --namespace demo
+curl -sS -w '\n' -X POST $DEV/_control/fault -d '{"fault": null}'         # repair it
+""".strip("\n")
+
+
+def walkthrough(api_url: str, dev_url: str) -> str:
+    """Shell lines that try the stack at ``api_url`` with the dev runner at ``dev_url``.
+
+    The README shows it for the default ports; a test runs it against a real stack.
+    """
+    return f"API={api_url}; DEV={dev_url}\n{_WALKTHROUGH}"
+
+
 # ---------------------------------------------------------------------------- the stack
 
 
@@ -266,6 +323,7 @@ class LocalStack:
         pollers: int = 2,
         dev_runner: bool = True,
         dev_runner_options: Mapping[str, Any] | None = None,
+        dev_runner_port: int | None = None,
         quiet: bool = False,
         environ: Mapping[str, str] | None = None,
         log: Callable[[str], None] | None = None,
@@ -281,6 +339,11 @@ class LocalStack:
         self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._want_dev_runner = dev_runner
         self._dev_runner_options = dict(dev_runner_options or {})
+        # A stable address next to the API's, so the README's walkthrough works as written.
+        if dev_runner_port is None:
+            dev_runner_port = int(self._dev_runner_options.get("port", default_dev_port(api_port)))
+        self.dev_runner_port = dev_runner_port
+        self._dev_runner_options["port"] = dev_runner_port
         self.functions = function_specs()
         self.moto = MotoServer()
         self.dev_runner: Any = None
@@ -319,6 +382,7 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        self.check_ports()
         self.moto.start()
         import boto3
 
@@ -345,6 +409,18 @@ class LocalStack:
         for n in range(self.pollers):
             self._spawn(f"sqs-poller-{n}", self._poll_loop)
         self._spawn("pool-manager-ticker", self._tick_loop)
+
+    def check_ports(self) -> None:
+        """Raise ``PortInUse`` before anything starts if a fixed port is taken."""
+        wanted = [("API", "--port", self.api_port)]
+        if self._want_dev_runner:
+            wanted.append(("dev runner", "--dev-port", self.dev_runner_port))
+        fixed = [w for w in wanted if w[2]]
+        if len(fixed) == 2 and fixed[0][2] == fixed[1][2]:
+            raise PortInUse(self.host, fixed[1][2], fixed[1][0], fixed[1][1], "by the API")
+        for what, option, port in fixed:
+            if not port_free(self.host, port):
+                raise PortInUse(self.host, port, what, option)
 
     def stop(self) -> None:
         """Stop the loops, the API, the dev runner and moto; restore the environment."""
@@ -404,6 +480,10 @@ class LocalStack:
         lines.append(f"actor queue    {queue}")
         lines.append(f"pool manager   every {self.tick_s:g}s")
         return "\n".join(lines)
+
+    def walkthrough(self) -> str:
+        """The README's walkthrough with this stack's URLs: copy-paste it as printed."""
+        return walkthrough(self.api_url, self.dev_runner_url or "<no dev runner>")
 
     # -- environment
 
@@ -632,20 +712,46 @@ def local_stack(**kwargs: Any) -> Iterator[LocalStack]:
         yield stack
 
 
-def main(api_port: int = 8080, tick_s: float = 5.0) -> int:
-    """``runner-kit local``: start everything, print the URLs, run until Ctrl-C."""
+def main(api_port: int = 8080, tick_s: float = 5.0, dev_port: int | None = None) -> int:
+    """``runner-kit local``: start everything, print the URLs, run until Ctrl-C.
+
+    A taken port is one line on stderr and exit status 2 (bad usage: pick another port).
+    """
+    import errno
     import signal
 
     def _terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # `kill` and process managers stop it as cleanly as Ctrl-C
 
     signal.signal(signal.SIGTERM, _terminate)
-    stack = LocalStack(api_port=api_port, tick_s=tick_s, log=lambda line: print(line, flush=True))
+    stack = LocalStack(
+        api_port=api_port,
+        tick_s=tick_s,
+        dev_runner_port=dev_port,
+        log=lambda line: print(line, flush=True),
+    )
     print("runner-kit local: starting moto, tables and queues from template.yaml ...", flush=True)
-    stack.start()
+    try:
+        stack.start()
+    except PortInUse as exc:
+        print(f"runner-kit local: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Taken between the check and the bind (the check makes this rare).
+        print(
+            f"runner-kit local: a port is in use ({exc.strerror}); pick others with --port "
+            "and --dev-port (make local PORT=N)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     try:
         print(stack.describe(), flush=True)
-        print("Ctrl-C stops everything.", flush=True)
+        print("\nTry it (copy-paste; the README's walkthrough with these URLs):\n", flush=True)
+        print(stack.walkthrough(), flush=True)
+        print("\nCtrl-C stops everything.", flush=True)
         stack.wait()
     finally:
         print("\nstopping ...", flush=True)
