@@ -43,8 +43,10 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/runner-kit demo
 
+# make local PORT=9000 [DEV_PORT=9100]: the API's port; the dev runner's defaults to PORT + 1.
+PORT ?= 8080
 local: $(STAMP)
-	$(BIN)/runner-kit local
+	$(BIN)/runner-kit local --port $(PORT)$(if $(DEV_PORT), --dev-port $(DEV_PORT))
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
