@@ -1,0 +1,138 @@
+"""``runner-kit messages``, ``retry`` and ``resume`` against the real local stack.
+
+They use routes built in parallel (issue 14 names them; see docs/operators.md):
+``GET /actors/{id}/messages``, ``POST /actors/{id}/messages/{message_id}/retry`` and
+``POST /actors/{id}/resume``. Each test is skipped while its route is not registered on the
+API's resolver, and runs by itself once it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra import cli
+from infra.local_stack import LocalStack
+from tests.integration.test_local_stack import http, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def has_route(method: str, path: str) -> bool:
+    """True if the API's resolver has a route for ``method path``."""
+    from functions.api.app import app
+
+    routes = [*getattr(app, "_static_routes", []), *getattr(app, "_dynamic_routes", [])]
+    return any(r.method == method and r.rule.match(path) for r in routes)
+
+
+LIST_MESSAGES = has_route("GET", "/actors/a1/messages")
+RETRY = has_route("POST", "/actors/a1/messages/m1/retry")
+RESUME = has_route("POST", "/actors/a1/resume")
+needs_list = pytest.mark.skipif(not LIST_MESSAGES, reason="GET /actors/{id}/messages not built")
+needs_retry = pytest.mark.skipif(not RETRY, reason="POST .../messages/{id}/retry not built")
+needs_resume = pytest.mark.skipif(not RESUME, reason="POST /actors/{id}/resume not built")
+
+NS = "lifecycle"
+FAST = {"INIT_TIMEOUT_S": "2", "IDLE_TIMEOUT_S": "2", "PROBE_BACKOFF_BASE_S": "3600"}
+DEAD_LETTER = {"on_message": "dead_letter", "max_attempts": 1, "backoff_base_s": 1}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    if not (LIST_MESSAGES or RETRY or RESUME):
+        pytest.skip("none of the lifecycle routes is built yet")
+    with LocalStack(api_port=0, tick_s=3600, quiet=True, environ=FAST, log=lambda line: None) as s:
+        assert s.dev_runner is not None
+        body = {"url": s.dev_runner.url, "allow_private_network": True, "request_lifespan": 30}
+        status, _, answer = http("PUT", f"{s.api_url}/runner-configs/{NS}/lc", body)
+        assert status == 200, answer
+        yield s
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = cli.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _failed_message(stack: LocalStack, actor_id: str, policy: dict[str, Any]) -> dict[str, Any]:
+    """An actor whose first message the endpoint fails (an actor error frame): its record."""
+    body = {"actor_id": actor_id, "namespace": NS, "runner_name": "lc", "error_policy": policy}
+    status, _, answer = http("POST", f"{stack.api_url}/actors", body)
+    assert status == 201, answer
+    assert stack.dev_runner is not None
+    stack.dev_runner.set_script(["actor_error"])  # this message's start; then healthy again
+    status, _, message = http(
+        "POST", f"{stack.api_url}/actors/{actor_id}/messages?wait=true", {"input": "x"}
+    )
+    assert status == 200, message
+    assert message["status"] == "dead_lettered", message
+    return dict(message)
+
+
+def _message(stack: LocalStack, actor_id: str, message_id: str) -> Any:
+    return http("GET", f"{stack.api_url}/actors/{actor_id}/messages/{message_id}")[2]
+
+
+@needs_list
+def test_messages_lists_the_dead_lettered_message(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = _failed_message(stack, "lc-list", DEAD_LETTER)
+    argv = ["messages", "lc-list", "--api", stack.api_url]
+    status, out, err = _cli([*argv, "--status", "dead_lettered"], capsys)
+    assert (status, err) == (0, "")
+    header, row = out.splitlines()
+    assert header.split()[:4] == ["MESSAGE", "STATUS", "ATTEMPTS", "DISPOSITION"]
+    assert row.split()[:4] == [message["message_id"], "dead_lettered", "1", "dead_letter"]
+    assert "actor_failed" in row
+    status, out, _ = _cli([*argv, "--json"], capsys)
+    assert status == 0
+    listed = json.loads(out)["messages"]
+    assert [m["message_id"] for m in listed] == [message["message_id"]]
+    assert listed[0]["error"]["code"] == "actor_failed"
+    status, out, _ = _cli([*argv, "--status", "succeeded"], capsys)
+    assert (status, out) == (0, "no messages for actor lc-list\n")
+
+
+@needs_retry
+def test_retry_runs_a_dead_lettered_message_again(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = _failed_message(stack, "lc-retry", DEAD_LETTER)
+    message_id = message["message_id"]
+    status, out, err = _cli(["retry", "lc-retry", message_id, "--api", stack.api_url], capsys)
+    assert (status, err) == (0, "")
+    assert out.startswith(f"message {message_id} of actor lc-retry queued again: status ")
+    done = wait_for(
+        "the retried message to succeed",
+        lambda: (m := _message(stack, "lc-retry", message_id))["status"] == "succeeded" and m,
+    )
+    assert done["result"] == {"echo": "x"}
+    # Succeeded now: not retryable any more; the API's code is printed, exit 1.
+    argv = ["retry", "lc-retry", message_id, "--api", stack.api_url]
+    status, out, err = _cli(argv, capsys)
+    assert (status, out) == (1, "")
+    assert err.startswith("error: message_not_retryable (HTTP 409): ")
+    status, out, _ = _cli([*argv, "--json"], capsys)
+    assert status == 1
+    assert json.loads(out)["error"]["code"] == "message_not_retryable"
+
+
+@needs_resume
+def test_resume_a_stopped_actor(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    _failed_message(stack, "lc-stop", {**DEAD_LETTER, "on_actor": "stop"})
+    status, out, _ = _cli(["actors", "--api", stack.api_url, "--namespace", NS], capsys)
+    assert status == 0
+    row = next(line for line in out.splitlines() if line.startswith("lc-stop "))
+    assert " stopped " in row
+    argv = ["resume", "lc-stop", "--api", stack.api_url]
+    status, out, err = _cli(argv, capsys)
+    assert (status, out, err) == (0, "actor lc-stop resumed: status active\n", "")
+    status, out, err = _cli(argv, capsys)
+    assert (status, out) == (1, "")
+    assert err.startswith("error: actor_not_stopped (HTTP 409): ")
