@@ -730,9 +730,15 @@ def main(api_port: int = 8080, tick_s: float = 5.0, dev_port: int | None = None)
         dev_runner_port=dev_port,
         log=lambda line: print(line, flush=True),
     )
-    print("runner-kit local: starting moto, tables and queues from template.yaml ...", flush=True)
     try:
+        stack.check_ports()  # before the first line of output: a taken port is all it says
+        print(
+            "runner-kit local: starting moto, tables and queues from template.yaml ...", flush=True
+        )
         stack.start()
+    except KeyboardInterrupt:  # Ctrl-C while starting: start() has stopped what it began
+        print("stopped.", flush=True)
+        return 130
     except PortInUse as exc:
         print(f"runner-kit local: {exc}", file=sys.stderr, flush=True)
         return 2
