@@ -121,11 +121,14 @@ def _add_operator_commands(
 
 def _run_operator_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import re
+    from urllib.parse import urlsplit
 
     from infra import ops
 
     if (args.api is None) == (args.stack is None):
         parser.error("give exactly one of --api URL (the local stack) or --stack NAME")
+    if args.api is not None and "@" in urlsplit(args.api).netloc:
+        parser.error("--api must not carry credentials (user:password@); use --stack or --sign")
     if args.api is not None and not re.match(r"^https?://[^\s/]+", args.api, re.IGNORECASE):
         parser.error(f"--api must be an absolute http:// or https:// URL, got {args.api!r}")
     if not args.timeout > 0:

@@ -395,6 +395,9 @@ def test_region_of_an_api_url(url: str, region: str | None) -> None:
             ["pools", "--namespace", "ops", "--api", "http://x", "--stack", "s"], id="both"
         ),
         pytest.param(["pools", "--namespace", "ops", "--api", "ftp://x"], id="not_http"),
+        pytest.param(
+            ["pools", "--namespace", "ops", "--api", "ftp://u:secret@x"], id="credentials"
+        ),
         pytest.param(["pools", "--api", "http://127.0.0.1:1"], id="no_namespace"),
         pytest.param(["messages", "a1", "--api", "http://x", "--status", "nope"], id="bad_status"),
         pytest.param(["messages", "a1", "--api", "http://x", "--limit", "0"], id="bad_limit"),
@@ -406,7 +409,9 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exited:
         cli.main(argv)
     assert exited.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error:" in err
+    assert "secret" not in err
 
 
 def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
