@@ -259,6 +259,8 @@ class ApiClient:
             next_cursor = answer.get("next_cursor")
             if not isinstance(next_cursor, str) or not next_cursor or not items:
                 return
+            if next_cursor == cursor:  # a server bug must not loop the command forever
+                raise InvalidAnswer("invalid_answer", f"GET {path}: next_cursor did not move")
             cursor = next_cursor
 
     def _send(self, method: str, path: str, body: Any) -> Any:

@@ -14,13 +14,13 @@ import argparse
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, get_args
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from core.models import MessageStatus
 from infra.api_client import ApiAnswerError, ApiClient, OpsError
 
-COMMANDS: Final = ("pools", "actors", "messages", "retry", "resume")
-MESSAGE_STATUSES: Final = ("pending", "running", "succeeded", "failed", "dead_lettered")
+MESSAGE_STATUSES: Final = get_args(MessageStatus)
 REDACTED: Final = "***"
 ERROR_WIDTH: Final = 60
 MESSAGES_PAGE: Final = 50
@@ -54,7 +54,7 @@ def list_messages(
     client: ApiClient, actor_id: str, *, status: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The actor's messages, newest first, at most ``limit`` (following ``next_cursor``)."""
-    params = {"status": status, "limit": min(limit, MESSAGES_PAGE)}
+    params: dict[str, str | int | None] = {"status": status, "limit": min(limit, MESSAGES_PAGE)}
     return list(client.pages(f"/actors/{_seg(actor_id)}/messages", "messages", params, limit=limit))
 
 

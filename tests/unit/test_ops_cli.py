@@ -214,6 +214,15 @@ def test_actors_follow_next_cursor_until_the_last_page() -> None:
     assert seen == [None, "c+/=1", "c2"]
 
 
+def test_a_cursor_that_does_not_move_is_an_invalid_answer() -> None:
+    def api(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"actors": [{"actor_id": "a1"}], "next_cursor": "same"})
+
+    status, _, err = _run(_args("actors"), api)
+    assert status == 1
+    assert err.startswith("error: invalid_answer: GET /actors: next_cursor did not move")
+
+
 def test_messages_pass_the_status_filter_and_stop_at_the_limit() -> None:
     calls: list[httpx.URL] = []
 
