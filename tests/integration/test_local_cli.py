@@ -155,6 +155,10 @@ class _Output:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "runner-kit").exists(),
+    reason="the walkthrough runs .venv/bin/runner-kit (make .venv/.installed)",
+)
 def test_the_printed_walkthrough_runs_as_written() -> None:
     api_port, dev_port = free_port(), free_port()
     proc = subprocess.Popen(
