@@ -8,16 +8,18 @@ stack's API checks each signature with botocore as API Gateway's IAM auth would,
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra import cli
 from infra.local_stack import LocalStack
 from infra.moto_server import LOCAL_CREDENTIALS
 from tests.integration.test_local_stack import http, wait_for
@@ -66,20 +68,27 @@ def _config(stack: LocalStack, name: str) -> Any:
     return http("GET", f"{stack.api_url}/runner-configs/{NS}/{name}")[2]
 
 
-def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    status = cli.main(argv)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+SCRIPT = Path(sys.executable).with_name("runner-kit")
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """The console script in its own process, as an operator runs it: (status, out, err).
+
+    Its own process, so the in-process stack's handler logs never mix into its output.
+    """
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "infra.cli"]
+    done = subprocess.run(
+        [*command, *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+    return done.returncode, done.stdout, done.stderr
 
 
 def _rows(table: str) -> dict[str, str]:
     return {line.split()[0]: line for line in table.splitlines()[1:]}
 
 
-def test_pools_table_shows_the_failing_pool_and_its_error(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out, err = _cli(["pools", "--api", stack.api_url, "--namespace", NS], capsys)
+def test_pools_table_shows_the_failing_pool_and_its_error(stack: LocalStack) -> None:
+    status, out, err = run_cli(["pools", "--api", stack.api_url, "--namespace", NS])
     assert (status, err) == (0, "")
     rows = _rows(out)
     assert set(rows) == {"ops/broken", "ops/echo"}
@@ -91,10 +100,8 @@ def test_pools_table_shows_the_failing_pool_and_its_error(
     assert "s3cret" not in out
 
 
-def test_pools_json_carries_the_pool_error(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status, out, _ = _cli(["pools", "--api", stack.api_url, "--namespace", NS, "--json"], capsys)
+def test_pools_json_carries_the_pool_error(stack: LocalStack) -> None:
+    status, out, _ = run_cli(["pools", "--api", stack.api_url, "--namespace", NS, "--json"])
     assert status == 0
     configs = {c["runner_name"]: c for c in json.loads(out)["runner_configs"]}
     broken = configs["broken"]["pool_error"]
@@ -106,35 +113,33 @@ def test_pools_json_carries_the_pool_error(
     assert "s3cret" not in out
 
 
-def test_actors_lists_every_page(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+def test_actors_lists_every_page(stack: LocalStack) -> None:
     argv = ["actors", "--api", stack.api_url, "--namespace", NS, "--page-size", "1"]
-    status, out, _ = _cli(argv, capsys)
+    status, out, _ = run_cli(argv)
     assert status == 0
     rows = _rows(out)
     assert set(rows) == {"ops-a0", "ops-a1", "ops-a2", "ops-b"}
     assert all(" active " in row for row in rows.values())
-    status, out, _ = _cli([*argv, "--json"], capsys)
+    status, out, _ = run_cli([*argv, "--json"])
     assert status == 0
     assert sorted(a["actor_id"] for a in json.loads(out)["actors"]) == sorted(rows)
 
 
-def test_an_api_error_answer_exits_1_with_its_code(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_api_error_answer_exits_1_with_its_code(stack: LocalStack) -> None:
     argv = ["actors", "--api", stack.api_url, "--namespace", "not a name!"]
-    status, out, err = _cli(argv, capsys)
+    status, out, err = run_cli(argv)
     assert (status, out) == (1, "")
     assert err.startswith("error: invalid_request (HTTP 422): ")
-    status, out, _ = _cli([*argv, "--json"], capsys)
+    status, out, _ = run_cli([*argv, "--json"])
     assert status == 1
     assert json.loads(out)["error"]["code"] == "invalid_request"
 
 
-def test_an_unreachable_api_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_api_exits_1() -> None:
     from infra.moto_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
-    status, _, err = _cli(["pools", "--api", url, "--namespace", NS], capsys)
+    status, _, err = run_cli(["pools", "--api", url, "--namespace", NS])
     assert status == 1
     assert err.startswith(f"error: api_unreachable: GET {url}/runner-configs")
 
@@ -226,14 +231,14 @@ def deployed(stack: LocalStack, gate: _SigV4Gate, monkeypatch: pytest.MonkeyPatc
 
 
 def test_stack_resolves_the_api_url_output_and_signs_every_request(
-    deployed: str, gate: _SigV4Gate, capsys: pytest.CaptureFixture[str]
+    deployed: str, gate: _SigV4Gate
 ) -> None:
     before = len(gate.verified)
-    status, out, err = _cli(["pools", "--stack", deployed, "--namespace", NS], capsys)
+    status, out, err = run_cli(["pools", "--stack", deployed, "--namespace", NS])
     assert (status, err) == (0, "")
     assert "serverless_http_error" in _rows(out)["ops/broken"]
     argv = ["actors", "--stack", deployed, "--namespace", NS, "--page-size", "2"]
-    status, out, _ = _cli(argv, capsys)
+    status, out, _ = run_cli(argv)
     assert status == 0
     assert set(_rows(out)) == {"ops-a0", "ops-a1", "ops-a2", "ops-b"}
     assert gate.verified[before] == f"GET /local/runner-configs?namespace={NS}"
@@ -241,29 +246,27 @@ def test_stack_resolves_the_api_url_output_and_signs_every_request(
 
 
 def test_a_bad_signature_is_refused_and_named(
-    deployed: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    deployed: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    status, out, err = _cli(["pools", "--stack", deployed, "--namespace", NS], capsys)
+    status, out, err = run_cli(["pools", "--stack", deployed, "--namespace", NS])
     assert (status, out) == (1, "")
     assert err.startswith("error: InvalidSignatureException (HTTP 403)")
     assert "not-the-secret" not in err
 
 
-def test_an_unknown_stack_exits_1(deployed: str, capsys: pytest.CaptureFixture[str]) -> None:
-    status, _, err = _cli(["pools", "--stack", "no-such-stack", "--namespace", NS], capsys)
+def test_an_unknown_stack_exits_1(deployed: str) -> None:
+    status, _, err = run_cli(["pools", "--stack", "no-such-stack", "--namespace", NS])
     assert status == 1
     assert err.startswith("error: stack_not_found: ")
 
 
-def test_a_stack_without_the_output_exits_1(
-    deployed: str, stack: LocalStack, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_stack_without_the_output_exits_1(deployed: str, stack: LocalStack) -> None:
     import boto3
 
     cloudformation = boto3.client("cloudformation", endpoint_url=stack.moto.url)
     template = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}}}
     cloudformation.create_stack(StackName="no-outputs", TemplateBody=json.dumps(template))
-    status, _, err = _cli(["pools", "--stack", "no-outputs", "--namespace", NS], capsys)
+    status, _, err = run_cli(["pools", "--stack", "no-outputs", "--namespace", NS])
     assert status == 1
     assert err.startswith("error: stack_output_missing: stack 'no-outputs' has no output ApiUrl")

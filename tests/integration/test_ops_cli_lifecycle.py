@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from infra import cli
 from infra.local_stack import LocalStack
 from tests.integration.test_local_stack import http, wait_for
+from tests.integration.test_ops_cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +53,6 @@ def stack() -> Iterator[LocalStack]:
         yield s
 
 
-def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    status = cli.main(argv)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
 def _failed_message(stack: LocalStack, actor_id: str, policy: dict[str, Any]) -> dict[str, Any]:
     """An actor whose first message the endpoint fails (an actor error frame): its record."""
     body = {"actor_id": actor_id, "namespace": NS, "runner_name": "lc", "error_policy": policy}
@@ -79,33 +73,29 @@ def _message(stack: LocalStack, actor_id: str, message_id: str) -> Any:
 
 
 @needs_list
-def test_messages_lists_the_dead_lettered_message(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_messages_lists_the_dead_lettered_message(stack: LocalStack) -> None:
     message = _failed_message(stack, "lc-list", DEAD_LETTER)
     argv = ["messages", "lc-list", "--api", stack.api_url]
-    status, out, err = _cli([*argv, "--status", "dead_lettered"], capsys)
+    status, out, err = run_cli([*argv, "--status", "dead_lettered"])
     assert (status, err) == (0, "")
     header, row = out.splitlines()
     assert header.split()[:4] == ["MESSAGE", "STATUS", "ATTEMPTS", "DISPOSITION"]
     assert row.split()[:4] == [message["message_id"], "dead_lettered", "1", "dead_letter"]
     assert "actor_failed" in row
-    status, out, _ = _cli([*argv, "--json"], capsys)
+    status, out, _ = run_cli([*argv, "--json"])
     assert status == 0
     listed = json.loads(out)["messages"]
     assert [m["message_id"] for m in listed] == [message["message_id"]]
     assert listed[0]["error"]["code"] == "actor_failed"
-    status, out, _ = _cli([*argv, "--status", "succeeded"], capsys)
+    status, out, _ = run_cli([*argv, "--status", "succeeded"])
     assert (status, out) == (0, "no messages for actor lc-list\n")
 
 
 @needs_retry
-def test_retry_runs_a_dead_lettered_message_again(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_retry_runs_a_dead_lettered_message_again(stack: LocalStack) -> None:
     message = _failed_message(stack, "lc-retry", DEAD_LETTER)
     message_id = message["message_id"]
-    status, out, err = _cli(["retry", "lc-retry", message_id, "--api", stack.api_url], capsys)
+    status, out, err = run_cli(["retry", "lc-retry", message_id, "--api", stack.api_url])
     assert (status, err) == (0, "")
     assert out.startswith(f"message {message_id} of actor lc-retry queued again: status ")
     done = wait_for(
@@ -115,24 +105,24 @@ def test_retry_runs_a_dead_lettered_message_again(
     assert done["result"] == {"echo": "x"}
     # Succeeded now: not retryable any more; the API's code is printed, exit 1.
     argv = ["retry", "lc-retry", message_id, "--api", stack.api_url]
-    status, out, err = _cli(argv, capsys)
+    status, out, err = run_cli(argv)
     assert (status, out) == (1, "")
     assert err.startswith("error: message_not_retryable (HTTP 409): ")
-    status, out, _ = _cli([*argv, "--json"], capsys)
+    status, out, _ = run_cli([*argv, "--json"])
     assert status == 1
     assert json.loads(out)["error"]["code"] == "message_not_retryable"
 
 
 @needs_resume
-def test_resume_a_stopped_actor(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_a_stopped_actor(stack: LocalStack) -> None:
     _failed_message(stack, "lc-stop", {**DEAD_LETTER, "on_actor": "stop"})
-    status, out, _ = _cli(["actors", "--api", stack.api_url, "--namespace", NS], capsys)
+    status, out, _ = run_cli(["actors", "--api", stack.api_url, "--namespace", NS])
     assert status == 0
     row = next(line for line in out.splitlines() if line.startswith("lc-stop "))
     assert " stopped " in row
     argv = ["resume", "lc-stop", "--api", stack.api_url]
-    status, out, err = _cli(argv, capsys)
+    status, out, err = run_cli(argv)
     assert (status, out, err) == (0, "actor lc-stop resumed: status active\n", "")
-    status, out, err = _cli(argv, capsys)
+    status, out, err = run_cli(argv)
     assert (status, out) == (1, "")
     assert err.startswith("error: actor_not_stopped (HTTP 409): ")
