@@ -152,7 +152,7 @@ def sigv4_auth(session: Any, region: str | None) -> SigV4Auth:
 
 def stack_api_url(session: Any, stack_name: str, region: str | None = None) -> str:
     """The API URL of a deployed stack: its CloudFormation output ``ApiUrl``."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
     try:
         client = session.create_client("cloudformation", region_name=region)
@@ -160,6 +160,10 @@ def stack_api_url(session: Any, stack_name: str, region: str | None = None) -> s
     except NoCredentialsError:
         raise StackLookupError(
             "no_credentials", "no AWS credentials found in the standard chain"
+        ) from None
+    except NoRegionError:
+        raise StackLookupError(
+            "no_region", "no AWS region: pass --region or set AWS_REGION / a profile region"
         ) from None
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))

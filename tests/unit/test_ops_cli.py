@@ -22,8 +22,10 @@ from infra.api_client import (
     ApiAnswerError,
     ApiClient,
     SigV4Auth,
+    StackLookupError,
     query,
     region_of,
+    sigv4_auth,
 )
 from tests.sigv4 import AUTHORIZATION, verify_sigv4
 
@@ -436,3 +438,47 @@ def test_error_answer_type() -> None:
     error = ApiAnswerError(404, "actor_not_found", "no actor a1", {"actor_id": "a1"})
     assert error.to_json()["metadata"] == {"actor_id": "a1"}
     assert ops.render_error(error) == "error: actor_not_found (HTTP 404): no actor a1"
+
+
+class _Session:
+    """The two things ``sigv4_auth`` asks of a botocore session."""
+
+    def __init__(self, credentials: Any, region: str | None) -> None:
+        self._credentials, self._region = credentials, region
+
+    def get_credentials(self) -> Any:
+        return self._credentials
+
+    def get_config_variable(self, name: str) -> Any:
+        assert name == "region"
+        return self._region
+
+
+class _Credentials:
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        return ReadOnlyCredentials("AKID", "SECRET", None)
+
+
+@pytest.mark.parametrize(
+    ("session", "region", "expected"),
+    [
+        pytest.param(_Session(_Credentials(), "eu-west-1"), None, "eu-west-1", id="session"),
+        pytest.param(_Session(_Credentials(), "eu-west-1"), "us-east-2", "us-east-2", id="flag"),
+    ],
+)
+def test_sigv4_auth_from_a_session(session: _Session, region: str | None, expected: str) -> None:
+    auth = sigv4_auth(session, region)
+    assert (auth.region, auth.service) == (expected, "execute-api")
+
+
+@pytest.mark.parametrize(
+    ("session", "code"),
+    [
+        pytest.param(_Session(None, "eu-west-1"), "no_credentials", id="no_credentials"),
+        pytest.param(_Session(_Credentials(), None), "no_region", id="no_region"),
+    ],
+)
+def test_sigv4_auth_needs_credentials_and_a_region(session: _Session, code: str) -> None:
+    with pytest.raises(StackLookupError) as raised:
+        sigv4_auth(session, None)
+    assert raised.value.code == code
