@@ -57,8 +57,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def do_GET(self) -> None:
-        if urlsplit(self.path).path in ("/", "/health"):
+        path = urlsplit(self.path).path
+        if path in ("/", "/health"):
             self._json(200, b'{"ok": true, "protocol_version": 1}')
+        elif path.endswith("/start"):
+            self.do_PUT()
         else:
             self._json(404, wire.BadRequest(404, "not_found", "POST {url}/start").body())
 
