@@ -492,7 +492,11 @@ def _execution_rules(obs: Observation, init_timeout_s: float, linger_s: float) -
         end = obs.ended_at if obs.ended_at is not None else obs.broken_at
         assert end is not None
         rules.append(
-            RuleResult("stream_ends", "pass", f"closed {_secs(max(0.0, end - last.at))} after it")
+            RuleResult(
+                "stream_ends",
+                "pass",
+                f"closed {_secs(max(0.0, end - last.at))} after the final frame",
+            )
         )
     else:
         rules.append(
