@@ -180,13 +180,33 @@ class Observer:
 
     @property
     def has_init(self) -> bool:
+        """The first frame arrived and is an ``init``."""
+        from core.protocol import InitFrame
+
         events = self.obs.message_events()
-        return bool(events) and events[0].kind == "frame" and events[0].frame is not None
+        return bool(events) and isinstance(events[0].frame, InitFrame)
 
     @property
     def final_at(self) -> float | None:
+        """When the final frame arrived (None: not yet, or never after this)."""
         index = self.obs.final_index()
         return None if index is None else self.obs.message_events()[index].at
+
+    @property
+    def hopeless(self) -> bool:
+        """No final frame can count any more: the kit would have stopped reading here."""
+        from core.protocol import InitFrame
+
+        if self.obs.error is not None:
+            return True  # an event over the size cap
+        if self.obs.final_index() is not None:
+            return False  # read on: what follows the final frame is a rule of its own
+        events = self.obs.message_events()
+        if not events:
+            return False
+        if not self.has_init:
+            return True
+        return any(seen.kind == "bad" or isinstance(seen.frame, InitFrame) for seen in events[1:])
 
 
 # --- I/O: one execution, read to its end ------------------------------------------------------
@@ -340,7 +360,7 @@ def _read(
                 obs.error = classify_exception(exc)
             return
         observer.feed(time.monotonic() - started, chunk)
-        if obs.error is not None:  # too large: the kit stops reading here
+        if observer.hopeless:  # the kit stops reading here; the rules have what they need
             return
 
 

@@ -10,6 +10,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,6 +127,23 @@ def test_the_example_through_the_kit_client(host: Host) -> None:
     assert isinstance(init, InitFrame) and init.runner_id.startswith("py-")
     assert output == OutputFrame(data={"received": {"hello": "world"}})
     assert done == DoneFrame(output={"echo": {"hello": "world"}, "count": 5}, state={"count": 5})
+
+
+def test_the_sdk_example_in_the_protocol_doc_runs() -> None:
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    section = text[text.index("## The endpoint SDK (Python)") :]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, "docs/protocol.md lost its SDK example"
+    namespace: dict[str, Any] = {"__name__": "doc_sdk_example"}
+    exec(compile(match.group(1), "docs/protocol.md", "exec"), namespace)
+    with stdlib_host(namespace["app"]) as url:
+        frames = run_kit(url)
+        refused = run_kit(url, start_body("a", "m", None, None))
+    assert frames[1:] == [
+        OutputFrame(data={"received": {"hello": "world"}}),
+        DoneFrame(output={"echo": {"hello": "world"}}, state={"count": 5}),
+    ]
+    assert refused[-1] == ErrorFrame(code="no_input", message="send an input", retryable=False)
 
 
 def test_the_example_counts_from_a_new_actor() -> None:
