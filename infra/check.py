@@ -126,6 +126,7 @@ class Observer:
     def __init__(self, max_event_bytes: int = 1024 * 1024) -> None:
         from adapters.sse_client import SSEParser
 
+        self.max_event_bytes = max_event_bytes
         self.parser = SSEParser(max_event_bytes)
         self.obs = Observation()
 
@@ -153,7 +154,7 @@ class Observer:
         from core.errors import ServerlessConnectionError
 
         self.obs.error = ServerlessConnectionError(
-            message=f"an event exceeded {self.parser._max} bytes", reason="too_large"
+            message=f"an event exceeded {self.max_event_bytes} bytes", reason="too_large"
         )
 
     def _events(self, at: float, events: Sequence[bytes | tuple[bytes, bytes | None]]) -> None:

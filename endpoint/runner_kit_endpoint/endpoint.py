@@ -10,6 +10,7 @@ functions on an ASGI server) while the stream sends its outputs as they come and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import signal
@@ -17,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -128,7 +128,7 @@ class Endpoint:
         self.wait_idle(5.0)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    @contextmanager
+    @contextlib.contextmanager
     def _tracked(self) -> Iterator[None]:
         with self._lock:
             self._active += 1
@@ -225,7 +225,8 @@ class Endpoint:
 
             def sink(event: bytes, final: bool = False) -> None:
                 # From the loop or from the worker thread alike: FIFO, so outputs come first.
-                loop.call_soon_threadsafe(events.put_nowait, (final, event))
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody reads any more
+                    loop.call_soon_threadsafe(events.put_nowait, (final, event))
 
             ctx = self._context(request, runner_id, sink)
             work: asyncio.Future[bytes] | None = None
