@@ -559,8 +559,13 @@ def _no_final_rule(obs: Observation, events: list[Seen], init_timeout_s: float) 
     from core.protocol import InitFrame
 
     hint = 'end with {"type":"done","output":...,"state":...} or an error frame'
-    if any(seen.kind == "bad" for seen in events):
-        return RuleResult("final_frame", "fail", "a frame did not decode (frames_decode)", hint)
+    bad = next((seen for seen in events if seen.kind == "bad"), None)
+    if bad is not None and bad.error is not None:
+        detail = (
+            f"frame {events.index(bad) + 1} did not decode, so no final frame counts "
+            f"(the kit: {bad.error.code}, a pool error)"
+        )
+        return RuleResult("final_frame", "fail", detail, hint)
     if not events or not isinstance(events[0].frame, InitFrame):
         return RuleResult("final_frame", "skip", "no init")
     if obs.timed_out is not None:

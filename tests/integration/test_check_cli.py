@@ -131,6 +131,9 @@ def test_the_broken_done_frame_is_named(
     decode = next(rule for rule in answer["rules"] if rule["id"] == "frames_decode")
     assert decode["detail"].startswith("frame 3: serverless_invalid_payload")
     assert "done.state" in decode["detail"]
+    final = next(rule for rule in answer["rules"] if rule["id"] == "final_frame")
+    assert "frame 3 did not decode" in final["detail"]
+    assert "serverless_invalid_payload, a pool error" in final["detail"]
 
 
 @pytest.mark.parametrize("fault", ["actor_error", "actor_error_retryable"])
