@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -205,10 +206,19 @@ def test_loopback_is_refused_without_allow_private(
 
 
 def test_metadata_addresses_are_refused_even_with_allow_private(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    connects: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        connects.append(address)
+        raise AssertionError(f"check tried to connect to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     code, answer = check_json(capsys, "http://169.254.169.254/latest")
     assert code == 1
+    assert connects == []  # refused before any connection, by the probe and by the execution
     assert all("blocked_address" in rule["detail"] for rule in answer["rules"][:2])
 
 
