@@ -12,10 +12,10 @@ TRANSLATOR_STAMP := $(TRANSLATOR_VENV)/.installed-$(SAM_TRANSLATOR_VERSION)
 
 .PHONY: test demo local lint typecheck pytest bench template-check clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml endpoint/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./endpoint
 	touch $(STAMP)
 
 $(TRANSLATOR_STAMP):
@@ -26,7 +26,7 @@ $(TRANSLATOR_STAMP):
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check core adapters functions infra bench
+	$(BIN)/ruff format --check core adapters functions infra bench endpoint examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,4 +1,4 @@
-"""``runner-kit`` command line: ``probe``, ``local``, ``demo``."""
+"""``runner-kit`` command line: ``probe``, ``check``, ``local``, ``demo``."""
 
 from __future__ import annotations
 
@@ -28,9 +28,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     probe = sub.add_parser("probe", help="one /start against an endpoint, outcome classified")
     probe_cmd.add_arguments(probe)
+    from infra import check as check_cmd
+
+    check = sub.add_parser("check", help="protocol v1 conformance: a probe, then one execution")
+    check_cmd.add_arguments(check)
     args = parser.parse_args(argv)
     if args.command == "probe":
         return probe_cmd.run(args, probe)
+    if args.command == "check":
+        return check_cmd.run(args, check)
     if args.command == "demo":
         from infra.demo import main as demo_main
 

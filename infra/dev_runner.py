@@ -65,6 +65,10 @@ _FAULT_DOCS: Final = {
     "actor_error": "init, then an error frame (retryable false)",
     "actor_error_retryable": "init, then an error frame (retryable true)",
     "stopping": "init, an output, then event: stopping",
+    "broken_done": "init, an output, then a done frame without state",
+    "data_after_done": "a healthy run, then an output frame after done",
+    "done_then_hold": "a healthy run that keeps the stream open after done (bounded hang)",
+    "buffered": "a healthy run sent whole with a content-length, like a buffering host",
 }
 FAULTS: Final = tuple(_FAULT_DOCS)
 """Every named fault mode (``http_<N>`` accepts any status, two examples are listed)."""
@@ -424,8 +428,36 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "stopping":
             output = {"type": "output", "data": {"echo": body.get("input")}}
             self._stream_events(message_event(self._init()), message_event(output), STOPPING)
+        elif fault in ("broken_done", "data_after_done", "done_then_hold", "buffered"):
+            self._after_done(fault, body)
         else:  # pragma: no cover - is_fault() guards every entry point
             self._plain(500, f"dev runner: fault {fault!r} has no behaviour")
+
+    def _after_done(self, fault: str, body: dict[str, Any]) -> None:
+        """Faults of the final frame and of what follows it (``runner-kit check`` finds them)."""
+        output = {"echo": body.get("input")}
+        done: dict[str, Any] = {"type": "done", "output": output, "state": {"count": 1}}
+        if fault == "broken_done":
+            del done["state"]
+        events = [self._init(), {"type": "output", "data": output}, done]
+        if fault == "data_after_done":
+            events.append({"type": "output", "data": "after done"})
+        if fault == "buffered":
+            whole = b"".join(message_event(frame) for frame in events)
+            self.send_response(200)
+            self.send_header("content-type", EVENT_STREAM)
+            self.send_header("content-length", str(len(whole)))
+            self.send_header("connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            self.wfile.write(whole)
+            return
+        self._begin_stream()
+        for frame in events:
+            self._chunk(message_event(frame))
+        if fault == "done_then_hold":
+            self._hold(self.runner.hang_s)
+        self._end_stream()
 
     def _stream_events(self, *events: bytes) -> None:
         self._begin_stream()

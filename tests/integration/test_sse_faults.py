@@ -156,11 +156,32 @@ ACTOR_FAULTS: dict[str, list[type]] = {
     "actor_error": [InitFrame, ErrorFrame],
     "actor_error_retryable": [InitFrame, ErrorFrame],
     "stopping": [InitFrame, OutputFrame, StoppingFrame],
+    # what comes after done is ignored by the kit (runner-kit check reports it)
+    "data_after_done": [InitFrame, OutputFrame, DoneFrame],
+    "done_then_hold": [InitFrame, OutputFrame, DoneFrame],
+    "buffered": [InitFrame, OutputFrame, DoneFrame],
+}
+# fault -> the frames before a final frame that does not decode, and the pool error's message
+BROKEN_FINAL_FAULTS: dict[str, tuple[list[type], str]] = {
+    "broken_done": ([InitFrame, OutputFrame], "invalid frame: done.state: Field required"),
 }
 
 
 def test_every_fault_has_an_expectation() -> None:
-    assert set(POOL_FAULTS) | set(AFTER_INIT_FAULTS) | set(ACTOR_FAULTS) == set(FAULTS)
+    assert set(POOL_FAULTS) | set(AFTER_INIT_FAULTS) | set(ACTOR_FAULTS) | set(
+        BROKEN_FINAL_FAULTS
+    ) == set(FAULTS)
+
+
+@pytest.mark.parametrize("run", RUNNERS)
+@pytest.mark.parametrize("fault", sorted(BROKEN_FINAL_FAULTS))
+def test_broken_final_frame_is_a_pool_error(runner: DevRunner, run: Any, fault: str) -> None:
+    outcome = run(runner.fault_url(fault))
+    frames, message = BROKEN_FINAL_FAULTS[fault]
+    assert [type(f) for f in outcome.frames] == frames
+    assert isinstance(outcome.error, RunnerError)
+    assert isinstance(outcome.error.error, ServerlessInvalidPayload)
+    assert outcome.error.error.message == message
 
 
 @pytest.mark.parametrize("run", RUNNERS)

@@ -1,0 +1,521 @@
+"""The endpoint SDK on real loopback servers, read by the kit's own SSE client.
+
+Hosts: the stdlib server (``Endpoint.server()``) and the ASGI app under a real uvicorn. The
+SIGTERM tests run the endpoint as its own process (the stdlib server, and uvicorn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.sse_client import AsyncRunnerClient, RunnerClient, StartLimits, StartTarget, probe
+from core.errors import RunnerError, ServerlessHttpError
+from core.models import PoolKey
+from core.protocol import (
+    DoneFrame,
+    ErrorFrame,
+    Frame,
+    InitFrame,
+    OutputFrame,
+    StoppingFrame,
+    decode_frame,
+    start_body,
+)
+from infra.cli import main as cli
+from runner_kit_endpoint import ActorError, Context, Endpoint, Result
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "endpoint_echo.py"
+SLOW = ROOT / "tests" / "fixtures" / "slow_endpoint.py"
+LIMITS = StartLimits(connect_timeout_s=2.0, init_timeout_s=5.0, idle_timeout_s=10.0)
+BODY = start_body("actor-1", "msg-1", {"count": 4}, {"hello": "world"})
+
+
+def load_example() -> Any:
+    spec = importlib.util.spec_from_file_location("endpoint_echo", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- hosts ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def stdlib_host(endpoint: Endpoint) -> Iterator[str]:
+    with endpoint.server() as server:
+        yield server.url
+
+
+@contextmanager
+def uvicorn_host(endpoint: Endpoint) -> Iterator[str]:
+    import uvicorn
+
+    config = uvicorn.Config(
+        endpoint,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        http="h11",
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    end = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < end, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        endpoint.stop()  # open streams end with stopping, so uvicorn's shutdown does not wait
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+HOSTS = [pytest.param(stdlib_host, id="stdlib"), pytest.param(uvicorn_host, id="uvicorn")]
+Host = Callable[[Endpoint], Any]
+
+
+def target(url: str, lifespan: int = 60) -> StartTarget:
+    return StartTarget(
+        url=url,
+        headers={"authorization": "Bearer sdk-secret"},
+        pool=PoolKey(namespace="sdk", runner_name="test"),
+        total_slots=3,
+        request_lifespan=lifespan,
+        allow_private_network=True,
+    )
+
+
+def run_kit(url: str, body: dict[str, Any] = BODY, lifespan: int = 60) -> list[Frame]:
+    with RunnerClient(LIMITS) as client, client.start(target(url, lifespan), body) as frames:
+        return list(frames)
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_the_example_through_the_kit_client(host: Host) -> None:
+    with host(load_example().app) as url:
+        frames = run_kit(url)
+    init, output, done = frames
+    assert isinstance(init, InitFrame) and init.runner_id.startswith("py-")
+    assert output == OutputFrame(data={"received": {"hello": "world"}})
+    assert done == DoneFrame(output={"echo": {"hello": "world"}, "count": 5}, state={"count": 5})
+
+
+def test_the_sdk_example_in_the_protocol_doc_runs() -> None:
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    section = text[text.index("## The endpoint SDK (Python)") :]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, "docs/protocol.md lost its SDK example"
+    namespace: dict[str, Any] = {"__name__": "doc_sdk_example"}
+    exec(compile(match.group(1), "docs/protocol.md", "exec"), namespace)
+    with stdlib_host(namespace["app"]) as url:
+        frames = run_kit(url)
+        refused = run_kit(url, start_body("a", "m", None, None))
+    assert frames[1:] == [
+        OutputFrame(data={"received": {"hello": "world"}}),
+        DoneFrame(output={"echo": {"hello": "world"}}, state={"count": 5}),
+    ]
+    assert refused[-1] == ErrorFrame(code="no_input", message="send an input", retryable=False)
+
+
+def test_the_example_counts_from_a_new_actor() -> None:
+    with stdlib_host(load_example().app) as url:
+        frames = run_kit(url, start_body("a", "m", None, "hi"))
+    assert frames[-1] == DoneFrame(output={"echo": "hi", "count": 1}, state={"count": 1})
+
+
+async def _async_actor(state: Any, input: Any, ctx: Context) -> tuple[Any, Any]:
+    await asyncio.sleep(0)
+    ctx.emit({"step": 1})
+    await asyncio.sleep(0)
+    ctx.emit({"step": 2})
+    return {"sum": input["a"] + input["b"]}, {"seen": ctx.message_id, "pool": ctx.pool}
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_an_async_function_with_outputs(host: Host) -> None:
+    with host(Endpoint(_async_actor)) as url:
+        frames = run_kit(url, start_body("a", "m-9", None, {"a": 2, "b": 3}))
+    assert frames[1:] == [
+        OutputFrame(data={"step": 1}),
+        OutputFrame(data={"step": 2}),
+        DoneFrame(output={"sum": 5}, state={"seen": "m-9", "pool": "sdk/test"}),
+    ]
+
+
+def test_the_async_kit_client_against_uvicorn() -> None:
+    async def read(url: str) -> list[Frame]:
+        async with AsyncRunnerClient(LIMITS) as client:
+            async with client.start(target(url), BODY) as frames:
+                return [frame async for frame in frames]
+
+    with uvicorn_host(Endpoint(_async_actor)) as url:
+        frames = asyncio.run(read(url))
+    assert [type(f) for f in frames] == [InitFrame, OutputFrame, OutputFrame, ErrorFrame]
+    last = frames[-1]
+    assert isinstance(last, ErrorFrame) and last.code == "unhandled_exception"
+    assert last.message == "KeyError: 'a'"  # BODY's input has no "a": the author's bug, typed
+
+
+def _raise_actor_error(state: Any, input: Any) -> Any:
+    raise ActorError("quota_exceeded", "try again in a minute", retryable=True)
+
+
+async def _raise_async(state: Any, input: Any) -> Any:
+    raise ActorError("bad_input", "no")
+
+
+def _raise_value_error(state: Any, input: Any) -> Any:
+    raise ValueError("nope")
+
+
+def _return_int(state: Any, input: Any) -> Any:
+    return 42
+
+
+def _return_not_json(state: Any, input: Any) -> Any:
+    return Result(output={1, 2}, state=None)
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    ("fn", "expected"),
+    [
+        pytest.param(
+            _raise_actor_error,
+            ErrorFrame(code="quota_exceeded", message="try again in a minute", retryable=True),
+            id="actor_error",
+        ),
+        pytest.param(
+            _raise_async, ErrorFrame(code="bad_input", message="no", retryable=False), id="async"
+        ),
+        pytest.param(
+            _raise_value_error,
+            ErrorFrame(code="unhandled_exception", message="ValueError: nope", retryable=False),
+            id="unhandled",
+        ),
+        pytest.param(
+            _return_int,
+            ErrorFrame(
+                code="invalid_result",
+                message="an actor function returns Result(output, state) or a tuple "
+                "(output, state), not int",
+            ),
+            id="not_a_result",
+        ),
+    ],
+)
+def test_failures_are_typed_error_frames(host: Host, fn: Any, expected: ErrorFrame) -> None:
+    with host(Endpoint(fn)) as url:
+        frames = run_kit(url)
+    assert [type(f) for f in frames] == [InitFrame, ErrorFrame]
+    assert frames[-1] == expected
+
+
+def test_a_result_that_is_not_json_is_invalid_result() -> None:
+    with stdlib_host(Endpoint(_return_not_json)) as url:
+        last = run_kit(url)[-1]
+    assert isinstance(last, ErrorFrame) and last.code == "invalid_result"
+    assert "not JSON" in last.message
+
+
+def test_actor_error_code_is_checked() -> None:
+    with pytest.raises(ValueError, match="1-256"):
+        ActorError("")
+    with pytest.raises(ValueError, match="1-256"):
+        ActorError("x" * 257)
+
+
+# --- raw stream: probes, pings, bad requests -----------------------------------------------
+
+
+def raw_events(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    """(event type, data) of an SSE body, in order."""
+    name, data = "message", ""
+    for line in response.iter_lines():
+        if not line:
+            yield name, data
+            name, data = "message", ""
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+
+
+def start(url: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+    return httpx.stream("POST", f"{url}/start", json=body, headers=headers or {}, timeout=10)
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_probe_gets_init_and_the_end(host: Host) -> None:
+    calls: list[Any] = []
+    endpoint = Endpoint(lambda state, input: calls.append(input) or (None, None))
+    with host(endpoint) as url:
+        with RunnerClient(LIMITS) as client:
+            result = probe(client, target(url))
+        with start(url, {"protocol_version": 1, "probe": True}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream"
+            events = list(raw_events(response))
+    assert result.ok and result.error is None
+    assert len(events) == 1 and events[0][0] == "message"
+    assert isinstance(decode_frame(events[0][1]), InitFrame)
+    assert calls == []  # a probe never runs the actor function
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_pings_while_the_function_runs(host: Host) -> None:
+    release = threading.Event()
+
+    def wait_for_release(state: Any, input: Any) -> Any:
+        assert release.wait(10)
+        return "released", state
+
+    with host(Endpoint(wait_for_release, ping_interval_s=0.05)) as url:
+        with start(url, BODY) as response:
+            kinds: list[str] = []
+            for name, data in raw_events(response):
+                kinds.append(name if name != "message" else decode_frame(data).type)
+                if name == "ping":
+                    release.set()  # the function finishes only after a ping was seen
+    assert kinds[0] == "init" and kinds[-1] == "done"
+    assert "ping" in kinds[1:-1]
+
+
+@pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        pytest.param("GET", "/nope", None, 404, "not_found", id="unknown_path"),
+        pytest.param("GET", "/start", None, 405, "method_not_allowed", id="get_start"),
+        pytest.param("POST", "/start", b"{not json", 400, "invalid_body", id="not_json"),
+        pytest.param("POST", "/start", b"[1]", 400, "invalid_body", id="not_object"),
+        pytest.param("POST", "/start", b"NaN", 400, "invalid_body", id="nan"),
+        pytest.param(
+            "POST",
+            "/start",
+            b'{"protocol_version": 2, "probe": true}',
+            400,
+            "unsupported_protocol_version",
+            id="version_2",
+        ),
+    ],
+)
+def test_bad_requests_get_a_json_4xx(
+    host: Host, method: str, path: str, body: bytes | None, status: int, code: str
+) -> None:
+    with host(Endpoint(_return_int)) as url:
+        response = httpx.request(method, url + path, content=body, timeout=10)
+        health = httpx.get(url + "/health", timeout=10)
+    assert response.status_code == status
+    assert response.json()["code"] == code
+    assert health.status_code == 200 and health.json()["protocol_version"] == 1
+
+
+def test_any_prefix_before_start() -> None:
+    with stdlib_host(load_example().app) as url:
+        frames = run_kit(url + "/fn/v1/")
+    assert isinstance(frames[-1], DoneFrame)
+
+
+# --- deadline, stop, hang-up -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_the_lifespan_gives_the_function_a_deadline(host: Host) -> None:
+    def report(state: Any, input: Any, ctx: Context) -> Any:
+        return {"remaining": ctx.remaining(), "has_deadline": ctx.deadline is not None}, None
+
+    with host(Endpoint(report)) as url:
+        done = run_kit(url, lifespan=60)[-1]
+        no_lifespan = httpx.post(f"{url}/start", json=BODY, timeout=10).text
+    assert isinstance(done, DoneFrame) and isinstance(done.output, dict)
+    assert done.output["has_deadline"] is True
+    remaining = done.output["remaining"]
+    assert isinstance(remaining, float) and 50.0 < remaining <= 59.0  # 60 s minus the margin
+    frames = [decode_frame(line[6:]) for line in no_lifespan.splitlines() if line[:6] == "data: "]
+    last = frames[-1]
+    assert isinstance(last, DoneFrame) and last.output == {"remaining": None, "has_deadline": False}
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_past_the_deadline_the_run_ends_with_a_retryable_error(host: Host) -> None:
+    saw_cancel = threading.Event()
+
+    def too_slow(state: Any, input: Any, ctx: Context) -> Any:
+        while not ctx.cancelled:
+            time.sleep(0.01)
+        saw_cancel.set()
+        return "late", state
+
+    with host(Endpoint(too_slow, ping_interval_s=0.2)) as url:
+        frames = run_kit(url, lifespan=1)
+        assert saw_cancel.wait(10)
+    assert [type(f) for f in frames] == [InitFrame, ErrorFrame]
+    last = frames[-1]
+    assert isinstance(last, ErrorFrame)
+    assert (last.code, last.retryable) == ("deadline_exceeded", True)
+    assert "request lifespan (1 s)" in last.message
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_stop_ends_open_streams_with_stopping_and_refuses_new_ones(host: Host) -> None:
+    started = threading.Event()
+
+    def slow(state: Any, input: Any, ctx: Context) -> Any:
+        started.set()
+        while not ctx.cancelled:
+            time.sleep(0.01)
+        return None, None
+
+    endpoint = Endpoint(slow)
+    with host(endpoint) as url:
+        with RunnerClient(LIMITS) as client, client.start(target(url), BODY) as stream:
+            frames = [next(stream)]
+            assert started.wait(10)
+            endpoint.stop()
+            frames.extend(stream)
+        with pytest.raises(RunnerError) as refused:
+            run_kit(url)
+    assert [type(f) for f in frames] == [InitFrame, StoppingFrame]
+    assert isinstance(refused.value.error, ServerlessHttpError)
+    assert refused.value.error.status_code == 503
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_client_that_hangs_up_cancels_the_run(host: Host) -> None:
+    cancelled = threading.Event()
+
+    def slow(state: Any, input: Any, ctx: Context) -> Any:
+        while not ctx.cancelled:
+            time.sleep(0.01)
+        cancelled.set()
+        return None, None
+
+    with host(Endpoint(slow, ping_interval_s=0.05)) as url:
+        with RunnerClient(LIMITS) as client, client.start(target(url), BODY) as stream:
+            assert isinstance(next(stream), InitFrame)
+        assert cancelled.wait(10)
+
+
+# --- SIGTERM, in a process of its own -------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        end = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < end, "the endpoint process did not listen"
+                time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+SERVERS = [
+    pytest.param(lambda port: [sys.executable, str(SLOW), "--port", str(port)], id="stdlib"),
+    pytest.param(
+        lambda port: [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.fixtures.slow_endpoint:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        id="uvicorn",
+    ),
+]
+
+
+@pytest.mark.parametrize("command", SERVERS)
+def test_sigterm_ends_open_streams_with_stopping(command: Callable[[int], list[str]]) -> None:
+    port = free_port()
+    with process(command(port), port) as proc:
+        url = f"http://127.0.0.1:{port}"
+        with RunnerClient(LIMITS) as client, client.start(target(url), BODY) as stream:
+            frames = [next(stream), next(stream)]  # init, then the actor's first output
+            proc.send_signal(signal.SIGTERM)
+            frames.extend(stream)
+        code = proc.wait(timeout=15)
+    assert [type(f) for f in frames] == [InitFrame, OutputFrame, StoppingFrame]
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
+
+
+# --- runner-kit check against the SDK --------------------------------------------------------
+
+
+def test_check_passes_on_the_example_process(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    with process([sys.executable, str(EXAMPLE), "--port", str(port)], port):
+        code = cli(["check", f"http://127.0.0.1:{port}", "--allow-private", "--json"])
+    answer = json.loads(capsys.readouterr().out)
+    assert code == 0, answer
+    assert answer["conformant"] is True
+    assert {rule["status"] for rule in answer["rules"]} == {"pass"}
+    assert answer["warnings"] == []
+    assert answer["execution"]["final"] == {
+        "type": "done",
+        "output": {"echo": {"hello": "from runner-kit check"}, "count": 42},
+        "state": {"count": 42},
+    }
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_check_passes_on_sdk_endpoints(host: Host, capsys: pytest.CaptureFixture[str]) -> None:
+    with host(Endpoint(_raise_actor_error)) as url:
+        code = cli(["check", url, "--allow-private"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "error frame 'quota_exceeded' (retryable true): conformant" in out
+    assert out.rstrip().endswith("conformant: protocol v1")
