@@ -157,16 +157,23 @@ class DynamoDBRunnerConfigStore(LazyClient):
 
     def put_if(self, config: RunnerConfig, revision: str | None) -> bool:
         item = self._item(config)
-        names = {"#ns": "namespace", "#rev": REVISION}
-        kwargs: dict[str, Any] = {"ExpressionAttributeNames": names}
+        kwargs: dict[str, Any]
         if revision is None:
-            kwargs = {"ExpressionAttributeNames": {"#ns": "namespace"}}
-            kwargs["ConditionExpression"] = "attribute_not_exists(#ns)"
+            kwargs = {
+                "ConditionExpression": "attribute_not_exists(#ns)",
+                "ExpressionAttributeNames": {"#ns": "namespace"},
+            }
         elif revision == "":  # written before revisions existed
-            kwargs["ConditionExpression"] = "attribute_exists(#ns) AND attribute_not_exists(#rev)"
+            kwargs = {
+                "ConditionExpression": "attribute_exists(#ns) AND attribute_not_exists(#rev)",
+                "ExpressionAttributeNames": {"#ns": "namespace", "#rev": REVISION},
+            }
         else:
-            kwargs["ConditionExpression"] = "#rev = :rev"
-            kwargs["ExpressionAttributeValues"] = {":rev": {"S": revision}}
+            kwargs = {
+                "ConditionExpression": "#rev = :rev",
+                "ExpressionAttributeNames": {"#rev": REVISION},
+                "ExpressionAttributeValues": {":rev": {"S": revision}},
+            }
         try:
             self.client.put_item(TableName=self.table_name, Item=item, **kwargs)
         except Exception as exc:

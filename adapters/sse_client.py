@@ -26,7 +26,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias, cast
 
 import httpx
@@ -43,7 +43,7 @@ from core.errors import (
     ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
 )
-from core.models import PoolKey, RunnerConfig
+from core.models import PoolKey, RunnerConfig, header_problem
 from core.protocol import (
     START_PATH,
     DoneFrame,
@@ -57,6 +57,7 @@ from core.protocol import (
     frame_json,
     probe_body,
 )
+from core.redaction import contains_secret, redact_error, redact_text, secret_forms, url_secrets
 
 if TYPE_CHECKING:
     from adapters.settings import Settings
@@ -108,9 +109,13 @@ class StartTarget:
     total_slots: int
     request_lifespan: int
     allow_private_network: bool = False
+    secrets: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    """Every form of the header values and URL userinfo, for ``core.redaction``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", dict(self.headers))  # a private copy
+        values = [*self.headers.values(), *url_secrets(self.url)]
+        object.__setattr__(self, "secrets", secret_forms(values))
 
     def __repr__(self) -> str:
         names = ", ".join(f"{name}: ***" for name in self.headers)
@@ -379,12 +384,16 @@ class _Attempt:
         "limits",
         "parser",
         "runner_id",
+        "secrets",
         "started",
         "total_deadline",
     )
 
-    def __init__(self, limits: StartLimits, deadline: float | None) -> None:
+    def __init__(
+        self, limits: StartLimits, deadline: float | None, secrets: tuple[str, ...] = ()
+    ) -> None:
         self.limits = limits
+        self.secrets = secrets
         self.started = time.monotonic()
         self.init_deadline = self.started + limits.init_timeout_s
         self.idle_deadline = self.started + limits.idle_timeout_s
@@ -504,7 +513,7 @@ class _Attempt:
             else:
                 for index, frame in enumerate(frames):
                     if type(frame) is not OutputFrame:
-                        self._accept(frame)
+                        frames[index] = self._accept(frame)
                         if self.finished:
                             del frames[index + 1 :]
                             break
@@ -532,12 +541,21 @@ class _Attempt:
         if self.runner_id is None:
             if not isinstance(frame, InitFrame):
                 self._out_of_order(frame, f"expected an init frame first, got {frame.type!r}")
+            if self.secrets and contains_secret(frame.runner_id, self.secrets):
+                frame = replace(frame, runner_id=redact_text(frame.runner_id, self.secrets))
             self.runner_id = frame.runner_id
             logger.debug("runner %s started after %.3f s", frame.runner_id, self.elapsed())
         elif isinstance(frame, InitFrame):
             self._out_of_order(frame, "a second init frame")
         elif isinstance(frame, DoneFrame | ErrorFrame | StoppingFrame):
             self.finished = True
+            if isinstance(frame, ErrorFrame) and self.secrets:
+                # The actor's own error message is shown and stored: no echoed secret in it.
+                frame = replace(
+                    frame,
+                    code=redact_text(frame.code, self.secrets),
+                    message=redact_text(frame.message, self.secrets),
+                )
         return frame
 
     def _out_of_order(self, frame: Frame, message: str) -> NoReturn:
@@ -594,6 +612,12 @@ def _request(
     address: str,
     attempt: _Attempt,
 ) -> httpx.Request:
+    for name, value in target.headers.items():
+        if header_problem(name, value) == "invalid_value":
+            # httpx would quote the value in its error: say which header, never what it holds.
+            raise _connection_error(
+                f"header {name!r} has a value that is not a valid HTTP field value", "protocol"
+            )
     url, host_header, extensions = outbound.pin(plan.url, address)
     headers = httpx.Headers(dict(target.headers))
     headers.update(host_header)
@@ -732,10 +756,17 @@ class RunnerClient:
         self, target: StartTarget, body: Mapping[str, Any], *, deadline: float | None = None
     ) -> Iterator[Iterator[Frame]]:
         """Open one ``/start`` stream; iterate the frames inside the ``with`` block."""
-        response, attempt = self._open(target, body, deadline)
+        try:
+            response, attempt = self._open(target, body, deadline)
+        except (RunnerError, RunnerNoResponseError) as exc:
+            _scrub(exc, target.secrets)
+            raise
         frames = _frames(response, attempt)
         try:
             yield frames
+        except (RunnerError, RunnerNoResponseError) as exc:
+            _scrub(exc, target.secrets)
+            raise
         finally:
             frames.close()
             _close_quietly(response)
@@ -754,7 +785,7 @@ class RunnerClient:
         self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
     ) -> tuple[httpx.Response, _Attempt]:
         plan = _plan(target)
-        attempt = _Attempt(self.limits, deadline)
+        attempt = _Attempt(self.limits, deadline, target.secrets)
         attempt.connect_timeout()  # the caller's deadline may have passed already
         address = _address_or_raise(plan, self._resolve(plan, attempt), self._allow_loopback)
         logger.debug("starting a runner: pool=%s host=%s", target.pool.id, plan.host)
@@ -776,11 +807,8 @@ class RunnerClient:
                 raise _redirect_error(response)
             if verdict == "type":
                 raise _content_type_error(response)
-            raise RunnerError(
-                ServerlessHttpError(
-                    status_code=response.status_code, body=self._error_body(response, attempt)
-                )
-            )
+            text = redact_text(self._error_body(response, attempt), target.secrets)
+            raise RunnerError(ServerlessHttpError(status_code=response.status_code, body=text))
         except BaseException:
             _close_quietly(response)
             raise
@@ -800,6 +828,29 @@ class RunnerClient:
             if not data:
                 return _unreadable(exc)
         return _body_text(bytes(data[:cap]), response)  # the error model keeps 512 bytes
+
+
+def _scrub(exc: RunnerError | RunnerNoResponseError, secrets: tuple[str, ...]) -> None:
+    """Redact the pool's secrets from ``exc`` in place; drop a cause chain that quotes one.
+
+    The boundary rule (docs/errors.md): nothing an endpoint or a transport says leaves this
+    module with a header value or URL userinfo in it, not even in a logged traceback.
+    """
+    if not secrets:
+        return
+    if isinstance(exc, RunnerError):
+        exc.error = redact_error(exc.error, secrets)
+    else:
+        exc.detail = redact_text(exc.detail, secrets)
+        runner_id = redact_text(exc.reason.runner_id, secrets)
+        if runner_id != exc.reason.runner_id:
+            exc.reason = exc.reason.model_copy(update={"runner_id": runner_id})
+            exc.args = (runner_id,)
+    causes = list(_chain(exc))[1:]
+    if any(contains_secret(f"{e!s} {e.args!r}", secrets) for e in causes):
+        exc.__cause__ = None
+        exc.__context__ = None
+        exc.__suppress_context__ = True
 
 
 def _close_quietly(response: httpx.Response) -> None:
@@ -894,11 +945,18 @@ class AsyncRunnerClient:
         self, target: StartTarget, body: Mapping[str, Any], *, deadline: float | None = None
     ) -> AsyncIterator[AsyncIterator[Frame]]:
         """Open one ``/start`` stream; iterate the frames inside the ``async with`` block."""
-        response, attempt = await self._open(target, body, deadline)
+        try:
+            response, attempt = await self._open(target, body, deadline)
+        except (RunnerError, RunnerNoResponseError) as exc:
+            _scrub(exc, target.secrets)
+            raise
         chunks = response.aiter_bytes()
         frames = _aframes(chunks, response, attempt)
         try:
             yield frames
+        except (RunnerError, RunnerNoResponseError) as exc:
+            _scrub(exc, target.secrets)
+            raise
         finally:
             await _aclose_iterator(frames)
             await _aclose_iterator(chunks)
@@ -921,7 +979,7 @@ class AsyncRunnerClient:
         self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
     ) -> tuple[httpx.Response, _Attempt]:
         plan = _plan(target)
-        attempt = _Attempt(self.limits, deadline)
+        attempt = _Attempt(self.limits, deadline, target.secrets)
         attempt.connect_timeout()
         address = _address_or_raise(plan, await self._resolve(plan, attempt), self._allow_loopback)
         logger.debug("starting a runner: pool=%s host=%s", target.pool.id, plan.host)
@@ -943,12 +1001,8 @@ class AsyncRunnerClient:
                 raise _redirect_error(response)
             if verdict == "type":
                 raise _content_type_error(response)
-            raise RunnerError(
-                ServerlessHttpError(
-                    status_code=response.status_code,
-                    body=await self._error_body(response, attempt),
-                )
-            )
+            text = redact_text(await self._error_body(response, attempt), target.secrets)
+            raise RunnerError(ServerlessHttpError(status_code=response.status_code, body=text))
         except BaseException:
             await _aclose_quietly(response)
             raise

@@ -46,7 +46,7 @@ class RunnerConfigIn(BaseModel):
     ``"yes"`` is not a boolean, ``3.0`` and ``"3"`` are not integers.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
     url: str = Field(min_length=1, max_length=2048, examples=["https://runner.example.com"])
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=50)
