@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -172,7 +173,7 @@ def test_marked_secrets_appear_nowhere_but_the_config_headers(
             return status == 200 and answer["status"] != "pending" and answer["status"]
 
         for actor, message_id in messages:
-            wait_for(f"message {message_id} to end", lambda: final(actor, message_id))
+            wait_for(f"message {message_id} to end", partial(final, actor, message_id))
         statuses = {a: final(a, m) for a, m in messages}
         assert statuses["a-healthy"] == "succeeded"
         assert statuses["a-e401"] == "dead_lettered"
