@@ -165,7 +165,7 @@ MessageId = Annotated[str, Path(pattern=schemas.MESSAGE_ID_PATTERN)]
     operation_id="put_runner_config",
     summary="Create or replace a runner config",
     tags=["runner-configs"],
-    responses={200: _ok(schemas.RunnerConfigView), **_errors(400, 415, 422)},
+    responses={200: _ok(schemas.RunnerConfigView), **_errors(400, 409, 413, 415, 422)},
 )
 def put_runner_config(
     namespace: Namespace, runner_name: RunnerName, body: schemas.RunnerConfigIn
