@@ -111,6 +111,8 @@ class StartTarget:
     allow_private_network: bool = False
     secrets: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
     """Every form of the header values and URL userinfo, for ``core.redaction``."""
+    unresolved: RunnerPoolError | None = field(default=None, repr=False, compare=False)
+    """Why a referenced header value could not be read: every start fails with it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", dict(self.headers))  # a private copy
@@ -127,10 +129,20 @@ class StartTarget:
 
     @classmethod
     def from_config(cls, config: RunnerConfig) -> StartTarget:
-        """The target of a saved runner config."""
+        """The target of a saved runner config, its Secrets Manager references read (cached)."""
+        headers = config.header_values()
+        unresolved: RunnerPoolError | None = None
+        if config.header_secrets:
+            from adapters.secrets import SecretUnavailableError, resolve_secrets
+
+            try:
+                headers.update(resolve_secrets(config.header_secrets))
+            except SecretUnavailableError as exc:
+                unresolved = InternalError(message=str(exc))
         return cls(
             url=config.url,
-            headers=config.header_values(),
+            headers=headers,
+            unresolved=unresolved,
             pool=config.pool,
             total_slots=config.slots_per_runner * config.max_runners,
             request_lifespan=config.request_lifespan,
@@ -784,6 +796,8 @@ class RunnerClient:
     def _open(
         self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
     ) -> tuple[httpx.Response, _Attempt]:
+        if target.unresolved is not None:
+            raise RunnerError(target.unresolved)
         plan = _plan(target)
         attempt = _Attempt(self.limits, deadline, target.secrets)
         attempt.connect_timeout()  # the caller's deadline may have passed already
@@ -978,6 +992,8 @@ class AsyncRunnerClient:
     async def _open(
         self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
     ) -> tuple[httpx.Response, _Attempt]:
+        if target.unresolved is not None:
+            raise RunnerError(target.unresolved)
         plan = _plan(target)
         attempt = _Attempt(self.limits, deadline, target.secrets)
         attempt.connect_timeout()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -46,6 +46,11 @@ MAX_REQUEST_LIFESPAN_S: Final = 900
 """A Lambda runs at most 15 minutes, so a runner request cannot be held longer."""
 
 REDACTED: Final = "***"
+
+SECRET_ARN_PATTERN: Final = (
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"  # noqa: S105
+)
+"""A Secrets Manager secret ARN (a header value may reference one instead of holding it)."""
 
 
 def is_reserved_header(name: str) -> bool:
@@ -170,6 +175,11 @@ class RunnerConfig(BaseModel):
     runner_name: str = Field(pattern=NAME_PATTERN)
     url: str = Field(min_length=1, max_length=2048)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
+    header_secrets: dict[str, Annotated[str, Field(pattern=SECRET_ARN_PATTERN)]] = Field(
+        default_factory=dict,
+        description="header name -> Secrets Manager ARN whose SecretString is the value; "
+        "resolved at each start (cached), never stored",
+    )
     request_lifespan: int = Field(default=300, ge=1, le=MAX_REQUEST_LIFESPAN_S)
     slots_per_runner: int = Field(default=1, ge=1, le=1000)
     min_runners: int = Field(default=0, ge=0, le=1000)
@@ -191,9 +201,9 @@ class RunnerConfig(BaseModel):
             raise ValueError(f"url {problem}")  # never the URL itself: it may hold credentials
         return url
 
-    @field_validator("headers")
+    @field_validator("headers", "header_secrets")
     @classmethod
-    def _no_reserved(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    def _no_reserved(cls, headers: dict[str, Any]) -> dict[str, Any]:
         # Names only: a stored value that is no field value (saved before the API checked) must
         # still load, so its start fails with a typed error naming the header (sse_client).
         for name in headers:
@@ -206,6 +216,9 @@ class RunnerConfig(BaseModel):
     def _bounds(self) -> RunnerConfig:
         if self.max_runners < self.min_runners:
             raise ValueError("max_runners must be >= min_runners")
+        both = {n.lower() for n in self.headers} & {n.lower() for n in self.header_secrets}
+        if both:
+            raise ValueError(f"headers {sorted(both)} have both a value and a secret_arn")
         return self
 
     @field_serializer("headers", when_used="json")

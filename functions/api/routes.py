@@ -175,7 +175,7 @@ def put_runner_config(
     _check_headers(body.headers)
     lifespan_cap = deps.settings.max_request_lifespan_s
     lifespan = body.request_lifespan or min(schemas.DEFAULT_REQUEST_LIFESPAN_S, lifespan_cap)
-    config = _runner_config(deps, pool, body, dict(body.headers), lifespan)
+    config = _runner_config(deps, pool, body, _split_headers(body.headers, None), lifespan)
     if config.request_lifespan > lifespan_cap:
         raise ApiError(
             "runner_config_invalid",
@@ -202,6 +202,29 @@ def put_runner_config(
 KEEP_RETRIES = 5
 """How often a ``"***"`` PUT re-reads and retries after another writer won the race."""
 
+_Headers = tuple[dict[str, str], dict[str, str]]
+"""``(values, secret ARNs)`` by header name."""
+
+
+def _split_headers(
+    headers: dict[str, str | schemas.SecretRef], existing: RunnerConfig | None
+) -> _Headers:
+    """Plain values and Secrets Manager references; ``***`` takes what ``existing`` has."""
+    kept = existing.header_values() if existing is not None else {}
+    kept_refs = existing.header_secrets if existing is not None else {}
+    values: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    for name, value in headers.items():
+        if isinstance(value, schemas.SecretRef):
+            refs[name] = value.secret_arn
+        elif value == REDACTED and name in kept_refs:
+            refs[name] = kept_refs[name]
+        elif value == REDACTED and name in kept:
+            values[name] = kept[name]
+        else:
+            values[name] = value
+    return values, refs
+
 
 def _put_keeping_stored_values(
     deps: ApiDeps, pool: PoolKey, body: schemas.RunnerConfigIn, lifespan: int
@@ -210,11 +233,7 @@ def _put_keeping_stored_values(
     for _ in range(KEEP_RETRIES):
         found = deps.runner_configs.get_with_revision(pool)
         existing, revision = found if found is not None else (None, None)
-        kept = existing.header_values() if existing is not None else {}
-        headers = {
-            name: kept[name] if value == REDACTED and name in kept else value
-            for name, value in body.headers.items()
-        }
+        headers = _split_headers(body.headers, existing)
         config = _runner_config(deps, pool, body, headers, lifespan)
         if _put(deps, config, revision=revision, conditional=True):
             return config
@@ -229,16 +248,18 @@ def _runner_config(
     deps: ApiDeps,
     pool: PoolKey,
     body: schemas.RunnerConfigIn,
-    headers: dict[str, str],
+    headers: _Headers,
     lifespan: int,
 ) -> RunnerConfig:
+    values, refs = headers
     try:
         return RunnerConfig(
             namespace=pool.namespace,
             runner_name=pool.runner_name,
             **body.model_dump(exclude={"headers", "request_lifespan"}),
             request_lifespan=lifespan,
-            headers=headers,  # pydantic turns each str into a SecretStr
+            headers=values,  # pydantic turns each str into a SecretStr
+            header_secrets=refs,
             updated_at=deps.now(),
         )
     except ValidationError as exc:
@@ -254,19 +275,22 @@ MAX_HEADER_BYTES = 32 * 1024
 (8-64 KB is common), and it keeps the stored config far below DynamoDB's 400 KB item."""
 
 
-def _check_headers(headers: dict[str, str]) -> None:
+def _check_headers(headers: dict[str, str | schemas.SecretRef]) -> None:
     """Refuse a bad header by name, never echoing its value (it is a secret)."""
     from core.models import HEADER_PROBLEMS, header_problem
 
     for name, value in headers.items():
-        problem = header_problem(name, value)
+        problem = header_problem(name, value if isinstance(value, str) else "")
         if problem is not None:
             raise ApiError(
                 "runner_config_header_invalid",
                 f"header {name!r} {HEADER_PROBLEMS[problem]}",
                 metadata={"header": name, "problem": problem},
             )
-    total = sum(len(n.encode()) + len(v.encode()) for n, v in headers.items())
+    total = sum(
+        len(n.encode()) + len(v.encode() if isinstance(v, str) else v.secret_arn.encode())
+        for n, v in headers.items()
+    )
     if total > MAX_HEADER_BYTES:
         raise ApiError(
             "runner_config_header_invalid",

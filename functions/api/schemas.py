@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
-from core.models import MAX_REQUEST_LIFESPAN_S, NAME_PATTERN, ErrorPolicy
+from core.models import MAX_REQUEST_LIFESPAN_S, NAME_PATTERN, SECRET_ARN_PATTERN, ErrorPolicy
 
 MAX_JSON_BYTES = 256 * 1024
 """Cap on a message's ``input`` and an actor's ``state`` as JSON: they live in DynamoDB items
@@ -38,6 +38,18 @@ class ErrorPolicyIn(ErrorPolicy):
     model_config = ConfigDict(strict=True)
 
 
+class SecretRef(BaseModel):
+    """A header value kept in AWS Secrets Manager: its ``SecretString`` is sent, never stored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    secret_arn: str = Field(
+        pattern=SECRET_ARN_PATTERN,
+        max_length=2048,
+        examples=["arn:aws:secretsmanager:eu-west-1:123456789012:secret:runner-kit/token-AbCdEf"],
+    )
+
+
 class RunnerConfigIn(BaseModel):
     """``PUT /runner-configs/{namespace}/{runner_name}``: the whole config (it replaces).
 
@@ -49,7 +61,11 @@ class RunnerConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
     url: str = Field(min_length=1, max_length=2048, examples=["https://runner.example.com"])
-    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=50)
+    headers: dict[HeaderName, HeaderValue | SecretRef] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="a value, '***' (keep the stored one), or {secret_arn} (Secrets Manager)",
+    )
     request_lifespan: int | None = Field(
         default=None,
         ge=1,
@@ -74,6 +90,9 @@ class RunnerConfigView(BaseModel):
     runner_name: str
     url: str
     headers: dict[str, str] = Field(description="header names; every value is '***'")
+    header_secrets: dict[str, str] = Field(
+        default_factory=dict, description="header name -> the Secrets Manager ARN it is read from"
+    )
     request_lifespan: int
     slots_per_runner: int
     min_runners: int
