@@ -184,6 +184,25 @@ def screen_body(event: dict[str, Any]) -> Response[Any] | None:
     return None
 
 
+def _json_content_type(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with a JSON content type spelled as Powertools matches it (``application/json``,
+    case-sensitive), so ``Application/JSON`` or ``+json`` types are not refused after the screen."""
+    if str(event.get("httpMethod", "")).upper() not in _BODY_METHODS or not event.get("body"):
+        return event
+    content_type = _header(event, "content-type")
+    if content_type is None or content_type.startswith("application/json"):
+        return event
+    event = dict(event)
+    for key in ("headers", "multiValueHeaders"):
+        original = event.get(key) or {}
+        replaced = {k: v for k, v in original.items() if str(k).lower() != "content-type"}
+        if original:
+            value = "application/json"
+            replaced["Content-Type"] = [value] if key == "multiValueHeaders" else value
+        event[key] = replaced
+    return event
+
+
 def _error_proxy(response: Response[Any]) -> dict[str, Any]:
     body = response.body if isinstance(response.body, str) else json.dumps(response.body)
     return {
@@ -205,6 +224,7 @@ def handle(event: dict[str, Any], context: Any, deps: ApiDeps) -> dict[str, Any]
         refused = screen_body(event)
         if refused is not None:
             return _error_proxy(refused)
+        event = _json_content_type(event)
         with _RESOLVE_LOCK:
             take_pending_wait()  # nothing stale from an earlier failed request
             app.append_context(deps=deps)  # type: ignore[no-untyped-call]

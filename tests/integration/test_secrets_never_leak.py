@@ -33,7 +33,8 @@ TRAIL = "Bearer MKTRAIL-55 "  # trailing space: not a field value
 CRLF = "MKCRLF-66\r\nx-evil: 1"
 NUL = "MKNUL-77\x00"
 PASS = "MKPASS-88"
-MARKERS = ("MKAUTH", "MKKEY", "MKTRAIL", "MKCRLF", "MKNUL", "MKPASS")
+STORED = "Bearer MKSM-99-from-secrets-manager"  # kept in Secrets Manager, referenced by ARN
+MARKERS = ("MKAUTH", "MKKEY", "MKTRAIL", "MKCRLF", "MKNUL", "MKPASS", "MKSM")
 HEADERS = {"authorization": AUTH, "x-api-key": KEY}
 
 
@@ -94,6 +95,9 @@ def echo_url() -> Iterator[str]:
 def test_marked_secrets_appear_nowhere_but_the_config_headers(
     echo_url: str, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    from adapters import secrets as secrets_mod
+
+    secrets_mod.reset_cache()  # the stack's own moto server serves Secrets Manager too
     caplog.set_level(logging.DEBUG)
     # Not the kit's logs: botocore and urllib3 at DEBUG print whole AWS requests, the stored
     # secret included (docs/errors.md: never enable them in production).
@@ -138,8 +142,22 @@ def test_marked_secrets_appear_nowhere_but_the_config_headers(
                 "error_policy": policy,
             }
             assert call("PUT", f"/runner-configs/s/{mode}", body)[0] == 200
+        # A header value referenced in Secrets Manager, against the echoing endpoint.
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="runner-kit/leak-test", SecretString=STORED
+        )["ARN"]
+        body = {
+            **body,
+            "url": f"{echo_url}/e401",
+            "headers": {"authorization": {"secret_arn": arn}},
+        }
+        assert call("PUT", "/runner-configs/s/sm", body)[0] == 200
         # A "***" PUT keeps the stored values.
-        kept = {**body, "headers": {"authorization": "***", "x-api-key": "***"}}
+        kept = {
+            **body,
+            "url": f"{echo_url}/healthy",
+            "headers": {"authorization": "***", "x-api-key": "***"},
+        }
         assert call("PUT", "/runner-configs/s/healthy", kept)[0] == 200
         # A config stored before the API checked values (written to the table directly).
         table = stack.table_names["RunnerConfigsTable"]
@@ -160,7 +178,7 @@ def test_marked_secrets_appear_nowhere_but_the_config_headers(
         dynamodb.put_item(TableName=table, Item=legacy)
 
         messages: list[tuple[str, str]] = []
-        for mode in (*modes, "legacy"):
+        for mode in (*modes, "legacy", "sm"):
             actor = f"a-{mode}"
             body = {"actor_id": actor, "namespace": "s", "runner_name": mode}
             assert call("POST", "/actors", body)[0] == 201
@@ -181,10 +199,13 @@ def test_marked_secrets_appear_nowhere_but_the_config_headers(
         _, failed = call("GET", f"/actors/a-e401/messages/{messages[0][1]}")
         assert failed["error"]["code"] == "serverless_http_error"
         assert "***" in failed["error"]["body"], failed
-        _, legacy_message = call("GET", f"/actors/a-legacy/messages/{messages[-1][1]}")
+        _, legacy_message = call("GET", f"/actors/a-legacy/messages/{messages[-2][1]}")
         assert "'authorization'" in json.dumps(legacy_message["error"]), legacy_message
         wait_for("the pool manager to probe", lambda: stack.ticks >= 3)
-        for mode in (*modes, "legacy"):
+        _, sm_message = call("GET", f"/actors/a-sm/messages/{messages[-1][1]}")
+        assert sm_message["error"]["status_code"] == 401  # the secret was read and sent
+        assert "authorization: ***" in sm_message["error"]["body"]
+        for mode in (*modes, "legacy", "sm"):
             call("GET", f"/runner-configs/s/{mode}")
             call("GET", f"/actors/a-{mode}")
             call("GET", f"/actors/a-{mode}/messages")
@@ -197,10 +218,11 @@ def test_marked_secrets_appear_nowhere_but_the_config_headers(
             for page in paginator.paginate(TableName=name):
                 for item in page["Items"]:
                     if logical_id == "RunnerConfigsTable":
-                        assert "headers" in item
+                        assert "MKSM" not in repr(item)  # a reference is stored, not its value
                         item = {k: v for k, v in item.items() if k != "headers"}
                     seen.append(f"{logical_id}: {item!r}")
 
+    secrets_mod.reset_cache()
     # runner-kit probe: header values and URL userinfo are never printed.
     for args in (
         [f"{echo_url}/e401", "--header", f"authorization: {AUTH}", "--allow-private"],

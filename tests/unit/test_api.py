@@ -504,6 +504,21 @@ def test_bad_bodies_on_every_body_route_are_4xx_and_store_nothing(
     assert ok["statusCode"] == 202
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        pytest.param("application/json; charset=utf-8", id="charset"),
+        pytest.param("Application/JSON", id="case"),
+        pytest.param("application/merge-patch+json", id="plus_json"),
+        pytest.param(None, id="none"),
+    ],
+)
+def test_json_content_types_are_accepted(world: World, content_type: str | None) -> None:
+    body = {"url": "https://runner.example.com"}
+    answer = world.call("PUT", "/runner-configs/ns/echo", body=body, content_type=content_type)
+    assert answer["statusCode"] == 200, answer
+
+
 def test_nesting_at_the_limit_is_accepted(world: World) -> None:
     from functions.api.app import MAX_JSON_DEPTH
 
