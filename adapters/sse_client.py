@@ -57,7 +57,14 @@ from core.protocol import (
     frame_json,
     probe_body,
 )
-from core.redaction import contains_secret, redact_error, redact_text, secret_forms, url_secrets
+from core.redaction import (
+    contains_secret,
+    redact_error,
+    redact_text,
+    secret_forms,
+    url_secrets,
+    without_userinfo,
+)
 
 if TYPE_CHECKING:
     from adapters.settings import Settings
@@ -122,7 +129,8 @@ class StartTarget:
     def __repr__(self) -> str:
         names = ", ".join(f"{name}: ***" for name in self.headers)
         return (
-            f"StartTarget(url={self.url!r}, headers={{{names}}}, pool={self.pool.id!r}, "
+            f"StartTarget(url={without_userinfo(self.url)!r}, headers={{{names}}}, "
+            f"pool={self.pool.id!r}, "
             f"total_slots={self.total_slots}, request_lifespan={self.request_lifespan}, "
             f"allow_private_network={self.allow_private_network})"
         )

@@ -55,6 +55,18 @@ def url_secrets(url: str) -> list[str]:
     return [p for p in {*parts, *(unquote(p) for p in parts)} if p]
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` with its userinfo shown as ``***`` (what may be printed or logged)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority = rest[:cut]
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{rest[cut:]}"
+
+
 def secret_forms(values: Iterable[str]) -> tuple[str, ...]:
     """Every form of ``values`` to redact, longest first (so no form leaves part of another)."""
     forms: set[str] = set()

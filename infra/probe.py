@@ -89,13 +89,9 @@ def _headers(parser: argparse.ArgumentParser, raw: Sequence[str]) -> dict[str, s
 
 def shown_url(url: str) -> str:
     """``url`` without its userinfo (credentials are never printed)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
+    from core.redaction import without_userinfo
+
+    return without_userinfo(url)
 
 
 def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> StartTarget:

@@ -38,6 +38,21 @@ def test_redact_text(text: str, expected: str) -> None:
     assert redact_text(text, FORMS) == expected
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        pytest.param("https://u:pw@h.io/x?y=1", "https://***@h.io/x?y=1", id="userinfo"),
+        pytest.param("https://h.io/a@b", "https://h.io/a@b", id="at_in_path"),
+        pytest.param("https://u@h.io?x=@", "https://***@h.io?x=@", id="query"),
+        pytest.param("not a url", "not a url", id="not_url"),
+    ],
+)
+def test_without_userinfo(url: str, shown: str) -> None:
+    from core.redaction import without_userinfo
+
+    assert without_userinfo(url) == shown
+
+
 def test_url_userinfo_is_a_secret() -> None:
     assert set(url_secrets("https://user:p%40ss@host/x")) >= {"user:p%40ss", "p%40ss", "p@ss"}
     assert url_secrets("https://host/x") == []
