@@ -57,9 +57,10 @@ def _put(deps: Any, headers: dict[str, str], max_runners: int) -> int:
     return int(handle(event, None, deps)["statusCode"])
 
 
-def rotate(table: str, start: Any, out: Any) -> None:
+def rotate(table: str, ready: Any, start: Any, out: Any) -> None:
     """Rotate the secret; after each rotation, a read must never show an older one."""
     deps = _deps(table)
+    ready.put("rotator")
     start.wait()
     backwards = []
     for i in range(1, ROTATIONS + 1):
@@ -72,13 +73,14 @@ def rotate(table: str, start: Any, out: Any) -> None:
     out.put(("rotator", backwards))
 
 
-def keep(table: str, start: Any, done: Any, out: Any) -> None:
+def keep(table: str, ready: Any, start: Any, done: Any, out: Any) -> None:
     """PUT ``"***"`` for the secret (keep it) while changing ``max_runners``, until told."""
     deps = _deps(table)
+    ready.put("keeper")
     start.wait()
     statuses: dict[int, int] = {}
     n = 0
-    while not done.is_set():
+    while n == 0 or not done.is_set():
         n += 1
         status = _put(deps, {"authorization": "***", "x-team": "k"}, 10 + n % 50)
         statuses[status] = statuses.get(status, 0) + 1
@@ -100,12 +102,14 @@ def test_concurrent_keep_puts_never_revert_a_rotation(tables: dict[str, str]) ->
         )
     )
     ctx = multiprocessing.get_context("spawn")
-    start, done, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    rotator = ctx.Process(target=rotate, args=(table, start, out))
-    keepers = [ctx.Process(target=keep, args=(table, start, done, out)) for _ in range(2)]
+    ready, start, done, out = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Queue()
+    rotator = ctx.Process(target=rotate, args=(table, ready, start, out))
+    keepers = [ctx.Process(target=keep, args=(table, ready, start, done, out)) for _ in range(2)]
     for process in (rotator, *keepers):
         process.start()
     try:
+        for _ in range(3):  # every process imported and wired: start them together
+            ready.get(timeout=120)
         start.set()
         results = [out.get(timeout=300)]  # the rotator ends first
         done.set()
