@@ -10,10 +10,11 @@ from __future__ import annotations
 import builtins
 import json
 import threading
+import uuid
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
-from adapters.aws import LazyClient
+from adapters.aws import LazyClient, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import DurableStoreRequiredError
 from core.models import PoolKey, RunnerConfig
@@ -24,10 +25,17 @@ class RunnerConfigStore(Protocol):
     """Runner configs by pool ``(namespace, runner_name)``."""
 
     def put(self, config: RunnerConfig) -> None:
-        """Create or replace the config of ``config.pool``."""
+        """Create or replace the config of ``config.pool`` (a new revision)."""
+
+    def put_if(self, config: RunnerConfig, revision: str | None) -> bool:
+        """Like ``put``, only if the stored revision is still ``revision`` (None: no config);
+        ``False`` if another write came first."""
 
     def get(self, pool: PoolKey) -> RunnerConfig | None:
         """The config of ``pool``, or ``None``."""
+
+    def get_with_revision(self, pool: PoolKey) -> tuple[RunnerConfig, str] | None:
+        """The config of ``pool`` and the revision ``put_if`` compares, or ``None``."""
 
     def delete(self, pool: PoolKey) -> bool:
         """Remove the config of ``pool``; ``True`` if there was one."""
@@ -78,6 +86,58 @@ def _from_dynamo(attr: Any) -> Any:
 _AS_JSON = ("error_policy",)
 """Fields stored as a JSON string attribute rather than a map."""
 
+REVISION: Final = "revision"
+"""Item attribute, a fresh random token per write: what a conditional ``put_if`` compares
+(a token, not a counter: two unconditional writers can never produce the same one)."""
+
+MAX_ITEM_BYTES: Final = 400 * 1024
+"""DynamoDB's item size limit (names and values together)."""
+
+
+class ItemTooLargeError(ValueError):
+    """The item would exceed DynamoDB's 400 KB; raised before any write."""
+
+    def __init__(self, size: int, limit: int = MAX_ITEM_BYTES) -> None:
+        super().__init__(f"item of {size} bytes exceeds {limit}")
+        self.size = size
+        self.limit = limit
+
+
+def attribute_size(value: Any) -> int:
+    """Bytes DynamoDB counts for one attribute value (documented rules, rounded up)."""
+    ((kind, inner),) = value.items()
+    if kind in ("S", "B"):
+        return len(inner.encode("utf-8")) if kind == "S" else len(inner)
+    if kind == "N":
+        return len(str(inner)) // 2 + 2  # about one byte per two digits, plus one
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode("utf-8")) + 1 + attribute_size(v) for k, v in inner.items())
+    if kind == "L":
+        return 3 + sum(1 + attribute_size(v) for v in inner)
+    return sum(len(str(v).encode("utf-8")) for v in inner)  # SS, NS, BS
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """Bytes DynamoDB counts for ``item``: every attribute name plus its value."""
+    return sum(len(name.encode("utf-8")) + attribute_size(v) for name, v in item.items())
+
+
+def config_to_item(config: RunnerConfig) -> dict[str, Any]:
+    """The DynamoDB item of ``config`` with a fresh revision; ``ItemTooLargeError`` if it
+    would not fit (checked before any write)."""
+    doc = config_to_document(config)
+    item = {name: _to_dynamo(value) for name, value in doc.items() if name not in _AS_JSON}
+    for name in _AS_JSON:
+        # Floats as JSON text: DynamoDB numbers cannot hold e.g. 5e-324 (magnitude >= 1e-130).
+        item[name] = {"S": json.dumps(doc[name], separators=(",", ":"))}
+    item[REVISION] = {"S": uuid.uuid4().hex}
+    size = item_size(item)
+    if size > MAX_ITEM_BYTES:
+        raise ItemTooLargeError(size)
+    return item
+
 
 class DynamoDBRunnerConfigStore(LazyClient):
     """``RunnerConfigsTable``: hash ``namespace``, range ``runner_name``; one item per config."""
@@ -90,20 +150,50 @@ class DynamoDBRunnerConfigStore(LazyClient):
     def _key(pool: PoolKey) -> dict[str, Any]:
         return {"namespace": {"S": pool.namespace}, "runner_name": {"S": pool.runner_name}}
 
+    _item = staticmethod(config_to_item)
+
     def put(self, config: RunnerConfig) -> None:
-        doc = config_to_document(config)
-        item = {name: _to_dynamo(value) for name, value in doc.items() if name not in _AS_JSON}
-        for name in _AS_JSON:
-            # Floats as JSON text: DynamoDB numbers cannot hold e.g. 5e-324 (magnitude >= 1e-130).
-            item[name] = {"S": json.dumps(doc[name], separators=(",", ":"))}
-        self.client.put_item(TableName=self.table_name, Item=item)
+        self.client.put_item(TableName=self.table_name, Item=self._item(config))
+
+    def put_if(self, config: RunnerConfig, revision: str | None) -> bool:
+        item = self._item(config)
+        kwargs: dict[str, Any]
+        if revision is None:
+            kwargs = {
+                "ConditionExpression": "attribute_not_exists(#ns)",
+                "ExpressionAttributeNames": {"#ns": "namespace"},
+            }
+        elif revision == "":  # written before revisions existed
+            kwargs = {
+                "ConditionExpression": "attribute_exists(#ns) AND attribute_not_exists(#rev)",
+                "ExpressionAttributeNames": {"#ns": "namespace", "#rev": REVISION},
+            }
+        else:
+            kwargs = {
+                "ConditionExpression": "#rev = :rev",
+                "ExpressionAttributeNames": {"#rev": REVISION},
+                "ExpressionAttributeValues": {":rev": {"S": revision}},
+            }
+        try:
+            self.client.put_item(TableName=self.table_name, Item=item, **kwargs)
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                return False
+            raise
+        return True
 
     def get(self, pool: PoolKey) -> RunnerConfig | None:
+        found = self.get_with_revision(pool)
+        return found[0] if found is not None else None
+
+    def get_with_revision(self, pool: PoolKey) -> tuple[RunnerConfig, str] | None:
         resp = self.client.get_item(
             TableName=self.table_name, Key=self._key(pool), ConsistentRead=True
         )
         item = resp.get("Item")
-        return self._decode(item) if item else None
+        if not item:
+            return None
+        return self._decode(item), str(item.get(REVISION, {}).get("S", ""))
 
     def delete(self, pool: PoolKey) -> bool:
         resp = self.client.delete_item(
@@ -141,7 +231,7 @@ class DynamoDBRunnerConfigStore(LazyClient):
 
     @staticmethod
     def _decode(item: dict[str, Any]) -> RunnerConfig:
-        doc = {name: _from_dynamo(value) for name, value in item.items()}
+        doc = {name: _from_dynamo(value) for name, value in item.items() if name != REVISION}
         for name in _AS_JSON:
             if isinstance(doc.get(name), str):
                 doc[name] = json.loads(doc[name])
@@ -155,20 +245,41 @@ class InMemoryRunnerConfigStore:
         if _in_lambda() if in_lambda is None else in_lambda:
             raise DurableStoreRequiredError("runner_config_store")
         self._configs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._revisions: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def put(self, config: RunnerConfig) -> None:
         # Keep a document, not the object, so reads behave like the DynamoDB round trip.
         with self._lock:
-            self._configs[(config.namespace, config.runner_name)] = config_to_document(config)
+            self._store(config)
+
+    def _store(self, config: RunnerConfig) -> None:
+        key = (config.namespace, config.runner_name)
+        item = config_to_item(config)  # the same size check as DynamoDB's
+        self._configs[key] = config_to_document(config)
+        self._revisions[key] = item[REVISION]["S"]
+
+    def put_if(self, config: RunnerConfig, revision: str | None) -> bool:
+        with self._lock:
+            if self._revisions.get((config.namespace, config.runner_name)) != revision:
+                return False
+            self._store(config)
+            return True
 
     def get(self, pool: PoolKey) -> RunnerConfig | None:
+        found = self.get_with_revision(pool)
+        return found[0] if found is not None else None
+
+    def get_with_revision(self, pool: PoolKey) -> tuple[RunnerConfig, str] | None:
+        key = (pool.namespace, pool.runner_name)
         with self._lock:
-            doc = self._configs.get((pool.namespace, pool.runner_name))
-        return config_from_document(doc) if doc is not None else None
+            doc = self._configs.get(key)
+            revision = self._revisions.get(key, "")
+        return (config_from_document(doc), revision) if doc is not None else None
 
     def delete(self, pool: PoolKey) -> bool:
         with self._lock:
+            self._revisions.pop((pool.namespace, pool.runner_name), None)
             return self._configs.pop((pool.namespace, pool.runner_name), None) is not None
 
     def list(self, namespace: str) -> builtins.list[RunnerConfig]:

@@ -26,7 +26,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeAlias, cast
 
 import httpx
@@ -43,7 +43,7 @@ from core.errors import (
     ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
 )
-from core.models import PoolKey, RunnerConfig
+from core.models import PoolKey, RunnerConfig, header_problem
 from core.protocol import (
     START_PATH,
     DoneFrame,
@@ -56,6 +56,14 @@ from core.protocol import (
     decode_frames,
     frame_json,
     probe_body,
+)
+from core.redaction import (
+    contains_secret,
+    redact_error,
+    redact_text,
+    secret_forms,
+    url_secrets,
+    without_userinfo,
 )
 
 if TYPE_CHECKING:
@@ -108,24 +116,41 @@ class StartTarget:
     total_slots: int
     request_lifespan: int
     allow_private_network: bool = False
+    secrets: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    """Every form of the header values and URL userinfo, for ``core.redaction``."""
+    unresolved: RunnerPoolError | None = field(default=None, repr=False, compare=False)
+    """Why a referenced header value could not be read: every start fails with it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", dict(self.headers))  # a private copy
+        values = [*self.headers.values(), *url_secrets(self.url)]
+        object.__setattr__(self, "secrets", secret_forms(values))
 
     def __repr__(self) -> str:
         names = ", ".join(f"{name}: ***" for name in self.headers)
         return (
-            f"StartTarget(url={self.url!r}, headers={{{names}}}, pool={self.pool.id!r}, "
+            f"StartTarget(url={without_userinfo(self.url)!r}, headers={{{names}}}, "
+            f"pool={self.pool.id!r}, "
             f"total_slots={self.total_slots}, request_lifespan={self.request_lifespan}, "
             f"allow_private_network={self.allow_private_network})"
         )
 
     @classmethod
     def from_config(cls, config: RunnerConfig) -> StartTarget:
-        """The target of a saved runner config."""
+        """The target of a saved runner config, its Secrets Manager references read (cached)."""
+        headers = config.header_values()
+        unresolved: RunnerPoolError | None = None
+        if config.header_secrets:
+            from adapters.secrets import SecretUnavailableError, resolve_secrets
+
+            try:
+                headers.update(resolve_secrets(config.header_secrets))
+            except SecretUnavailableError as exc:
+                unresolved = InternalError(message=str(exc))
         return cls(
             url=config.url,
-            headers=config.header_values(),
+            headers=headers,
+            unresolved=unresolved,
             pool=config.pool,
             total_slots=config.slots_per_runner * config.max_runners,
             request_lifespan=config.request_lifespan,
@@ -379,12 +404,16 @@ class _Attempt:
         "limits",
         "parser",
         "runner_id",
+        "secrets",
         "started",
         "total_deadline",
     )
 
-    def __init__(self, limits: StartLimits, deadline: float | None) -> None:
+    def __init__(
+        self, limits: StartLimits, deadline: float | None, secrets: tuple[str, ...] = ()
+    ) -> None:
         self.limits = limits
+        self.secrets = secrets
         self.started = time.monotonic()
         self.init_deadline = self.started + limits.init_timeout_s
         self.idle_deadline = self.started + limits.idle_timeout_s
@@ -504,7 +533,7 @@ class _Attempt:
             else:
                 for index, frame in enumerate(frames):
                     if type(frame) is not OutputFrame:
-                        self._accept(frame)
+                        frames[index] = self._accept(frame)
                         if self.finished:
                             del frames[index + 1 :]
                             break
@@ -532,12 +561,21 @@ class _Attempt:
         if self.runner_id is None:
             if not isinstance(frame, InitFrame):
                 self._out_of_order(frame, f"expected an init frame first, got {frame.type!r}")
+            if self.secrets and contains_secret(frame.runner_id, self.secrets):
+                frame = replace(frame, runner_id=redact_text(frame.runner_id, self.secrets))
             self.runner_id = frame.runner_id
             logger.debug("runner %s started after %.3f s", frame.runner_id, self.elapsed())
         elif isinstance(frame, InitFrame):
             self._out_of_order(frame, "a second init frame")
         elif isinstance(frame, DoneFrame | ErrorFrame | StoppingFrame):
             self.finished = True
+            if isinstance(frame, ErrorFrame) and self.secrets:
+                # The actor's own error message is shown and stored: no echoed secret in it.
+                frame = replace(
+                    frame,
+                    code=redact_text(frame.code, self.secrets),
+                    message=redact_text(frame.message, self.secrets),
+                )
         return frame
 
     def _out_of_order(self, frame: Frame, message: str) -> NoReturn:
@@ -594,6 +632,12 @@ def _request(
     address: str,
     attempt: _Attempt,
 ) -> httpx.Request:
+    for name, value in target.headers.items():
+        if header_problem(name, value) == "invalid_value":
+            # httpx would quote the value in its error: say which header, never what it holds.
+            raise _connection_error(
+                f"header {name!r} has a value that is not a valid HTTP field value", "protocol"
+            )
     url, host_header, extensions = outbound.pin(plan.url, address)
     headers = httpx.Headers(dict(target.headers))
     headers.update(host_header)
@@ -732,10 +776,17 @@ class RunnerClient:
         self, target: StartTarget, body: Mapping[str, Any], *, deadline: float | None = None
     ) -> Iterator[Iterator[Frame]]:
         """Open one ``/start`` stream; iterate the frames inside the ``with`` block."""
-        response, attempt = self._open(target, body, deadline)
+        try:
+            response, attempt = self._open(target, body, deadline)
+        except (RunnerError, RunnerNoResponseError) as exc:
+            _scrub(exc, target.secrets)
+            raise
         frames = _frames(response, attempt)
         try:
             yield frames
+        except (RunnerError, RunnerNoResponseError) as exc:
+            _scrub(exc, target.secrets)
+            raise
         finally:
             frames.close()
             _close_quietly(response)
@@ -753,8 +804,10 @@ class RunnerClient:
     def _open(
         self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
     ) -> tuple[httpx.Response, _Attempt]:
+        if target.unresolved is not None:
+            raise RunnerError(target.unresolved)
         plan = _plan(target)
-        attempt = _Attempt(self.limits, deadline)
+        attempt = _Attempt(self.limits, deadline, target.secrets)
         attempt.connect_timeout()  # the caller's deadline may have passed already
         address = _address_or_raise(plan, self._resolve(plan, attempt), self._allow_loopback)
         logger.debug("starting a runner: pool=%s host=%s", target.pool.id, plan.host)
@@ -776,11 +829,8 @@ class RunnerClient:
                 raise _redirect_error(response)
             if verdict == "type":
                 raise _content_type_error(response)
-            raise RunnerError(
-                ServerlessHttpError(
-                    status_code=response.status_code, body=self._error_body(response, attempt)
-                )
-            )
+            text = redact_text(self._error_body(response, attempt), target.secrets)
+            raise RunnerError(ServerlessHttpError(status_code=response.status_code, body=text))
         except BaseException:
             _close_quietly(response)
             raise
@@ -800,6 +850,29 @@ class RunnerClient:
             if not data:
                 return _unreadable(exc)
         return _body_text(bytes(data[:cap]), response)  # the error model keeps 512 bytes
+
+
+def _scrub(exc: RunnerError | RunnerNoResponseError, secrets: tuple[str, ...]) -> None:
+    """Redact the pool's secrets from ``exc`` in place; drop a cause chain that quotes one.
+
+    The boundary rule (docs/errors.md): nothing an endpoint or a transport says leaves this
+    module with a header value or URL userinfo in it, not even in a logged traceback.
+    """
+    if not secrets:
+        return
+    if isinstance(exc, RunnerError):
+        exc.error = redact_error(exc.error, secrets)
+    else:
+        exc.detail = redact_text(exc.detail, secrets)
+        runner_id = redact_text(exc.reason.runner_id, secrets)
+        if runner_id != exc.reason.runner_id:
+            exc.reason = exc.reason.model_copy(update={"runner_id": runner_id})
+            exc.args = (runner_id,)
+    causes = list(_chain(exc))[1:]
+    if any(contains_secret(f"{e!s} {e.args!r}", secrets) for e in causes):
+        exc.__cause__ = None
+        exc.__context__ = None
+        exc.__suppress_context__ = True
 
 
 def _close_quietly(response: httpx.Response) -> None:
@@ -894,11 +967,18 @@ class AsyncRunnerClient:
         self, target: StartTarget, body: Mapping[str, Any], *, deadline: float | None = None
     ) -> AsyncIterator[AsyncIterator[Frame]]:
         """Open one ``/start`` stream; iterate the frames inside the ``async with`` block."""
-        response, attempt = await self._open(target, body, deadline)
+        try:
+            response, attempt = await self._open(target, body, deadline)
+        except (RunnerError, RunnerNoResponseError) as exc:
+            _scrub(exc, target.secrets)
+            raise
         chunks = response.aiter_bytes()
         frames = _aframes(chunks, response, attempt)
         try:
             yield frames
+        except (RunnerError, RunnerNoResponseError) as exc:
+            _scrub(exc, target.secrets)
+            raise
         finally:
             await _aclose_iterator(frames)
             await _aclose_iterator(chunks)
@@ -920,8 +1000,10 @@ class AsyncRunnerClient:
     async def _open(
         self, target: StartTarget, body: Mapping[str, Any], deadline: float | None
     ) -> tuple[httpx.Response, _Attempt]:
+        if target.unresolved is not None:
+            raise RunnerError(target.unresolved)
         plan = _plan(target)
-        attempt = _Attempt(self.limits, deadline)
+        attempt = _Attempt(self.limits, deadline, target.secrets)
         attempt.connect_timeout()
         address = _address_or_raise(plan, await self._resolve(plan, attempt), self._allow_loopback)
         logger.debug("starting a runner: pool=%s host=%s", target.pool.id, plan.host)
@@ -943,12 +1025,8 @@ class AsyncRunnerClient:
                 raise _redirect_error(response)
             if verdict == "type":
                 raise _content_type_error(response)
-            raise RunnerError(
-                ServerlessHttpError(
-                    status_code=response.status_code,
-                    body=await self._error_body(response, attempt),
-                )
-            )
+            text = redact_text(await self._error_body(response, attempt), target.secrets)
+            raise RunnerError(ServerlessHttpError(status_code=response.status_code, body=text))
         except BaseException:
             await _aclose_quietly(response)
             raise

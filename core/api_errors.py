@@ -7,10 +7,16 @@ request (the HTTP request itself):
     malformed_body             400  body is not JSON (or not valid base64/UTF-8)
     unsupported_media_type     415  body is not application/json
     route_not_found            404  no such route or method
+    json_too_deep              422  the body nests deeper than MAX_JSON_DEPTH (docs/api.md)
+    non_finite_number          422  NaN, Infinity, or a number that overflows to infinity
+    item_too_large             413  what would be stored exceeds one DynamoDB item (400 KB)
 runner_config:
     runner_config_not_found    404  no config for this pool
     runner_config_invalid      422  reserved header, max_runners < min_runners, bad lifespan
     runner_config_url_blocked  422  the URL fails the outbound safety policy
+    runner_config_header_invalid 422  a header's name is invalid or reserved, or its value is
+                                    not an RFC 9110 field value (names the header, never the value)
+    runner_config_conflict     409  a "***" PUT kept losing the race with other writers; retry
 actor:
     actor_not_found            404
     actor_exists               409  an actor with this actor_id already exists
@@ -54,9 +60,14 @@ API_ERRORS: Final[dict[str, ApiErrorSpec]] = {
         _spec("request", "malformed_body", 400),
         _spec("request", "unsupported_media_type", 415),
         _spec("request", "route_not_found", 404),
+        _spec("request", "json_too_deep", 422),
+        _spec("request", "non_finite_number", 422),
+        _spec("request", "item_too_large", 413),
         _spec("runner_config", "runner_config_not_found", 404),
         _spec("runner_config", "runner_config_invalid", 422),
         _spec("runner_config", "runner_config_url_blocked", 422),
+        _spec("runner_config", "runner_config_header_invalid", 422),
+        _spec("runner_config", "runner_config_conflict", 409),
         _spec("actor", "actor_not_found", 404),
         _spec("actor", "actor_exists", 409),
         _spec("actor", "actor_stopped", 409),

@@ -547,10 +547,13 @@ class LocalStack:
 
         class ApiRequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 30  # a body shorter than its Content-Length ends, it does not hang
+            max_body_bytes = 10 * 1024 * 1024  # API Gateway's payload limit
 
             def _proxy(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self._read_body()
+                if body is None:
+                    return
                 event = api_gateway_event(
                     self.command,
                     self.path,
@@ -568,6 +571,59 @@ class LocalStack:
                         "body": json.dumps({"message": "Internal server error"}),
                     }
                 self._answer(answer)
+
+            def _read_body(self) -> bytes | None:
+                """The body, or None after answering 400 for a bad or unmet Content-Length."""
+                raw = self.headers.get_all("Content-Length") or []
+                if not raw:
+                    return b""
+                text = raw[0].strip()
+                if len(set(raw)) > 1 or not (text.isascii() and text.isdigit()):
+                    self._reject(400, "bad_content_length", "Content-Length must be one integer")
+                    return None
+                length = int(text)
+                if length > self.max_body_bytes:
+                    self._reject(
+                        413, "payload_too_large", f"bodies are at most {self.max_body_bytes} bytes"
+                    )
+                    return None
+                try:
+                    body = self.rfile.read(length) if length else b""
+                except OSError:  # includes the socket timeout
+                    body = b""
+                if len(body) != length:
+                    self._reject(400, "bad_content_length", "the body is shorter than declared")
+                    return None
+                return body
+
+            def _reject(
+                self, status: int, code: str, message: str, headers: Mapping[str, str] = {}
+            ) -> None:
+                self.close_connection = True  # what is left of the request cannot be trusted
+                body = {"group": "request", "code": code, "message": message, "metadata": {}}
+                self._answer(
+                    {
+                        "statusCode": status,
+                        "headers": {"Content-Type": "application/json", **headers},
+                        "body": json.dumps(body),
+                    }
+                )
+
+            def send_error(
+                self, code: int, message: str | None = None, explain: str | None = None
+            ) -> None:
+                # http.server's own errors (bad request line, unknown method, headers too
+                # long) as JSON like every other answer, never an HTML page.
+                if code == 501:  # a method nobody handles: TRACE, QUERY, CONNECT, ...
+                    self._reject(
+                        405,
+                        "method_not_allowed",
+                        f"method {self.command!r} is not supported",
+                        {"Allow": ", ".join(sorted(_PROXIED_METHODS))},
+                    )
+                    return
+                with contextlib.suppress(Exception):
+                    self._reject(code, "bad_request", message or "bad request")
 
             def _answer(self, answer: Mapping[str, Any]) -> None:
                 raw = answer.get("body") or ""
@@ -596,7 +652,7 @@ class LocalStack:
                 if not stack.quiet:
                     stack._log(f"api  {self.address_string()} {format % args}")
 
-        self._http = ThreadingHTTPServer((self.host, self.api_port), ApiRequestHandler)
+        self._http = _ApiServer((self.host, self.api_port), ApiRequestHandler)
         self._http.daemon_threads = True
         self.api_port = int(self._http.server_address[1])
         self._spawn("api-http", self._http.serve_forever)
@@ -668,6 +724,16 @@ class LocalStack:
                 self.tick_once()
             except Exception:
                 self._log(f"pool_manager raised:\n{traceback.format_exc()}")
+
+
+_PROXIED_METHODS: Final = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+
+
+class _ApiServer(ThreadingHTTPServer):
+    """The local API's listener: a backlog that holds a burst (``socketserver``'s is 5)."""
+
+    request_queue_size = 512
+    daemon_threads = True
 
 
 def _kebab(logical_id: str) -> str:

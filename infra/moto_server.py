@@ -58,6 +58,7 @@ class MotoServer:
             **LOCAL_CREDENTIALS,
             "AWS_ENDPOINT_URL_DYNAMODB": self.url,
             "AWS_ENDPOINT_URL_SQS": self.url,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.url,
         }
 
     def start(self) -> MotoServer:

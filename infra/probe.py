@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _headers(parser: argparse.ArgumentParser, raw: Sequence[str]) -> dict[str, str]:
-    from core.models import is_reserved_header
+    from core.models import HEADER_PROBLEMS, header_problem
 
     headers: dict[str, str] = {}
     for item in raw:
@@ -79,18 +79,28 @@ def _headers(parser: argparse.ArgumentParser, raw: Sequence[str]) -> dict[str, s
         name = name.strip()
         if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
             parser.error(f"--header wants NAME:VALUE with a valid header name, got {name!r}")
-        if is_reserved_header(name):
-            parser.error(f"header {name!r} is reserved: runner-kit sets it itself")
-        headers[name] = value.strip()
+        value = value.strip(" \t")  # the optional whitespace around a field value
+        problem = header_problem(name, value)
+        if problem is not None:  # names the header, never the value
+            parser.error(f"header {name!r} {HEADER_PROBLEMS[problem]}")
+        headers[name] = value
     return headers
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its userinfo (credentials are never printed)."""
+    from core.redaction import without_userinfo
+
+    return without_userinfo(url)
 
 
 def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> StartTarget:
     from adapters.sse_client import StartTarget
-    from core.models import PoolKey
+    from core.models import PoolKey, url_problem
 
-    if not re.match(r"^https?://[^\s/]+", args.url, re.IGNORECASE):
-        parser.error(f"URL must be an absolute http:// or https:// URL, got {args.url!r}")
+    problem = url_problem(args.url)
+    if problem is not None:
+        parser.error(f"URL {shown_url(args.url)!r} {problem}")
     if not args.timeout > 0:
         parser.error("--timeout must be positive")
     return StartTarget(
@@ -117,7 +127,7 @@ def hint(error: RunnerPoolError) -> str:
 
 def render(result: ProbeResult, url: str, header_names: Sequence[str]) -> str:
     """The human answer."""
-    sent = f"POST {url.rstrip('/')}/start" + (
+    sent = f"POST {shown_url(url).rstrip('/')}/start" + (
         f" with headers {', '.join(header_names)} (values hidden)" if header_names else ""
     )
     if result.ok:
@@ -137,7 +147,7 @@ def as_json(result: ProbeResult, url: str) -> dict[str, Any]:
     """The machine answer (``--json``)."""
     return {
         "ok": result.ok,
-        "url": url,
+        "url": shown_url(url),
         "runner_id": result.runner_id,
         "time_to_init_s": result.time_to_init_s,
         "error": result.error.to_json() if result.error is not None else None,
@@ -149,6 +159,7 @@ def run(
 ) -> int:
     """Probe once; print the outcome; return the exit status."""
     from adapters.sse_client import RunnerClient, StartLimits, probe
+    from core.redaction import redact_text
 
     out = out or sys.stdout
     target = _target(args, parser)
@@ -161,9 +172,11 @@ def run(
         # A probe ends at init, so the init timeout is the whole budget (plus connect).
         result = probe(client, target)
     if args.json:
-        print(json.dumps(as_json(result, args.url), ensure_ascii=False), file=out)
+        text = json.dumps(as_json(result, args.url), ensure_ascii=False)
     else:
-        print(render(result, args.url, list(target.headers)), file=out)
+        text = render(result, args.url, list(target.headers))
+    # The error was redacted where it was made (adapters.sse_client); this is the backstop.
+    print(redact_text(text, target.secrets), file=out)
     return 0 if result.ok else 1
 
 

@@ -6,9 +6,11 @@ Every non-2xx answer is ``{"group","code","message","metadata"}`` (``core.api_er
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -92,6 +94,125 @@ def _not_found(exc: NotFoundError) -> Response[Any]:
     )
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of objects and arrays an API body may have (docs/api.md, Limits)."""
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_JSON_MEDIA = re.compile(r"application/(?:[a-z0-9.+-]+\+)?json", re.IGNORECASE)
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _non_finite(text: str) -> Any:
+    raise _NonFinite(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NonFinite(text)  # e.g. 1e400: overflows to infinity
+    return value
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if str(key).lower() == name and value is not None:
+            return str(value)
+    for key, values in (event.get("multiValueHeaders") or {}).items():
+        if str(key).lower() == name and values:
+            return str(values[0])
+    return None
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``text`` (JSON), without recursion: brackets outside strings."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def screen_body(event: dict[str, Any]) -> Response[Any] | None:
+    """The 4xx for a body the resolver must never see, or None.
+
+    Runs before Powertools, which would accept form and multipart bodies (a multipart without a
+    boundary raised), recurse without bound on deep nesting, and take ``NaN``/``Infinity``.
+    """
+    if str(event.get("httpMethod", "")).upper() not in _BODY_METHODS:
+        return None
+    raw = event.get("body")
+    if raw is None or raw == "":
+        return None
+    content_type = _header(event, "content-type")
+    media = (content_type or "application/json").partition(";")[0].strip()
+    if not _JSON_MEDIA.fullmatch(media):
+        return _answer(
+            "unsupported_media_type",
+            "send the body as application/json",
+            {"content_type": media[:100]},
+        )
+    try:
+        data = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw
+        text = data.decode("utf-8") if isinstance(data, bytes) else str(data)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return _answer("malformed_body", "the request body is not valid base64 or UTF-8")
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        return _answer(
+            "json_too_deep",
+            f"the body nests {depth} levels deep; at most {MAX_JSON_DEPTH}",
+            {"depth": depth, "max_depth": MAX_JSON_DEPTH},
+        )
+    try:
+        json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
+    except _NonFinite as exc:
+        return _answer(
+            "non_finite_number",
+            f"JSON numbers must be finite (RFC 8259); got {str(exc)[:40]}",
+            {"number": str(exc)[:40]},
+        )
+    except (ValueError, RecursionError):
+        return _answer("malformed_body", "the request body is not valid JSON")
+    return None
+
+
+def _json_content_type(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with a JSON content type spelled as Powertools matches it (``application/json``,
+    case-sensitive), so ``Application/JSON`` or ``+json`` types are not refused after the screen."""
+    if str(event.get("httpMethod", "")).upper() not in _BODY_METHODS or not event.get("body"):
+        return event
+    content_type = _header(event, "content-type")
+    if content_type is None or content_type.startswith("application/json"):
+        return event
+    event = dict(event)
+    for key in ("headers", "multiValueHeaders"):
+        original = event.get(key) or {}
+        replaced = {k: v for k, v in original.items() if str(k).lower() != "content-type"}
+        if original:
+            value = "application/json"
+            replaced["Content-Type"] = [value] if key == "multiValueHeaders" else value
+        event[key] = replaced
+    return event
+
+
+def _error_proxy(response: Response[Any]) -> dict[str, Any]:
+    body = response.body if isinstance(response.body, str) else json.dumps(response.body)
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": "application/json"},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
 _RESOLVE_LOCK = threading.Lock()
 """Powertools keeps the current event on the class: resolve one request at a time per process
 (one per Lambda anyway; ``runner-kit local`` serves threads). Gateway waits run outside it."""
@@ -100,6 +221,10 @@ _RESOLVE_LOCK = threading.Lock()
 def handle(event: dict[str, Any], context: Any, deps: ApiDeps) -> dict[str, Any]:
     """Serve one API Gateway proxy event with ``deps`` (unit tests pass in-memory ones)."""
     try:
+        refused = screen_body(event)
+        if refused is not None:
+            return _error_proxy(refused)
+        event = _json_content_type(event)
         with _RESOLVE_LOCK:
             take_pending_wait()  # nothing stale from an earlier failed request
             app.append_context(deps=deps)  # type: ignore[no-untyped-call]

@@ -63,6 +63,8 @@ JSON = "application/json"
 
 class RunnerConfigs(Protocol):
     def put(self, config: RunnerConfig) -> None: ...
+    def put_if(self, config: RunnerConfig, revision: str | None) -> bool: ...
+    def get_with_revision(self, pool: PoolKey) -> tuple[RunnerConfig, str] | None: ...
     def get(self, pool: PoolKey) -> RunnerConfig | None: ...
     def delete(self, pool: PoolKey) -> bool: ...
     def list(self, namespace: str) -> list[RunnerConfig]: ...
@@ -163,37 +165,17 @@ MessageId = Annotated[str, Path(pattern=schemas.MESSAGE_ID_PATTERN)]
     operation_id="put_runner_config",
     summary="Create or replace a runner config",
     tags=["runner-configs"],
-    responses={200: _ok(schemas.RunnerConfigView), **_errors(400, 415, 422)},
+    responses={200: _ok(schemas.RunnerConfigView), **_errors(400, 409, 413, 415, 422)},
 )
 def put_runner_config(
     namespace: Namespace, runner_name: RunnerName, body: schemas.RunnerConfigIn
 ) -> Response[Any]:
     deps = _deps()
     pool = PoolKey(namespace=namespace, runner_name=runner_name)
-    headers = dict(body.headers)
-    if any(value == REDACTED for value in headers.values()):
-        existing = deps.runner_configs.get(pool)
-        kept = existing.header_values() if existing else {}
-        for name, value in list(headers.items()):
-            if value == REDACTED and name in kept:
-                headers[name] = kept[name]
+    _check_headers(body.headers)
     lifespan_cap = deps.settings.max_request_lifespan_s
     lifespan = body.request_lifespan or min(schemas.DEFAULT_REQUEST_LIFESPAN_S, lifespan_cap)
-    try:
-        config = RunnerConfig(
-            namespace=namespace,
-            runner_name=runner_name,
-            **body.model_dump(exclude={"headers", "request_lifespan"}),
-            request_lifespan=lifespan,
-            headers=headers,  # pydantic turns each str into a SecretStr
-            updated_at=deps.now(),
-        )
-    except ValidationError as exc:
-        raise ApiError(
-            "runner_config_invalid",
-            "; ".join(str(e["msg"]) for e in exc.errors()),
-            metadata={"errors": [_error_entry(e) for e in exc.errors()]},
-        ) from None
+    config = _runner_config(deps, pool, body, _split_headers(body.headers, None), lifespan)
     if config.request_lifespan > lifespan_cap:
         raise ApiError(
             "runner_config_invalid",
@@ -208,10 +190,132 @@ def put_runner_config(
             refusal,
             metadata={"allow_private_network": config.allow_private_network},
         )
-    deps.runner_configs.put(config)
+    if any(value == REDACTED for value in body.headers.values()):
+        config = _put_keeping_stored_values(deps, pool, body, lifespan)
+    else:
+        _put(deps, config)
     # A saved config is a user's fix: probe the pool on the next tick, not after the backoff.
     deps.probes.reset(pool)
     return _json(200, runner_config_view(config, deps.tracker.active_error(pool)))
+
+
+KEEP_RETRIES = 5
+"""How often a ``"***"`` PUT re-reads and retries after another writer won the race."""
+
+_Headers = tuple[dict[str, str], dict[str, str]]
+"""``(values, secret ARNs)`` by header name."""
+
+
+def _split_headers(
+    headers: dict[str, str | schemas.SecretRef], existing: RunnerConfig | None
+) -> _Headers:
+    """Plain values and Secrets Manager references; ``***`` takes what ``existing`` has."""
+    kept = existing.header_values() if existing is not None else {}
+    kept_refs = existing.header_secrets if existing is not None else {}
+    values: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    for name, value in headers.items():
+        if isinstance(value, schemas.SecretRef):
+            refs[name] = value.secret_arn
+        elif value == REDACTED and name in kept_refs:
+            refs[name] = kept_refs[name]
+        elif value == REDACTED and name in kept:
+            values[name] = kept[name]
+        else:
+            values[name] = value
+    return values, refs
+
+
+def _put_keeping_stored_values(
+    deps: ApiDeps, pool: PoolKey, body: schemas.RunnerConfigIn, lifespan: int
+) -> RunnerConfig:
+    """Read, merge the kept values, write only if nobody wrote since the read (no reverts)."""
+    for _ in range(KEEP_RETRIES):
+        found = deps.runner_configs.get_with_revision(pool)
+        existing, revision = found if found is not None else (None, None)
+        headers = _split_headers(body.headers, existing)
+        config = _runner_config(deps, pool, body, headers, lifespan)
+        if _put(deps, config, revision=revision, conditional=True):
+            return config
+    raise ApiError(
+        "runner_config_conflict",
+        f"the runner config of {pool.id} kept changing while it was saved; read it and retry",
+        metadata={"pool": pool.id, "attempts": KEEP_RETRIES},
+    )
+
+
+def _runner_config(
+    deps: ApiDeps,
+    pool: PoolKey,
+    body: schemas.RunnerConfigIn,
+    headers: _Headers,
+    lifespan: int,
+) -> RunnerConfig:
+    values, refs = headers
+    try:
+        return RunnerConfig(
+            namespace=pool.namespace,
+            runner_name=pool.runner_name,
+            **body.model_dump(exclude={"headers", "request_lifespan"}),
+            request_lifespan=lifespan,
+            headers=values,  # pydantic turns each str into a SecretStr
+            header_secrets=refs,
+            updated_at=deps.now(),
+        )
+    except ValidationError as exc:
+        raise ApiError(
+            "runner_config_invalid",
+            "; ".join(str(e["msg"]) for e in exc.errors()),
+            metadata={"errors": [_error_entry(e) for e in exc.errors()]},
+        ) from None
+
+
+MAX_HEADER_BYTES = 32 * 1024
+"""All configured headers together (names and values): servers refuse larger header sections
+(8-64 KB is common), and it keeps the stored config far below DynamoDB's 400 KB item."""
+
+
+def _check_headers(headers: dict[str, str | schemas.SecretRef]) -> None:
+    """Refuse a bad header by name, never echoing its value (it is a secret)."""
+    from core.models import HEADER_PROBLEMS, header_problem
+
+    for name, value in headers.items():
+        problem = header_problem(name, value if isinstance(value, str) else "")
+        if problem is not None:
+            raise ApiError(
+                "runner_config_header_invalid",
+                f"header {name!r} {HEADER_PROBLEMS[problem]}",
+                metadata={"header": name, "problem": problem},
+            )
+    total = sum(
+        len(n.encode()) + len(v.encode() if isinstance(v, str) else v.secret_arn.encode())
+        for n, v in headers.items()
+    )
+    if total > MAX_HEADER_BYTES:
+        raise ApiError(
+            "runner_config_header_invalid",
+            f"the headers take {total} bytes together; at most {MAX_HEADER_BYTES}",
+            metadata={"problem": "too_large", "size": total, "limit": MAX_HEADER_BYTES},
+        )
+
+
+def _put(
+    deps: ApiDeps, config: RunnerConfig, *, revision: str | None = None, conditional: bool = False
+) -> bool:
+    """Write ``config`` (if ``conditional``: only over ``revision``); 413 if it cannot fit."""
+    from adapters.runner_config_store import ItemTooLargeError
+
+    try:
+        if conditional:
+            return deps.runner_configs.put_if(config, revision)
+        deps.runner_configs.put(config)
+        return True
+    except ItemTooLargeError as exc:
+        raise ApiError(
+            "item_too_large",
+            f"the runner config would take {exc.size} bytes in DynamoDB; at most {exc.limit}",
+            metadata={"size": exc.size, "limit": exc.limit},
+        ) from None
 
 
 @router.get(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
 
-from core.models import MAX_REQUEST_LIFESPAN_S, NAME_PATTERN, ErrorPolicy
+from core.models import MAX_REQUEST_LIFESPAN_S, NAME_PATTERN, SECRET_ARN_PATTERN, ErrorPolicy
 
 MAX_JSON_BYTES = 256 * 1024
 """Cap on a message's ``input`` and an actor's ``state`` as JSON: they live in DynamoDB items
@@ -32,17 +32,40 @@ MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 """Client-chosen message ids (``Idempotency-Key``): safe in URLs, SQS dedup ids and logs."""
 
 
+class ErrorPolicyIn(ErrorPolicy):
+    """An ``ErrorPolicy`` as a request gives it: strict types (no ``"3"`` for 3)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class SecretRef(BaseModel):
+    """A header value kept in AWS Secrets Manager: its ``SecretString`` is sent, never stored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    secret_arn: str = Field(
+        pattern=SECRET_ARN_PATTERN,
+        max_length=2048,
+        examples=["arn:aws:secretsmanager:eu-west-1:123456789012:secret:runner-kit/token-AbCdEf"],
+    )
+
+
 class RunnerConfigIn(BaseModel):
     """``PUT /runner-configs/{namespace}/{runner_name}``: the whole config (it replaces).
 
     A header value of ``***`` (what GET shows) keeps the stored value of that header, so a
-    read-modify-write never overwrites a secret with its redaction.
+    read-modify-write never overwrites a secret with its redaction. Types are strict:
+    ``"yes"`` is not a boolean, ``3.0`` and ``"3"`` are not integers.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
     url: str = Field(min_length=1, max_length=2048, examples=["https://runner.example.com"])
-    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=50)
+    headers: dict[HeaderName, HeaderValue | SecretRef] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="a value, '***' (keep the stored one), or {secret_arn} (Secrets Manager)",
+    )
     request_lifespan: int | None = Field(
         default=None,
         ge=1,
@@ -54,7 +77,7 @@ class RunnerConfigIn(BaseModel):
     max_runners: int = Field(default=10, ge=1, le=1000)
     runners_margin: int = Field(default=0, ge=0, le=1000)
     allow_private_network: bool = False
-    error_policy: ErrorPolicy = Field(default_factory=ErrorPolicy)
+    error_policy: ErrorPolicyIn = Field(default_factory=ErrorPolicyIn)
 
 
 DEFAULT_REQUEST_LIFESPAN_S = 300
@@ -67,6 +90,9 @@ class RunnerConfigView(BaseModel):
     runner_name: str
     url: str
     headers: dict[str, str] = Field(description="header names; every value is '***'")
+    header_secrets: dict[str, str] = Field(
+        default_factory=dict, description="header name -> the Secrets Manager ARN it is read from"
+    )
     request_lifespan: int
     slots_per_runner: int
     min_runners: int
@@ -87,9 +113,9 @@ class RunnerConfigList(BaseModel):
 
 
 class ActorIn(BaseModel):
-    """``POST /actors``."""
+    """``POST /actors`` (strict types)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     actor_id: str | None = Field(
         default=None, pattern=NAME_PATTERN, description="generated when omitted"
@@ -98,7 +124,7 @@ class ActorIn(BaseModel):
     runner_name: str = Field(pattern=NAME_PATTERN)
     key: str | None = Field(default=None, max_length=1024)
     state: JsonValue = None
-    error_policy: ErrorPolicy | None = None
+    error_policy: ErrorPolicyIn | None = None
 
     _state_size = field_validator("state")(_json_size)
 
@@ -133,9 +159,9 @@ class ActorList(BaseModel):
 
 
 class MessageIn(BaseModel):
-    """``POST /actors/{actor_id}/messages``."""
+    """``POST /actors/{actor_id}/messages`` (strict types)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     input: JsonValue = None
     reply_to: str | None = Field(

@@ -116,7 +116,9 @@ def test_runner_config_round_trip_redacts_and_keeps_the_secret(
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        pytest.param({"headers": {"x-runner-pool": "x"}}, "runner_config_invalid", id="reserved"),
+        pytest.param(
+            {"headers": {"x-runner-pool": "x"}}, "runner_config_header_invalid", id="reserved"
+        ),
         pytest.param({"min_runners": 3, "max_runners": 1}, "runner_config_invalid", id="bounds"),
         pytest.param({"url": "http://10.0.0.1"}, "runner_config_url_blocked", id="private"),
         pytest.param(

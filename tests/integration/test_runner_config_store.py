@@ -141,3 +141,30 @@ def test_in_memory_reads_lambda_from_settings(monkeypatch: pytest.MonkeyPatch) -
     finally:
         monkeypatch.undo()
         settings_mod.get_settings.cache_clear()
+
+
+def test_put_if_compares_the_revision_it_read(store: RunnerConfigStore) -> None:
+    pool = PoolKey(namespace="ns", runner_name="rev")
+    assert store.get_with_revision(pool) is None
+    assert store.put_if(make("rev", max_runners=2), None)  # None: only if there is none
+    assert not store.put_if(make("rev", max_runners=3), None)
+    found = store.get_with_revision(pool)
+    assert found is not None
+    config, revision = found
+    assert config.max_runners == 2 and revision
+    store.put(make("rev", max_runners=4))  # an unconditional write moves the revision too
+    assert not store.put_if(make("rev", max_runners=5), revision)
+    found = store.get_with_revision(pool)
+    assert found is not None and found[0].max_runners == 4
+    assert store.put_if(make("rev", max_runners=6), found[1])
+    assert store.get(pool) == make("rev", max_runners=6)
+
+
+def test_an_item_over_400_kb_is_refused_before_the_write(store: RunnerConfigStore) -> None:
+    from adapters.runner_config_store import ItemTooLargeError
+
+    headers = {f"x-h{i}": "v" * 8192 for i in range(50)}
+    with pytest.raises(ItemTooLargeError) as info:
+        store.put(make("big", headers=headers))
+    assert info.value.size > info.value.limit == 400 * 1024
+    assert store.get(PoolKey(namespace="ns", runner_name="big")) is None

@@ -215,6 +215,31 @@ def test_put_with_redacted_value_keeps_the_stored_secret(world: World) -> None:
     assert stored.max_runners == 4
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("Bearer TOPSECRET-123 ", id="trailing_space"),
+        pytest.param(" Bearer TOPSECRET-123", id="leading_space"),
+        pytest.param("Bearer TOPSECRET-123\r\nx-evil: 1", id="crlf"),
+        pytest.param("Bearer TOPSECRET-123\n", id="lf"),
+        pytest.param("Bearer TOPSECRET\x00123", id="nul"),
+        pytest.param("Bearer TOPSECRET\x7f123", id="del"),
+        pytest.param("Bearer TOPSECRET\x1b123", id="escape"),
+        pytest.param("Bearer TOPSECRET-\u00e9", id="non_ascii"),
+    ],
+)
+def test_header_value_must_be_a_field_value_and_is_never_echoed(world: World, value: str) -> None:
+    answer = world.put_config(headers={"Authorization": value})
+    err = assert_error(answer, 422, "runner_config_header_invalid")
+    assert err["metadata"] == {"header": "Authorization", "problem": "invalid_value"}
+    assert "TOPSECRET" not in answer["body"]
+    assert world.deps.runner_configs.get(POOL) is None
+
+
+def test_header_value_with_inner_spaces_and_tabs_is_fine(world: World) -> None:
+    assert world.put_config(headers={"x-a": "a b\tc", "x-empty": ""})["statusCode"] == 200
+
+
 def test_put_resets_probe_backoff(world: World) -> None:
     world.probes.record_failure(POOL, failures=5, next_probe_at=1e12, error_code="x")
     assert world.put_config()["statusCode"] == 200
@@ -227,14 +252,60 @@ def test_put_resets_probe_backoff(world: World) -> None:
         pytest.param(
             {"headers": {"X-Runner-Pool": "x"}},
             422,
-            "runner_config_invalid",
+            "runner_config_header_invalid",
             id="reserved_x_runner",
         ),
         pytest.param(
-            {"headers": {"Accept": "x"}}, 422, "runner_config_invalid", id="reserved_accept"
+            {"headers": {"Accept": "x"}}, 422, "runner_config_header_invalid", id="reserved_accept"
         ),
         pytest.param(
-            {"headers": {"bad header": "x"}}, 422, "runner_config_invalid", id="header_not_token"
+            {"headers": {"bad header": "x"}},
+            422,
+            "runner_config_header_invalid",
+            id="header_not_token",
+        ),
+        *[
+            pytest.param(
+                {"headers": {name: "x"}}, 422, "runner_config_header_invalid", id=f"hop_{name}"
+            )
+            for name in (
+                "Connection",
+                "keep-alive",
+                "TE",
+                "trailer",
+                "transfer-encoding",
+                "upgrade",
+                "proxy-authorization",
+                "Proxy-Foo",
+                "host",
+                "content-length",
+                "expect",
+            )
+        ],
+        pytest.param(
+            {"headers": {"x-big": "a" * 8000, **{f"x-{i}": "b" * 8000 for i in range(5)}}},
+            422,
+            "runner_config_header_invalid",
+            id="headers_too_large",
+        ),
+        pytest.param({"url": "http://a b/"}, 422, "runner_config_invalid", id="url_space"),
+        pytest.param({"url": "http://a:99999/"}, 422, "runner_config_invalid", id="port_high"),
+        pytest.param({"url": "http://a:0/"}, 422, "runner_config_invalid", id="port_zero"),
+        pytest.param({"url": "http:///x"}, 422, "runner_config_invalid", id="empty_host"),
+        pytest.param({"url": "http://a..b/"}, 422, "runner_config_invalid", id="empty_label"),
+        pytest.param(
+            {"url": "http://" + "\u00e4" * 64 + ".com/"},
+            422,
+            "runner_config_invalid",
+            id="bad_idna",
+        ),
+        pytest.param(
+            {"allow_private_network": "yes"}, 422, "invalid_request", id="bool_not_strict"
+        ),
+        pytest.param({"max_runners": 3.0}, 422, "invalid_request", id="int_as_float"),
+        pytest.param({"max_runners": "3"}, 422, "invalid_request", id="int_as_string"),
+        pytest.param(
+            {"error_policy": {"max_attempts": "3"}}, 422, "invalid_request", id="policy_strict"
         ),
         pytest.param(
             {"min_runners": 5, "max_runners": 2}, 422, "runner_config_invalid", id="max_below_min"
@@ -279,6 +350,12 @@ def test_put_resets_probe_backoff(world: World) -> None:
             422,
             "runner_config_url_blocked",
             id="credentials_in_url",
+        ),
+        pytest.param(
+            {"url": "https://\u2603.example.com"},
+            422,
+            "runner_config_url_blocked",
+            id="idna2008_refuses_symbol",
         ),
         pytest.param({"unknown": 1}, 422, "invalid_request", id="unknown_field"),
         pytest.param({"max_runners": "many"}, 422, "invalid_request", id="wrong_type"),
@@ -371,6 +448,90 @@ def test_get_runner_config_shows_pool_error(world: World) -> None:
 )
 def test_bad_bodies_are_4xx(world: World, kwargs: dict[str, Any], status: int, code: str) -> None:
     assert_error(world.call("PUT", "/runner-configs/ns/echo", **kwargs), status, code)
+
+
+DEEP = "[" * 1000 + "]" * 1000
+BAD_BODIES = [
+    pytest.param(
+        {"raw_body": "--x\r\n", "content_type": "multipart/form-data"},
+        415,
+        "unsupported_media_type",
+        id="multipart_without_boundary",
+    ),
+    pytest.param(
+        {"raw_body": "--x--\r\n", "content_type": "multipart/form-data; boundary=x"},
+        415,
+        "unsupported_media_type",
+        id="multipart",
+    ),
+    pytest.param(
+        {"raw_body": "a=1", "content_type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupported_media_type",
+        id="form",
+    ),
+    pytest.param({"raw_body": DEEP}, 422, "json_too_deep", id="nested_1000_deep"),
+    pytest.param({"raw_body": '{"a": "[[[[", "b": ' + DEEP + "}"}, 422, "json_too_deep", id="deep"),
+    pytest.param({"raw_body": '{"input": NaN}'}, 422, "non_finite_number", id="nan"),
+    pytest.param({"raw_body": '{"input": Infinity}'}, 422, "non_finite_number", id="inf"),
+    pytest.param({"raw_body": '{"input": -Infinity}'}, 422, "non_finite_number", id="neg_inf"),
+    pytest.param({"raw_body": '{"input": [1e400]}'}, 422, "non_finite_number", id="overflow"),
+    pytest.param({"raw_body": '{"input": -1e400}'}, 422, "non_finite_number", id="neg_overflow"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("PUT", "/runner-configs/ns/echo", id="put_config"),
+        pytest.param("POST", "/actors", id="create_actor"),
+        pytest.param("POST", "/actors/a1/messages", id="send_message"),
+    ],
+)
+@pytest.mark.parametrize(("kwargs", "status", "code"), BAD_BODIES)
+def test_bad_bodies_on_every_body_route_are_4xx_and_store_nothing(
+    world: World, method: str, path: str, kwargs: dict[str, Any], status: int, code: str
+) -> None:
+    world.put_config(name="other")
+    world.create_actor(runner_name="other")
+    answer = world.call(method, path, headers={"Idempotency-Key": "k1"}, **kwargs)
+    assert_error(answer, status, code)
+    assert world.deps.runner_configs.get(POOL) is None
+    assert world.deps.messages.get("a1", "k1") is None
+    assert world.queue.sent == []
+    # The key was never used: the same key with a good body is accepted, not a 409.
+    ok = world.call("POST", "/actors/a1/messages", headers={"Idempotency-Key": "k1"}, body={})
+    assert ok["statusCode"] == 202
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        pytest.param("application/json; charset=utf-8", id="charset"),
+        pytest.param("Application/JSON", id="case"),
+        pytest.param("application/merge-patch+json", id="plus_json"),
+        pytest.param(None, id="none"),
+    ],
+)
+def test_json_content_types_are_accepted(world: World, content_type: str | None) -> None:
+    body = {"url": "https://runner.example.com"}
+    answer = world.call("PUT", "/runner-configs/ns/echo", body=body, content_type=content_type)
+    assert answer["statusCode"] == 200, answer
+
+
+def test_nesting_at_the_limit_is_accepted(world: World) -> None:
+    from functions.api.app import MAX_JSON_DEPTH
+
+    world.put_config()
+    world.create_actor()
+    inner = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
+    assert (
+        world.call("POST", "/actors/a1/messages", raw_body='{"input": ' + inner + "}")["statusCode"]
+        == 202
+    )
+    deeper = "[" + inner + "]"
+    answer = world.call("POST", "/actors/a1/messages", raw_body='{"input": ' + deeper + "}")
+    assert_error(answer, 422, "json_too_deep")
 
 
 def test_bad_base64_is_400(world: World) -> None:

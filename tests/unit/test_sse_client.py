@@ -677,3 +677,76 @@ def test_limits_from_settings_and_validation() -> None:
     for bad in ({"init_timeout_s": 0}, {"idle_timeout_s": float("inf")}, {"max_event_bytes": 0}):
         with pytest.raises(ValueError):
             StartLimits(**bad)
+
+
+# --- secrets never leave through an error -----------------------------------------------------
+
+
+def _chain_text(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(exc))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(f"Bearer {SECRET} ", id="trailing_space"),
+        pytest.param(f"Bearer {SECRET}\r\nx: y", id="crlf"),
+        pytest.param(f"{SECRET}\x00", id="nul"),
+    ],
+)
+def test_a_header_value_that_is_no_field_value_fails_naming_only_the_header(value: str) -> None:
+    rec = Recorder([INIT, DONE])
+    with client_for(rec) as client, pytest.raises(RunnerError) as info:
+        with client.start(target(headers={"Authorization": value}), {}) as frames:
+            list(frames)
+    assert rec.requests == []  # refused before sending
+    assert info.value.error.to_json()["reason"] == "protocol"
+    assert "'Authorization'" in str(info.value)
+    assert SECRET not in _chain_text(info.value)
+
+
+def test_a_transport_error_quoting_a_header_value_is_redacted_and_its_cause_dropped() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"proxy refused {request.headers['authorization']!r}")
+
+    client = RunnerClient(transport=httpx.MockTransport(handler), resolver=resolver)
+    with client, pytest.raises(RunnerError) as info:
+        with client.start(target(), {}) as frames:
+            list(frames)
+    assert info.value.error.to_json()["reason"] == "connect"
+    assert "***" in str(info.value)
+    assert SECRET not in _chain_text(info.value)
+    assert info.value.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    ("chunks", "status"),
+    [
+        pytest.param([f"denied Bearer {SECRET}".encode()], 401, id="http_error_body"),
+        pytest.param([b"x" * 500 + f"Bearer {SECRET}".encode()], 401, id="body_cut_in_secret"),
+        pytest.param([f"data: nope {SECRET}\n\n".encode()], 200, id="invalid_base64"),
+        pytest.param(
+            [event({"v": 1, "type": "init", "runner_id": SECRET}), event({"type": "x"})],
+            200,
+            id="runner_id_and_invalid_frame",
+        ),
+        pytest.param(
+            [INIT, event({"type": "error", "code": "e", "message": f"bad {SECRET}"})],
+            200,
+            id="actor_error_message",
+        ),
+    ],
+)
+def test_echoed_secrets_are_redacted_from_errors_and_frames(
+    chunks: list[bytes], status: int
+) -> None:
+    headers = {"content-type": "text/event-stream" if status == 200 else "text/plain"}
+    frames, exc = run(chunks, status=status, headers=headers)
+    shown = repr(frames) + (_chain_text(exc) if exc is not None else "")
+    if isinstance(exc, RunnerError):
+        shown += json.dumps(exc.error.to_json())
+    assert SECRET not in shown
+    assert SECRET[:8] not in shown
+    assert "***" in shown
