@@ -4,7 +4,8 @@
    6x that function's timeout (AWS's advice for SQS event sources; less and a slow batch is
    redelivered while it still runs).
 2. ``handler_importable``: every function's ``Handler`` imports in a fresh interpreter with no
-   AWS environment and exposes a callable; importing it creates no AWS client.
+   AWS environment and exposes a callable; importing it creates no AWS client and reads no
+   ``Settings`` variable from the environment (both belong in ``deps()``).
 3. ``environment``: every variable ``Settings`` reads is set for every function (Globals or
    the function), except runtime facts Lambda sets itself and optional knobs whose default is
    "off" (``None``).
@@ -154,7 +155,16 @@ def _check_visibility(
 
 
 _IMPORT_PROBE: Final = """
-import json, sys
+import json, os, sys
+read = []
+_env = os.environ
+class _Recording(type(_env)):
+    def __getitem__(self, key):
+        read.append(key)
+        return super().__getitem__(key)
+os.environ = _Recording(
+    _env._data, _env.encodekey, _env.decodekey, _env.encodevalue, _env.decodevalue
+)
 created = []
 import botocore.client
 _orig = botocore.client.ClientCreator.create_client
@@ -164,7 +174,7 @@ def _record(self, service_name, *args, **kwargs):
 botocore.client.ClientCreator.create_client = _record
 import importlib
 module_name, attr = sys.argv[1], sys.argv[2]
-result = {"error": None, "callable": False, "clients": created}
+result = {"error": None, "callable": False, "clients": created, "read": read}
 try:
     module = importlib.import_module(module_name)
     result["callable"] = callable(getattr(module, attr, None))
@@ -214,6 +224,16 @@ def check_handler_importable(
             out.append(Violation("handler_importable", logical_id, f"{handler}: {result['error']}"))
         elif not result["callable"]:
             out.append(Violation("handler_importable", logical_id, f"{handler} is not callable"))
+        settings_read = sorted({k for k in result.get("read", []) if k.upper() in _setting_vars()})
+        if settings_read:
+            out.append(
+                Violation(
+                    "handler_importable",
+                    logical_id,
+                    f"importing {module} reads settings {settings_read} "
+                    "(read them in deps(), not at import)",
+                )
+            )
         if result["clients"]:
             out.append(
                 Violation(
@@ -224,6 +244,10 @@ def check_handler_importable(
                 )
             )
     return out
+
+
+def _setting_vars() -> set[str]:
+    return {name.upper() for name in settings_fields()}
 
 
 def settings_fields() -> dict[str, Any]:

@@ -417,6 +417,13 @@ def _function(template: dict[str, Any], handler: str) -> dict[str, Any]:
             id="client_at_import",
         ),
         pytest.param(
+            "import os\nTABLE = os.environ.get('ACTORS_TABLE')\n"
+            "def lambda_handler(event, context):\n    return None\n",
+            "probe_pkg/app.lambda_handler",
+            "reads settings ['ACTORS_TABLE']",
+            id="setting_read_at_import",
+        ),
+        pytest.param(
             "import os\nREGION = os.environ['AWS_REGION']\n",
             "probe_pkg/app.lambda_handler",
             "KeyError",
