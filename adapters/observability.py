@@ -62,6 +62,12 @@ def get_logger(service: str) -> Any:
     return logger
 
 
+def mark_cold_start() -> None:
+    """The next invocation reports ``ColdStart`` (a SnapStart restore is one)."""
+    global _cold_start
+    _cold_start = True
+
+
 @dataclass(frozen=True)
 class _Metric:
     name: str

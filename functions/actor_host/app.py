@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
-from adapters import observability
+from adapters import observability, snapstart
 from adapters.observability import Invocation
 from core.events import ErrorsChannel
 from core.models import MessageEnvelope
@@ -177,3 +177,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def _invoke(event: dict[str, Any], context: Any, invocation: Invocation) -> dict[str, Any]:
     return handle(event, context, deps(), invocation)
+
+
+# SnapStart: build deps() into the snapshot, rebuild clients after each restore.
+snapstart.register(warm=deps, reset=deps.cache_clear)
