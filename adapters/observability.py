@@ -131,6 +131,8 @@ def run(
 
     def body(event: Any, context: Any) -> T:
         nonlocal status
+        # Per-record keys (actor_id, ...) of the previous invocation must not leak into this one.
+        logger.thread_safe_clear_keys()
         if keys:
             logger.append_keys(**keys)
         result = invoke(event, context, invocation)
