@@ -152,7 +152,9 @@ def _guarded(
         try:
             step(deps, config, end, report)
         except Exception:
-            logger.exception("pool manager step failed for %s", config.pool.id)
+            logger.exception(
+                "pool manager step failed for %s", config.pool.id, extra={"pool": config.pool.id}
+            )
             with _REPORT_LOCK:
                 report.failed_steps.append(config.pool.id)
 

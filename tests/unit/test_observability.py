@@ -130,3 +130,34 @@ def test_api_lines_carry_the_actor_key() -> None:
     assert summary["actor_id"] == "a1"
     assert summary["summary"]["status_code"] == 404
     assert summary["summary"]["code"] == "actor_not_found"
+
+
+def test_the_kit_stdlib_loggers_come_out_as_json_too() -> None:
+    script = (
+        PRELUDE
+        + """
+import logging
+from adapters import observability
+observability.get_logger("pool_manager")
+logging.getLogger("functions.pool_manager.manager").info("step", extra={"pool": "ns/a"})
+logging.getLogger("runner_kit.sse").debug("not at INFO")
+logging.getLogger("elsewhere").info("not the kit's: left to the root logger")
+print("ANSWER")
+"""
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**clean, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [(x["message"], x["pool"], x["service"], x["level"]) for x in lines] == [
+        ("step", "ns/a", "pool_manager", "INFO")
+    ]
+    assert "not the kit's" not in proc.stdout + proc.stderr  # root stays at WARNING
