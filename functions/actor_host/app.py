@@ -35,6 +35,7 @@ def deps() -> HostDeps:
     import boto3
     from botocore.config import Config
 
+    from adapters.aws import DeferredClient
     from adapters.settings import get_settings
 
     # Ten concurrent executions share these clients; botocore's default pool is only 10.
@@ -42,7 +43,9 @@ def deps() -> HostDeps:
     return build_deps(
         get_settings(),
         dynamodb=boto3.client("dynamodb", config=config),
-        sqs=boto3.client("sqs", config=config),
+        # Made on the first SQS call: a batch that succeeds needs none (the event source
+        # deletes its messages), so most cold starts skip loading the SQS model.
+        sqs=DeferredClient("sqs", config=config),
     )
 
 
