@@ -48,3 +48,22 @@ def error_code(exc: BaseException) -> str | None:
 def is_conditional_check_failed(exc: BaseException) -> bool:
     """Whether ``exc`` is DynamoDB refusing a write because its condition was false."""
     return error_code(exc) == CONDITIONAL_CHECK_FAILED
+
+
+class DeferredClient:
+    """A boto3 client made on its first use, then shared: for a client an invocation may not
+    need at all (the actor host's SQS calls happen only on failures, hand-backs and replies)."""
+
+    def __init__(self, service: str, **kwargs: Any) -> None:
+        self._service = service
+        self._kwargs = kwargs
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._made is None:
+            with _CLIENT_LOCK:
+                if self._made is None:
+                    import boto3
+
+                    self._made = boto3.client(self._service, **self._kwargs)
+        return getattr(self._made, name)

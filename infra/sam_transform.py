@@ -50,6 +50,34 @@ def as_packaged(template: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+LANGUAGE_EXTENSIONS: Final = "AWS::LanguageExtensions"
+POLICY_ATTRIBUTES: Final = ("DeletionPolicy", "UpdateReplacePolicy")
+
+
+def language_extensions(
+    template: dict[str, Any], parameters: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What ``AWS::LanguageExtensions`` does before the SAM transform, for what the kit uses
+    of it: a ``Ref`` to a parameter in ``DeletionPolicy`` / ``UpdateReplacePolicy`` becomes the
+    parameter's value (given, else its default)."""
+    out: dict[str, Any] = json.loads(json.dumps(template))
+    values = {
+        name: (parameters or {}).get(name, spec.get("Default"))
+        for name, spec in (out.get("Parameters") or {}).items()
+    }
+    for resource in (out.get("Resources") or {}).values():
+        for attr in POLICY_ATTRIBUTES:
+            value = resource.get(attr)
+            if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in values:
+                resource[attr] = values[value["Ref"]]
+    transform = out.get("Transform")
+    if isinstance(transform, list):
+        out["Transform"] = [t for t in transform if t != LANGUAGE_EXTENSIONS]
+        if len(out["Transform"]) == 1:
+            out["Transform"] = out["Transform"][0]
+    return out
+
+
 class StaticManagedPolicyLoader:
     """A ``ManagedPolicyLoader`` that never calls IAM."""
 
@@ -70,7 +98,9 @@ def transform(template: dict[str, Any], parameters: dict[str, Any] | None = None
     policies = StaticManagedPolicyLoader().load()
     translator = Translator(None, Parser(), boto_session=session)
     out: dict[str, Any] = translator.translate(
-        as_packaged(template), values, get_managed_policy_map=lambda: policies
+        as_packaged(language_extensions(template, parameters)),
+        values,
+        get_managed_policy_map=lambda: policies,
     )
     return out
 

@@ -49,6 +49,21 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return data
 
 
+def resolve(template: Mapping[str, Any], value: Any) -> Any:
+    """A literal, a parameter's default (``!Ref``), or a ``!FindInMap`` row with its keys
+    resolved the same way; anything else (resource refs, ``!GetAtt``) is returned unchanged."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        param = template.get("Parameters", {}).get(value["Ref"])
+        return param.get("Default") if param is not None else value
+    if isinstance(value, dict) and set(value) == {"Fn::FindInMap"}:
+        name, top, second = (resolve(template, part) for part in value["Fn::FindInMap"][:3])
+        try:
+            return template["Mappings"][name][str(top)][second]
+        except (KeyError, TypeError):
+            return value
+    return value
+
+
 def resources(template: Mapping[str, Any], type_: str) -> dict[str, dict[str, Any]]:
     """Resources of one CloudFormation type, by logical id."""
     return {
@@ -141,10 +156,11 @@ def queue_specs(template: Mapping[str, Any] | None = None) -> dict[str, QueueSpe
     template = template if template is not None else load_template()
     specs: dict[str, QueueSpec] = {}
     for logical_id, props in resources(template, "AWS::SQS::Queue").items():
+        values = {key: resolve(template, props[key]) for key in _QUEUE_ATTRS if key in props}
         attrs = {
-            attr: (str(props[key]).lower() if isinstance(props[key], bool) else str(props[key]))
+            attr: (str(values[key]).lower() if isinstance(values[key], bool) else str(values[key]))
             for key, attr in _QUEUE_ATTRS.items()
-            if key in props and not isinstance(props[key], dict)
+            if key in values and not isinstance(values[key], dict)
         }
         redrive = props.get("RedrivePolicy") or {}
         target = redrive.get("deadLetterTargetArn")

@@ -4,7 +4,8 @@
    6x that function's timeout (AWS's advice for SQS event sources; less and a slow batch is
    redelivered while it still runs).
 2. ``handler_importable``: every function's ``Handler`` imports in a fresh interpreter with no
-   AWS environment and exposes a callable; importing it creates no AWS client.
+   AWS environment and exposes a callable; importing it creates no AWS client and reads no
+   ``Settings`` variable from the environment (both belong in ``deps()``).
 3. ``environment``: every variable ``Settings`` reads is set for every function (Globals or
    the function), except runtime facts Lambda sets itself and optional knobs whose default is
    "off" (``None``).
@@ -14,6 +15,15 @@
 6. ``metrics_emitted``: every ``RunnerKit`` metric an alarm or the dashboard reads is named in
    the functions' code (an alarm on a metric nobody emits never fires), and the dashboard body
    is valid JSON.
+7. ``iam_least_privilege``: each function's role grants, per table and queue, exactly the
+   DynamoDB and SQS actions its code calls (``infra.iam`` derives them from the source), and
+   SAM adds no policy of its own (``Role`` set, no ``Policies``).
+8. ``production``: no fixed physical names (``TableName``, ``QueueName``, ``FunctionName``,
+   ``AlarmName``, ``DashboardName``, log group names, schedule ``Name``) that would collide
+   with a second stack; every table and queue has ``DeletionPolicy`` and
+   ``UpdateReplacePolicy``; every table has point-in-time recovery; every function has its own
+   log group (``LoggingConfig``), Errors and Throttles alarms; the SQS event source has
+   ``MaximumConcurrency``; the inbox has an age-of-oldest-message alarm.
 
 ``python -m infra.template_check`` prints the violations and exits 1 if there are any.
 """
@@ -31,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from infra.template import TEMPLATE_PATH, load_template, resources
+from infra.template import TEMPLATE_PATH, load_template, resolve, resources
 
 ROOT: Final = TEMPLATE_PATH.parent
 VISIBILITY_FACTOR: Final = 6
@@ -57,12 +67,8 @@ class Violation:
 
 
 def _parameter_default(template: Mapping[str, Any], value: Any) -> Any:
-    """A literal, or the default of the parameter a ``!Ref`` names."""
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        param = template.get("Parameters", {}).get(value["Ref"])
-        if param is not None:
-            return param.get("Default")
-    return value
+    """A literal, a parameter's default, or a mapping row (``infra.template.resolve``)."""
+    return resolve(template, value)
 
 
 def functions(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -96,34 +102,69 @@ def check_queue_visibility(template: Mapping[str, Any]) -> list[Violation]:
     queues = resources(template, "AWS::SQS::Queue")
     out: list[Violation] = []
     for logical_id, props in functions(template).items():
-        timeout = function_timeout(template, props)
-        for event in (props.get("Events") or {}).values():
-            if event.get("Type") != "SQS":
-                continue
-            queue_ref = event.get("Properties", {}).get("Queue")
-            queue_id = (
-                queue_ref.get("Fn::GetAtt", [None])[0] if isinstance(queue_ref, dict) else None
-            )
-            if queue_id not in queues:
-                out.append(Violation("queue_visibility", logical_id, "SQS event names no queue"))
-                continue
-            visibility = int(
-                _parameter_default(template, queues[queue_id].get("VisibilityTimeout", 30))
-            )
-            if visibility < VISIBILITY_FACTOR * timeout:
-                out.append(
-                    Violation(
-                        "queue_visibility",
-                        queue_id,
-                        f"VisibilityTimeout {visibility}s < {VISIBILITY_FACTOR} x "
-                        f"{logical_id} Timeout {timeout}s",
-                    )
+        for variant in _timeout_variants(template, props.get("Timeout")):
+            out += _check_visibility(variant, queues, logical_id, props)
+    return list(dict.fromkeys(out))
+
+
+def _timeout_variants(template: Mapping[str, Any], timeout: Any) -> list[Mapping[str, Any]]:
+    """The template once per allowed value of the parameter ``timeout`` names (the
+    visibility timeout may be a mapping row keyed by it), else just the template."""
+    ref = timeout.get("Ref") if isinstance(timeout, dict) else None
+    param = template.get("Parameters", {}).get(ref) if isinstance(ref, str) else None
+    if not param or not param.get("AllowedValues"):
+        return [template]
+    return [
+        {
+            **template,
+            "Parameters": {**template["Parameters"], ref: {**param, "Default": value}},
+        }
+        for value in param["AllowedValues"]
+    ]
+
+
+def _check_visibility(
+    template: Mapping[str, Any],
+    queues: Mapping[str, Mapping[str, Any]],
+    logical_id: str,
+    props: Mapping[str, Any],
+) -> list[Violation]:
+    out: list[Violation] = []
+    timeout = function_timeout(template, props)
+    for event in (props.get("Events") or {}).values():
+        if event.get("Type") != "SQS":
+            continue
+        queue_ref = event.get("Properties", {}).get("Queue")
+        queue_id = queue_ref.get("Fn::GetAtt", [""])[0] if isinstance(queue_ref, dict) else ""
+        if not isinstance(queue_id, str) or queue_id not in queues:
+            out.append(Violation("queue_visibility", logical_id, "SQS event names no queue"))
+            continue
+        visibility = int(
+            _parameter_default(template, queues[queue_id].get("VisibilityTimeout", 30))
+        )
+        if visibility < VISIBILITY_FACTOR * timeout:
+            out.append(
+                Violation(
+                    "queue_visibility",
+                    queue_id,
+                    f"VisibilityTimeout {visibility}s < {VISIBILITY_FACTOR} x "
+                    f"{logical_id} Timeout {timeout}s",
                 )
+            )
     return out
 
 
 _IMPORT_PROBE: Final = """
-import json, sys
+import json, os, sys
+read = []
+_env = os.environ
+class _Recording(type(_env)):
+    def __getitem__(self, key):
+        read.append(key)
+        return super().__getitem__(key)
+os.environ = _Recording(
+    _env._data, _env.encodekey, _env.decodekey, _env.encodevalue, _env.decodevalue
+)
 created = []
 import botocore.client
 _orig = botocore.client.ClientCreator.create_client
@@ -133,7 +174,7 @@ def _record(self, service_name, *args, **kwargs):
 botocore.client.ClientCreator.create_client = _record
 import importlib
 module_name, attr = sys.argv[1], sys.argv[2]
-result = {"error": None, "callable": False, "clients": created}
+result = {"error": None, "callable": False, "clients": created, "read": read}
 try:
     module = importlib.import_module(module_name)
     result["callable"] = callable(getattr(module, attr, None))
@@ -183,6 +224,16 @@ def check_handler_importable(
             out.append(Violation("handler_importable", logical_id, f"{handler}: {result['error']}"))
         elif not result["callable"]:
             out.append(Violation("handler_importable", logical_id, f"{handler} is not callable"))
+        settings_read = sorted({k for k in result.get("read", []) if k.upper() in _setting_vars()})
+        if settings_read:
+            out.append(
+                Violation(
+                    "handler_importable",
+                    logical_id,
+                    f"importing {module} reads settings {settings_read} "
+                    "(read them in deps(), not at import)",
+                )
+            )
         if result["clients"]:
             out.append(
                 Violation(
@@ -193,6 +244,10 @@ def check_handler_importable(
                 )
             )
     return out
+
+
+def _setting_vars() -> set[str]:
+    return {name.upper() for name in settings_fields()}
 
 
 def settings_fields() -> dict[str, Any]:
@@ -371,6 +426,123 @@ def check_metrics_emitted(
     return out
 
 
+def check_iam_least_privilege(
+    template: Mapping[str, Any], derived: Mapping[str, Any] | None = None
+) -> list[Violation]:
+    """Rule 7: the roles grant what the code calls, nothing more, nothing less."""
+    from infra.iam import DerivationError, derived_grants, template_grants
+
+    try:
+        wanted = derived if derived is not None else derived_grants(template)
+    except DerivationError as exc:
+        return [Violation("iam_least_privilege", "code", str(exc))]
+    granted = template_grants(template)
+    out: list[Violation] = []
+    for logical_id, props in functions(template).items():
+        if props.get("Policies") or "Role" not in props:
+            out.append(
+                Violation(
+                    "iam_least_privilege",
+                    logical_id,
+                    "needs its own Role (SAM's Policies add managed policies on Resource *)",
+                )
+            )
+        need, have = wanted.get(logical_id, {}), granted.get(logical_id, {})
+        for resource in sorted(set(need) | set(have)):
+            missing = sorted(set(need.get(resource, ())) - set(have.get(resource, ())))
+            extra = sorted(set(have.get(resource, ())) - set(need.get(resource, ())))
+            if missing:
+                out.append(
+                    Violation(
+                        "iam_least_privilege", logical_id, f"{resource}: code calls {missing}"
+                    )
+                )
+            if extra:
+                out.append(
+                    Violation(
+                        "iam_least_privilege", logical_id, f"{resource}: grants unused {extra}"
+                    )
+                )
+    return out
+
+
+FIXED_NAMES: Final = {
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::Serverless::Function": "FunctionName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+    "AWS::CloudWatch::Dashboard": "DashboardName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Scheduler::Schedule": "Name",
+    "AWS::IAM::Role": "RoleName",
+}
+RETAINED_TYPES: Final = ("AWS::DynamoDB::Table", "AWS::SQS::Queue")
+
+
+def check_production(template: Mapping[str, Any]) -> list[Violation]:
+    """Rule 8: what a second stack, a deleted stack and an outage at 3 am need."""
+    out: list[Violation] = []
+    all_resources = template.get("Resources", {})
+    for logical_id, res in all_resources.items():
+        type_ = res.get("Type")
+        props = res.get("Properties") or {}
+        name = FIXED_NAMES.get(type_)
+        if name and name in props:
+            out.append(
+                Violation("production", logical_id, f"fixed {name} (collides across stacks)")
+            )
+        for event_id, event in (props.get("Events") or {}).items():
+            if event.get("Type") in {"Schedule", "ScheduleV2"}:
+                out.append(
+                    Violation(
+                        "production",
+                        f"{logical_id}.{event_id}",
+                        "SAM names a schedule event after its logical id: declare an "
+                        "AWS::Scheduler::Schedule",
+                    )
+                )
+            if event.get("Type") == "SQS":
+                scaling = event.get("Properties", {}).get("ScalingConfig") or {}
+                if "MaximumConcurrency" not in scaling:
+                    out.append(
+                        Violation("production", f"{logical_id}.{event_id}", "no MaximumConcurrency")
+                    )
+        if type_ in RETAINED_TYPES:
+            for attr in ("DeletionPolicy", "UpdateReplacePolicy"):
+                if resolve(template, res.get(attr, "Delete")) != "Retain":
+                    out.append(Violation("production", logical_id, f"{attr} is not Retain"))
+        if type_ == "AWS::DynamoDB::Table":
+            pitr = props.get("PointInTimeRecoverySpecification") or {}
+            if pitr.get("PointInTimeRecoveryEnabled") is not True:
+                out.append(Violation("production", logical_id, "point-in-time recovery is off"))
+    alarms = resources(template, "AWS::CloudWatch::Alarm").values()
+    watched = {
+        (a.get("MetricName"), json.dumps(d.get("Value"), sort_keys=True))
+        for a in alarms
+        for d in a.get("Dimensions") or []
+    }
+    groups = set(resources(template, "AWS::Logs::LogGroup"))
+    for logical_id, props in functions(template).items():
+        group = (props.get("LoggingConfig") or {}).get("LogGroup")
+        if not (isinstance(group, dict) and group.get("Ref") in groups):
+            out.append(Violation("production", logical_id, "no LoggingConfig.LogGroup of its own"))
+        for metric in ("Errors", "Throttles"):
+            if (metric, json.dumps({"Ref": logical_id})) not in watched:
+                out.append(Violation("production", logical_id, f"no alarm on {metric}"))
+        for event in (props.get("Events") or {}).values():
+            queue = event.get("Properties", {}).get("Queue")
+            if event.get("Type") == "SQS" and isinstance(queue, dict):
+                name = json.dumps({"Fn::GetAtt": [queue["Fn::GetAtt"][0], "QueueName"]})
+                if ("ApproximateAgeOfOldestMessage", name) not in watched:
+                    out.append(
+                        Violation(
+                            "production", queue["Fn::GetAtt"][0], "no alarm on the oldest message"
+                        )
+                    )
+    return out
+
+
 def check_template(
     template: Mapping[str, Any] | None = None, *, import_handlers: bool = True
 ) -> list[Violation]:
@@ -382,6 +554,8 @@ def check_template(
         *check_tables_declared(template),
         *check_no_wildcard_resource(template),
         *check_metrics_emitted(template),
+        *check_iam_least_privilege(template),
+        *check_production(template),
     ]
     if import_handlers:
         violations += check_handler_importable(template)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
+from adapters import observability, snapstart
+from adapters.observability import Invocation
 from core.events import ErrorsChannel
 from core.models import MessageEnvelope
 from functions.actor_host.host import ActorHost, HostDeps, KeepInQueue, Telemetry
@@ -19,16 +21,12 @@ from functions.actor_host.processor import FifoGroupAsyncProcessor, group_of
 if TYPE_CHECKING:
     from adapters.settings import Settings
 
-METRICS_NAMESPACE: Final = "RunnerKit"
 SERVICE: Final = "actor_host"
 
 
-@lru_cache(maxsize=1)
 def get_logger() -> Any:
     """The Powertools Logger, built on first use (it reads its env; importing must not)."""
-    from aws_lambda_powertools import Logger
-
-    return Logger(service=SERVICE)
+    return observability.get_logger(SERVICE)
 
 
 @lru_cache(maxsize=1)
@@ -37,6 +35,7 @@ def deps() -> HostDeps:
     import boto3
     from botocore.config import Config
 
+    from adapters.aws import DeferredClient
     from adapters.settings import get_settings
 
     # Ten concurrent executions share these clients; botocore's default pool is only 10.
@@ -44,7 +43,9 @@ def deps() -> HostDeps:
     return build_deps(
         get_settings(),
         dynamodb=boto3.client("dynamodb", config=config),
-        sqs=boto3.client("sqs", config=config),
+        # Made on the first SQS call: a batch that succeeds needs none (the event source
+        # deletes its messages), so most cold starts skip loading the SQS model.
+        sqs=DeferredClient("sqs", config=config),
     )
 
 
@@ -90,8 +91,11 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     return HostDeps(**{**wiring, **overrides})
 
 
-def handle(event: Mapping[str, Any], context: Any, deps: HostDeps) -> dict[str, Any]:
-    """Run one SQS batch; returns ``{"batchItemFailures": [...]}`` for the event source."""
+def handle(
+    event: Mapping[str, Any], context: Any, deps: HostDeps, invocation: Invocation | None = None
+) -> dict[str, Any]:
+    """Run one SQS batch; returns ``{"batchItemFailures": [...]}`` for the event source.
+    Its summary and metrics go to ``invocation`` (a fresh one when none is given)."""
     records = list(event.get("Records") or [])
     channel = ErrorsChannel()
     host = ActorHost(
@@ -128,16 +132,14 @@ def handle(event: Mapping[str, Any], context: Any, deps: HostDeps) -> dict[str, 
                 deps.logger.warning("visibility not changed", extra={"receipts": len(refused)})
 
     response = processor.response()
-    deps.logger.info(
-        "actor_host batch",
-        extra={
-            "records": len(records),
-            "outcomes": dict(host.telemetry.outcomes),
-            "batch_item_failures": len(response.get("batchItemFailures", [])),
-            "errors_channel": channel.summary(),
-        },
+    invocation = invocation if invocation is not None else Invocation(SERVICE)
+    invocation.summary.update(
+        records=len(records),
+        outcomes=dict(host.telemetry.outcomes),
+        batch_item_failures=len(response.get("batchItemFailures", [])),
+        errors_channel=channel.summary(),
     )
-    flush_metrics(host.telemetry)
+    add_metrics(invocation, host.telemetry)
     return dict(response)
 
 
@@ -158,42 +160,27 @@ def first_actor_of_each_group(records: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def flush_metrics(telemetry: Telemetry) -> None:
+def add_metrics(invocation: Invocation, telemetry: Telemetry) -> None:
     """EMF: executions by outcome (dimension ``outcome``), failed attempts by error ``code``,
     and the invocation's counters."""
-    if not (telemetry.outcomes or telemetry.counts or telemetry.time_to_init_ms):
-        return
-    from aws_lambda_powertools import Metrics
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
     for outcome, count in sorted(telemetry.outcomes.items()):
-        with single_metric(
-            name="Executions", unit=MetricUnit.Count, value=count, namespace=METRICS_NAMESPACE
-        ) as metric:
-            metric.add_dimension(name="service", value=SERVICE)
-            metric.add_dimension(name="outcome", value=outcome)
+        invocation.metric("Executions", count, outcome=outcome)
     for code, count in sorted(telemetry.error_codes.items()):
-        with single_metric(
-            name="ExecutionErrors", unit=MetricUnit.Count, value=count, namespace=METRICS_NAMESPACE
-        ) as metric:
-            metric.add_dimension(name="service", value=SERVICE)
-            metric.add_dimension(name="code", value=code)
-    if not (telemetry.counts or telemetry.time_to_init_ms):
-        return
-    metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+        invocation.metric("ExecutionErrors", count, code=code)
     for name, count in sorted(telemetry.counts.items()):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+        invocation.metric(name, count)
     for ms in telemetry.time_to_init_ms:
-        metrics.add_metric(name="TimeToInit", unit=MetricUnit.Milliseconds, value=ms)
-    metrics.flush_metrics()
+        invocation.metric("TimeToInit", ms, "Milliseconds")
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS event source entry point (``ReportBatchItemFailures``)."""
-    run = get_logger().inject_lambda_context(clear_state=True)(_invoke)
-    result: dict[str, Any] = run(event, context)
-    return result
+    return observability.run(SERVICE, _invoke, event, context)
 
 
-def _invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle(event, context, deps())
+def _invoke(event: dict[str, Any], context: Any, invocation: Invocation) -> dict[str, Any]:
+    return handle(event, context, deps(), invocation)
+
+
+# SnapStart: build deps() into the snapshot, rebuild clients after each restore.
+snapstart.register(warm=deps, reset=deps.cache_clear)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import re
 import threading
 import time
@@ -26,10 +25,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from pydantic import JsonValue
 
+from adapters import observability, snapstart
+from adapters.observability import Invocation
 from core.api_errors import API_ERRORS, ApiError, ApiErrorBody
 from functions.api.routes import ApiDeps, router, take_pending_wait
-
-logger = logging.getLogger(__name__)
 
 TITLE = "runner-kit API"
 VERSION = "1"
@@ -239,7 +238,7 @@ def handle(event: dict[str, Any], context: Any, deps: ApiDeps) -> dict[str, Any]
         return _proxy_answer(response)
     except Exception:
         # A bug: log it, answer 500 in the API's shape (never a stack trace to the client).
-        logger.exception("unhandled error in the API")
+        observability.get_logger(SERVICE).exception("unhandled error in the API")
         body = ApiErrorBody(
             group="server", code="server_error", message="internal error; see the logs"
         )
@@ -322,28 +321,53 @@ _GATEWAY_METRICS = {
     "actor_ready_timeout": "GatewayReadyTimeout",
 }
 
+SERVICE = "api"
 
-def _emit_gateway_metric(answer: dict[str, Any]) -> None:
-    """EMF for the dashboard's "Gateway fail-fast answers" (only on the gateway's 503s)."""
-    if answer.get("statusCode") != 503:
-        return
-    try:
-        code = json.loads(answer.get("body") or "{}").get("code")
-    except ValueError:
-        return
-    name = _GATEWAY_METRICS.get(code)
-    if name is None:
-        return
-    from aws_lambda_powertools import Metrics
-    from aws_lambda_powertools.metrics import MetricUnit
+_KEYS = re.compile(
+    r"^/(?:actors/(?P<actor_id>[^/]+)(?:/messages/(?P<message_id>[^/]+))?"
+    r"|runner-configs/(?P<namespace>[^/]+)/(?P<runner_name>[^/]+))"
+)
 
-    metrics = Metrics(namespace="RunnerKit", service="api")
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-    metrics.flush_metrics()
+
+def log_keys(event: dict[str, Any]) -> dict[str, str]:
+    """``actor_id`` / ``message_id`` / ``pool`` of the request's path, for every log line."""
+    match = _KEYS.match(str(event.get("path") or ""))
+    if match is None:
+        return {}
+    found = {k: v for k, v in match.groupdict().items() if v}
+    if "namespace" in found:
+        found["pool"] = f"{found.pop('namespace')}/{found.pop('runner_name')}"
+    return found
+
+
+def summarize(event: dict[str, Any], answer: dict[str, Any], invocation: Invocation) -> None:
+    """The invocation summary (method, path, status, error code) and the gateway's metrics."""
+    status = answer.get("statusCode")
+    code = None
+    if isinstance(status, int) and status >= 400:
+        try:
+            code = json.loads(answer.get("body") or "{}").get("code")
+        except (ValueError, AttributeError):
+            code = None
+    invocation.summary.update(
+        method=event.get("httpMethod"), path=event.get("path"), status_code=status, code=code
+    )
+    name = _GATEWAY_METRICS.get(code) if status == 503 and isinstance(code, str) else None
+    if name is not None:
+        invocation.metric(name, 1)
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point."""
+    keys = log_keys(event) if isinstance(event, dict) else {}
+    return observability.run(SERVICE, _invoke, event, context, keys=keys)
+
+
+def _invoke(event: dict[str, Any], context: Any, invocation: Invocation) -> dict[str, Any]:
     answer = handle(event, context, deps())
-    _emit_gateway_metric(answer)
+    summarize(event, answer, invocation)
     return answer
+
+
+# SnapStart: build deps() into the snapshot, rebuild clients after each restore.
+snapstart.register(warm=deps, reset=deps.cache_clear)

@@ -6,16 +6,15 @@ keeps ``min_runners`` warm, marks silent executions (``manager.run_round``).
 
 from __future__ import annotations
 
-import json
-import logging
 import random
 import threading
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from adapters.settings import Settings
+from adapters import observability, snapstart
+from adapters.observability import Invocation
 from core.models import RunnerConfig
 from functions.pool_manager.manager import (
     PoolManagerDeps,
@@ -25,8 +24,10 @@ from functions.pool_manager.manager import (
     run_round,
 )
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from adapters.settings import Settings
 
+SERVICE: Final = "pool_manager"
 DEFAULT_BUDGET_S = 55.0
 """Used when there is no Lambda context (local ticker, tests): below the 60 s timeout."""
 
@@ -38,23 +39,18 @@ def handle(event: dict[str, Any], context: Any, deps: PoolManagerDeps) -> dict[s
     if callable(get_remaining):
         remaining = float(get_remaining()) / 1000.0
     report = run_round(deps, budget_s=remaining - deps.settings.pool_manager_margin_s)
-    summary = report.to_json()
-    logger.info("pool manager round %s", json.dumps(summary, sort_keys=True))
-    return summary
+    return report.to_json()
 
 
-def _emit_metrics(report: RoundReport) -> None:
-    """CloudWatch EMF for the dashboard and the ActivePoolErrors alarm (template.yaml)."""
-    from aws_lambda_powertools import Metrics
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    metrics = Metrics(namespace="RunnerKit", service="pool_manager")
-    metrics.add_metric(name="ActivePoolErrors", unit=MetricUnit.Count, value=report.active_after)
-    metrics.add_metric(
-        name="PoolErrorsReported", unit=MetricUnit.Count, value=report.errors_reported
-    )
-    metrics.add_metric(name="PoolsCleared", unit=MetricUnit.Count, value=len(report.cleared))
-    metrics.flush_metrics()
+def add_metrics(invocation: Invocation, report: RoundReport) -> None:
+    """The round summary (the dashboard's "failing pools" query reads ``failing_pools``) and
+    EMF for the dashboard and the ActivePoolErrors alarm (template.yaml)."""
+    invocation.summary.update(report.to_json())
+    # One string too: Logs Insights shows it as is (a list is split into numbered fields).
+    invocation.summary["failing_pools_text"] = ", ".join(report.failing_pools) or "-"
+    invocation.metric("ActivePoolErrors", report.active_after)
+    invocation.metric("PoolErrorsReported", report.errors_reported)
+    invocation.metric("PoolsCleared", len(report.cleared))
 
 
 @lru_cache(maxsize=1)
@@ -106,8 +102,14 @@ def make_probe(settings: Settings, **client_kwargs: Any) -> ProbeFn:
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point (the Scheduler event carries nothing the round needs)."""
-    d = deps()
-    summary = handle(event, context, d)
-    report = RoundReport(**summary)
-    _emit_metrics(report)
+    return observability.run(SERVICE, _invoke, event, context)
+
+
+def _invoke(event: dict[str, Any], context: Any, invocation: Invocation) -> dict[str, Any]:
+    summary = handle(event, context, deps())
+    add_metrics(invocation, RoundReport(**summary))
     return summary
+
+
+# SnapStart: build deps() into the snapshot, rebuild clients after each restore.
+snapstart.register(warm=deps, reset=deps.cache_clear)

@@ -107,6 +107,7 @@ class RoundReport:
     failed_steps: list[str] = field(default_factory=list)
     errors_reported: int = 0
     active_after: int = 0
+    failing_pools: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -133,7 +134,9 @@ def run_round(deps: PoolManagerDeps, *, budget_s: float) -> RoundReport:
         logger.exception("pool manager: marking silent executions failed")
         report.failed_steps.append("silent_executions")
     if configs:
-        report.active_after = len(deps.tracker.active_errors([c.pool for c in configs]))
+        after = deps.tracker.active_errors([c.pool for c in configs])
+        report.active_after = len(after)
+        report.failing_pools = sorted(pool.id for pool in after)
     return report
 
 
@@ -149,7 +152,9 @@ def _guarded(
         try:
             step(deps, config, end, report)
         except Exception:
-            logger.exception("pool manager step failed for %s", config.pool.id)
+            logger.exception(
+                "pool manager step failed for %s", config.pool.id, extra={"pool": config.pool.id}
+            )
             with _REPORT_LOCK:
                 report.failed_steps.append(config.pool.id)
 

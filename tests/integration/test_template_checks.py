@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from infra import iam
 from infra import template_check as tc
 from infra.template import TEMPLATE_PATH, load_template
 
@@ -51,9 +53,9 @@ def sam_transform(template: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
+def cfn_lint(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", CFN_LINT, str(path)],
+        [sys.executable, "-c", CFN_LINT, str(path), *extra],
         capture_output=True,
         text=True,
         timeout=120,
@@ -95,7 +97,8 @@ def test_cfn_lint_rejects_a_broken_table(tmp_path: Path) -> None:
 def test_transformed_template_passes_cfn_lint(transformed: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "transformed.json"
     out.write_text(json.dumps(transformed))
-    proc = cfn_lint(out)
+    # W2001: AWS::LanguageExtensions has already resolved DataRetention into the policies.
+    proc = cfn_lint(out, "--ignore-checks", "W2001")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -134,6 +137,59 @@ def test_transformed_has_the_deployed_pieces(transformed: dict[str, Any]) -> Non
 
 def test_transformed_roles_grant_no_wildcard_resource(transformed: dict[str, Any]) -> None:
     assert tc.check_no_wildcard_resource(transformed) == []
+    # SAM added no role or managed policy of its own (its SQS poller policy is on "*").
+    roles = tc.resources(transformed, "AWS::IAM::Role")
+    assert set(roles) == {"ActorHostRole", "ApiRole", "PoolManagerRole", "PoolManagerScheduleRole"}
+    assert all("ManagedPolicyArns" not in props for props in roles.values())
+    assert "DynamoDBCrudPolicy" not in json.dumps(transformed)
+
+
+def test_transformed_is_fit_for_production(transformed: dict[str, Any]) -> None:
+    res = transformed["Resources"]
+
+    def of(type_: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in res.items() if v["Type"] == type_}
+
+    schedules = of("AWS::Scheduler::Schedule")
+    assert [p["Properties"].get("Name") for p in schedules.values()] == [None]
+    assert all("TableName" not in t["Properties"] for t in of("AWS::DynamoDB::Table").values())
+    for data in {**of("AWS::DynamoDB::Table"), **of("AWS::SQS::Queue")}.values():
+        # AWS::LanguageExtensions resolved the DataRetention parameter (default Retain).
+        assert (data["DeletionPolicy"], data["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    for table in of("AWS::DynamoDB::Table").values():
+        pitr = table["Properties"]["PointInTimeRecoverySpecification"]
+        assert pitr == {"PointInTimeRecoveryEnabled": True}
+    [mapping] = of("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["ScalingConfig"] == {
+        "MaximumConcurrency": {"Ref": "ActorHostMaxConcurrency"}
+    }
+    trust = res["PoolManagerScheduleRole"]["Properties"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    }
+    watched = {
+        (a["Properties"]["MetricName"], json.dumps(d["Value"]))
+        for a in of("AWS::CloudWatch::Alarm").values()
+        for d in a["Properties"]["Dimensions"]
+    }
+    for function in of("AWS::Lambda::Function"):
+        for metric in ("Errors", "Throttles"):
+            assert (metric, json.dumps({"Ref": function})) in watched, (function, metric)
+    queue_name = json.dumps({"Fn::GetAtt": ["ActorMessagesQueue", "QueueName"]})
+    assert ("ApproximateAgeOfOldestMessage", queue_name) in watched
+    for function in of("AWS::Lambda::Function").values():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]
+        assert res[group["Ref"]]["Type"] == "AWS::Logs::LogGroup"
+
+
+def test_data_retention_delete_relaxes_the_policies(template: dict[str, Any]) -> None:
+    dev = copy.deepcopy(template)
+    dev["Parameters"]["DataRetention"]["Default"] = "Delete"
+    proc = sam_transform(dev)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)["Resources"]
+    assert res["ActorsTable"]["DeletionPolicy"] == "Delete"
+    assert res["ActorMessagesQueue"]["UpdateReplacePolicy"] == "Delete"
 
 
 # ------------------------------------------------------------------ the kit's own rules
@@ -153,6 +209,16 @@ def _with(template: dict[str, Any], edit: Any) -> dict[str, Any]:
 def _props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
     props: dict[str, Any] = template["Resources"][logical_id]["Properties"]
     return props
+
+
+def _statement(template: dict[str, Any], role: str, sid: str) -> dict[str, Any]:
+    for policy in _props(template, role)["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement.get("Sid") == sid:
+                if isinstance(statement["Action"], str):
+                    statement["Action"] = [statement["Action"]]
+                return statement  # type: ignore[no-any-return]
+    raise KeyError(sid)
 
 
 @pytest.mark.parametrize(
@@ -195,8 +261,8 @@ def _props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
             id="queue_not_declared",
         ),
         pytest.param(
-            lambda t: _props(t, "ApiFunction")["Policies"].append(
-                {"Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]}
+            lambda t: _props(t, "ApiRole")["Policies"][1]["PolicyDocument"]["Statement"].append(
+                {"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}
             ),
             "no_wildcard_resource",
             "dynamodb:* on *",
@@ -207,6 +273,88 @@ def _props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
             "metrics_emitted",
             "reads RunnerKit/PoolsOnFire, which no function emits",
             id="alarm_on_a_metric_nobody_emits",
+        ),
+        pytest.param(
+            lambda t: t["Mappings"]["HostTimeouts"]["900"].update(VisibilityTimeout=3600),
+            "queue_visibility",
+            "VisibilityTimeout 3600s < 6 x ActorHostFunction Timeout 900s",
+            id="mapping_row_below_6x_an_allowed_timeout",
+        ),
+        pytest.param(
+            lambda t: _statement(t, "ApiRole", "PoolProbesTable")["Action"].append(
+                "dynamodb:GetItem"
+            ),
+            "iam_least_privilege",
+            "PoolProbesTable: grants unused ['dynamodb:GetItem']",
+            id="iam_action_the_code_never_calls",
+        ),
+        pytest.param(
+            lambda t: _statement(t, "ActorHostRole", "SlotsTable")["Action"].remove(
+                "dynamodb:DeleteItem"
+            ),
+            "iam_least_privilege",
+            "SlotsTable: code calls ['dynamodb:DeleteItem']",
+            id="iam_action_missing_for_a_transaction_item",
+        ),
+        pytest.param(
+            lambda t: _props(t, "ApiFunction").update(
+                Policies=[{"DynamoDBCrudPolicy": {"TableName": {"Ref": "ActorsTable"}}}]
+            ),
+            "iam_least_privilege",
+            "needs its own Role",
+            id="sam_policies_instead_of_a_role",
+        ),
+        pytest.param(
+            lambda t: _props(t, "SlotsTable").update(TableName="slots"),
+            "production",
+            "fixed TableName",
+            id="fixed_table_name",
+        ),
+        pytest.param(
+            lambda t: _props(t, "PoolManagerFunction").update(
+                Events={"Tick": {"Type": "ScheduleV2", "Properties": {}}}
+            ),
+            "production",
+            "SAM names a schedule event",
+            id="sam_schedule_event",
+        ),
+        pytest.param(
+            lambda t: t["Resources"]["MessagesTable"].pop("DeletionPolicy"),
+            "production",
+            "DeletionPolicy is not Retain",
+            id="table_not_retained",
+        ),
+        pytest.param(
+            lambda t: _props(t, "SlotsTable").pop("PointInTimeRecoverySpecification"),
+            "production",
+            "point-in-time recovery is off",
+            id="pitr_off",
+        ),
+        pytest.param(
+            lambda t: _props(t, "ActorHostFunction")["Events"]["Messages"]["Properties"].pop(
+                "ScalingConfig"
+            ),
+            "production",
+            "no MaximumConcurrency",
+            id="no_maximum_concurrency",
+        ),
+        pytest.param(
+            lambda t: t["Resources"].pop("ApiThrottlesAlarm"),
+            "production",
+            "no alarm on Throttles",
+            id="function_without_throttles_alarm",
+        ),
+        pytest.param(
+            lambda t: t["Resources"].pop("InboxOldestMessageAlarm"),
+            "production",
+            "no alarm on the oldest message",
+            id="queue_without_age_alarm",
+        ),
+        pytest.param(
+            lambda t: _props(t, "ApiFunction").pop("LoggingConfig"),
+            "production",
+            "no LoggingConfig.LogGroup",
+            id="function_without_its_log_group",
         ),
         pytest.param(
             lambda t: _props(t, "Dashboard")["DashboardBody"].update(
@@ -269,6 +417,13 @@ def _function(template: dict[str, Any], handler: str) -> dict[str, Any]:
             id="client_at_import",
         ),
         pytest.param(
+            "import os\nTABLE = os.environ.get('ACTORS_TABLE')\n"
+            "def lambda_handler(event, context):\n    return None\n",
+            "probe_pkg/app.lambda_handler",
+            "reads settings ['ACTORS_TABLE']",
+            id="setting_read_at_import",
+        ),
+        pytest.param(
             "import os\nREGION = os.environ['AWS_REGION']\n",
             "probe_pkg/app.lambda_handler",
             "KeyError",
@@ -304,12 +459,49 @@ def test_every_metric_the_template_reads_is_documented_in_deploy_md() -> None:
 
 
 def test_every_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
-    groups = {
-        json.dumps(props["LogGroupName"]): props
-        for props in tc.resources(template, "AWS::Logs::LogGroup").values()
-    }
+    groups = tc.resources(template, "AWS::Logs::LogGroup")
+    linked = []
     for logical_id, props in tc.functions(template).items():
-        name = props["FunctionName"]["Fn::Sub"]
-        wanted = json.dumps({"Fn::Sub": f"/aws/lambda/{name}"})
-        assert wanted in groups, logical_id
-        assert groups[wanted]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        assert groups[group]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical_id
+        linked.append(group)
+    assert sorted(linked) == sorted(groups)  # one each, none shared
+
+
+# ------------------------------------------------------------------ least privilege, from code
+
+
+def _code_copy(tmp_path: Path) -> Path:
+    for folder in ("functions", "adapters"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+def test_iam_is_derived_from_the_code(template: dict[str, Any]) -> None:
+    derived = iam.derived_grants(template)
+    # Spot checks a reader can verify by eye (the rule compares everything).
+    assert derived["ApiFunction"]["PoolProbesTable"] == {"dynamodb:DeleteItem"}
+    assert derived["PoolManagerFunction"]["RunnerConfigsTable"] == {"dynamodb:Scan"}
+    # commit_success is one transaction: the actor's Update, the message's, the slot's Delete.
+    assert derived["ActorHostFunction"]["SlotsTable"] == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert "sqs:ReceiveMessage" in derived["ActorHostFunction"]["ActorMessagesQueue"]
+    assert "ActorMessagesQueue" not in derived["PoolManagerFunction"]
+
+
+def test_a_new_call_in_the_code_needs_a_grant(template: dict[str, Any], tmp_path: Path) -> None:
+    root = _code_copy(tmp_path)
+    routes = root / "functions" / "api" / "routes.py"
+    routes.write_text(routes.read_text() + "\n\ndef _peek(deps):\n    return deps.probes.get(1)\n")
+    derived = iam.derived_grants(template, root=root)
+    violations = tc.check_iam_least_privilege(template, derived=derived)
+    assert [v.message for v in violations] == ["PoolProbesTable: code calls ['dynamodb:GetItem']"]
+
+
+def test_a_call_the_derivation_cannot_follow_fails(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    root = _code_copy(tmp_path)
+    routes = root / "functions" / "api" / "routes.py"
+    routes.write_text(routes.read_text() + "\n\ndef _x(deps):\n    return deps.actors.nope()\n")
+    with pytest.raises(iam.DerivationError, match="DynamoDBActorStore has no method nope"):
+        iam.derived_grants(template, root=root)

@@ -286,11 +286,15 @@ def test_missing_actor_fails_the_message_and_tells_the_sender() -> None:
 
 
 def test_non_retryable_actor_error_dead_letters_with_metrics(
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import functions.actor_host.app as app
+
     env = Env()
     env.setup("actor_error")
-    assert env.run() == {"batchItemFailures": []}
+    monkeypatch.setattr(app, "deps", lambda: env.deps)
+    event = sqs_event(sqs_record(envelope_body("a1", "m1"), group_id="a1", message_id="sq-1"))
+    assert app.lambda_handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
     sends = [kw for name, kw in env.sqs.calls if name == "send"]
     assert [kw["QueueUrl"] for kw in sends] == ["https://sqs.test/dlq.fifo"]
     assert sends[0]["MessageGroupId"] == "a1" and sends[0]["MessageDeduplicationId"] == "m1"
@@ -301,9 +305,11 @@ def test_non_retryable_actor_error_dead_letters_with_metrics(
     codes = {m.get("code") for m in emf if "ExecutionErrors" in m}
     assert codes == {"actor_failed"}
     assert any("DeadLetters" in m for m in emf)
-    summaries = [r for r in caplog.records if r.getMessage() == "actor_host batch"]
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    summaries = [x for x in lines if x.get("message") == "invocation summary"]
     assert len(summaries) == 1  # one line per invocation, with the errors channel summary
-    assert summaries[0].errors_channel["by_code"] == {"actor_failed": 1}  # type: ignore[attr-defined]
+    assert summaries[0]["function"] == "actor_host"
+    assert summaries[0]["summary"]["errors_channel"]["by_code"] == {"actor_failed": 1}
 
 
 def test_lambda_handler_takes_the_sam_sample_event_shape(monkeypatch: pytest.MonkeyPatch) -> None:

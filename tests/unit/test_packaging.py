@@ -1,10 +1,22 @@
-"""What `sam build` packages: requirements.txt matches pyproject's runtime dependencies."""
+"""What `sam build` packages: requirements.txt matches pyproject's runtime dependencies, and
+each function's package (infra/package.py, run by `make build-<LogicalId>`) holds only the kit
+modules its handler imports, none of tests/docs/bench/infra or caches, and imports alone.
+"""
 
 from __future__ import annotations
 
 import re
+import shutil
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
+
+from infra import package
+from infra import template_check as tc
+from infra.package import HANDLERS
+from infra.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_IN_LAMBDA = {"pyyaml"}  # only the local stack and the template checks read YAML
@@ -35,3 +47,72 @@ def test_translator_venv_is_excluded_from_lambda_packages() -> None:
     match = re.search(r"^TRANSLATOR_VENV\s*\?=\s*(\S+)", makefile, re.MULTILINE)
     assert match
     assert match.group(1).startswith(".venv/")
+
+
+# ------------------------------------------------------------------ lean Lambda packages
+
+
+def test_package_handlers_match_the_template() -> None:
+    template = load_template()
+    functions = tc.functions(template)
+    assert {lid: tc.handler_module(p["Handler"])[0] for lid, p in functions.items()} == HANDLERS
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    for logical_id in functions:
+        # BuildMethod makefile: sam build runs `make build-<LogicalId>` (infra/package.py).
+        assert template["Resources"][logical_id]["Metadata"] == {"BuildMethod": "makefile"}
+        assert logical_id in re.search(r"^FUNCTIONS := (.*)$", makefile, re.M).group(1)  # type: ignore[union-attr]
+
+
+def _dirty_source(tmp_path: Path) -> Path:
+    """A copy of the source tree as a working tree leaves it: caches, tests, docs, bench."""
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(".venv", ".git", ".aws-sam", "build", "*.egg-info"),
+    )
+    for junk in ("core/__pycache__/errors.cpython-311.pyc", ".hypothesis/x", ".ruff_cache/y"):
+        (src / junk).parent.mkdir(parents=True, exist_ok=True)
+        (src / junk).write_text("junk")
+    return src
+
+
+@pytest.mark.parametrize("logical_id", sorted(HANDLERS))
+def test_package_holds_only_what_the_handler_runs(logical_id: str, tmp_path: Path) -> None:
+    src = _dirty_source(tmp_path)
+    out = tmp_path / "package"
+    files = package.build(logical_id, out, root=src, install_requirements=False)
+    shipped = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert shipped == sorted(map(str, files))
+    assert all(f.endswith(".py") and f.split("/")[0] in package.KIT_PACKAGES for f in shipped)
+    own = HANDLERS[logical_id].rsplit(".", 1)[0].replace(".", "/")
+    assert f"{own}/app.py" in shipped
+    # Another function's code, the OpenAPI generator and the local stack never ship.
+    others = {m.rsplit(".", 1)[0].replace(".", "/") for m in HANDLERS.values()} - {own}
+    assert not [f for f in shipped if any(f.startswith(o + "/") for o in others)]
+    assert "functions/api/openapi.py" not in shipped
+
+
+def test_the_walk_follows_lazy_imports() -> None:
+    # actor_host imports the SSE client inside build_deps(), not at the top.
+    assert "adapters.sse_client" in package.kit_closure(HANDLERS["ActorHostFunction"])
+    assert "adapters.sse_client" not in package.kit_closure(HANDLERS["ApiFunction"])
+
+
+@pytest.mark.parametrize("logical_id", sorted(HANDLERS))
+def test_handler_imports_from_its_package_alone(logical_id: str, tmp_path: Path) -> None:
+    out = tmp_path / "package"
+    package.build(logical_id, out, install_requirements=False)
+    # Third-party code from this venv stands in for the installed requirements and the
+    # runtime's boto3; the kit's own modules must all come from the package.
+    site = Path(next(p for p in sys.path if p.endswith("site-packages")))
+    result = package.import_check(sys.executable, out, logical_id, runtime=site)
+    assert result.get("callable") is True, result
+    assert result["outside"] == []
+    assert (result["infra"], result["tests"]) == (False, False)
+
+
+def test_boto3_is_left_to_the_runtime_unless_bundled() -> None:
+    names = [_name(r) for r in package.requirements()]
+    assert "boto3" not in names and "pydantic" in names
+    assert "boto3" in [_name(r) for r in package.requirements(bundle_boto3=True)]
