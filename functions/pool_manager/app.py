@@ -49,7 +49,15 @@ def _emit_metrics(report: RoundReport) -> None:
     from aws_lambda_powertools.metrics import MetricUnit
 
     metrics = Metrics(namespace="RunnerKit", service="pool_manager")
-    metrics.add_metric(name="ActivePoolErrors", unit=MetricUnit.Count, value=report.active_after)
+    if (
+        report.active_after is not None
+    ):  # unknown: no datapoint, which the alarm treats as breaching
+        metrics.add_metric(
+            name="ActivePoolErrors", unit=MetricUnit.Count, value=report.active_after
+        )
+    metrics.add_metric(
+        name="PoolManagerFailedSteps", unit=MetricUnit.Count, value=len(report.failed_steps)
+    )
     metrics.add_metric(
         name="PoolErrorsReported", unit=MetricUnit.Count, value=report.errors_reported
     )

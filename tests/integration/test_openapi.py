@@ -167,6 +167,7 @@ def seeded(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     from tests.integration.test_api import _clear_caches
 
     monkeypatch.setenv("GATEWAY_READY_TIMEOUT_S", "0.05")
+    monkeypatch.setenv("INIT_TIMEOUT_S", "0.04")
     monkeypatch.setenv("GATEWAY_FIRST_CHECK_S", "0.02")
     monkeypatch.setenv("GATEWAY_POLL_INTERVAL_S", "0.02")
     _clear_caches()
