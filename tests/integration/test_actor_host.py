@@ -345,9 +345,7 @@ def test_discard_policy_drops_the_message(stack: Stack, dev: DevRunner) -> None:
     assert stack.drain(stack.queues["ActorMessagesDLQ"]) == []
 
 
-def test_stop_policy_stops_the_actor_and_holds_later_messages(
-    stack: Stack, dev: DevRunner
-) -> None:
+def test_stop_policy_stops_the_actor_and_holds_later_messages(stack: Stack, dev: DevRunner) -> None:
     stack.pool("p", dev.fault_url("actor_error"))
     stack.actor("a1", "p", error_policy=ErrorPolicy(on_actor="stop", on_message="discard"))
     reply_to = stack.reply_queue()
