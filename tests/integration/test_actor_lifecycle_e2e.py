@@ -180,7 +180,8 @@ def enqueue_behind_the_api(stack: LocalStack, actor_id: str, message_id: str) ->
 def test_pool_down_shows_pool_error_while_retrying_then_nothing_after_the_dead_letter(
     stack: LocalStack, dev: DevRunner
 ) -> None:
-    w = World(stack, dev, max_attempts=3)
+    # Enough attempts and backoff that the retries last a while (the wait polls for them).
+    w = World(stack, dev, max_attempts=6, backoff_base_s=2, backoff_max_s=2)
     w.put_pool()
     a = w.actor("a")
     dev.set_fault("http_503")  # probes fail too: the pool stays down
@@ -247,7 +248,7 @@ def test_a_later_pool_error_is_never_hidden_by_runner_no_response(
     w.send(a, "m1")
     w.ends(a, "m1", "dead_lettered")
     w.shows(a, "runner_no_response")
-    w.policy = {**w.policy, "max_attempts": 5}
+    w.policy = {**w.policy, "max_attempts": 20, "backoff_base_s": 2, "backoff_max_s": 2}
     w.put_pool()
     dev.set_fault("http_503")
     w.send(a, "m2")
@@ -362,7 +363,8 @@ def test_a_hanging_endpoint_is_a_pool_error_the_first_waiting_client_hears(
 
 
 def test_delete_and_recreate_a_runner_config(stack: LocalStack, dev: DevRunner) -> None:
-    w = World(stack, dev, backoff_base_s=3, backoff_max_s=3)
+    # The message keeps retrying (pending) through the delete and the re-create.
+    w = World(stack, dev, max_attempts=30, backoff_base_s=2, backoff_max_s=2)
     w.put_pool()
     a, b = w.actor("a"), w.actor("b")
     dev.set_fault("http_503")
