@@ -215,6 +215,8 @@ def _emit_gateway_metric(answer: dict[str, Any]) -> None:
     metrics = Metrics(namespace="RunnerKit", service="api")
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
+    # With POWERTOOLS_METRICS_DISABLED, flush keeps the (class-wide) set: values would pile up.
+    metrics.clear_metrics()
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -63,6 +63,7 @@ def _emit_metrics(report: RoundReport) -> None:
     )
     metrics.add_metric(name="PoolsCleared", unit=MetricUnit.Count, value=len(report.cleared))
     metrics.flush_metrics()
+    metrics.clear_metrics()  # a disabled flush keeps the class-wide set
 
 
 @lru_cache(maxsize=1)
