@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -26,9 +27,13 @@ from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 from adapters.aws import LazyClient, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import (
+    ActorError,
     ActorFailed,
     ActorFailureReason,
     DurableStoreRequiredError,
+    ErrorDecodeError,
+    OtherFailureReason,
+    RunnerPoolError,
     decode_failure_reason,
 )
 from core.events import ErrorEvent
@@ -36,6 +41,9 @@ from core.events import append_errors as _append_errors
 from core.models import ActorRecord, ActorStatus, MessageRecord
 
 _APPEND_TRIES: Final = 8
+UNDECODABLE: Final = "record_undecodable"
+
+logger = logging.getLogger(__name__)
 
 
 class ActorExistsError(Exception):
@@ -159,17 +167,45 @@ class ActorStore(Protocol):
         """Append error events to ``extra.errors`` (newest ``cap`` kept)."""
 
     def set_status(
-        self, actor_id: str, status: ActorStatus, *, last_actor_error: ActorFailed | None = None
+        self,
+        actor_id: str,
+        status: ActorStatus,
+        *,
+        last_actor_error: ActorFailed | None = None,
+        stop_error: ActorError | None = None,
     ) -> None:
-        """Set the actor's status (``stopped`` by the error policy), and its last actor error."""
+        """Set the actor's status (``stopped`` by the error policy, with the error that stopped
+        it), and its last actor error."""
 
     def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
         """Remember (or forget) the last ``actor_failed`` error of the actor's own code."""
 
+    def set_start_error(self, actor_id: str, error: RunnerPoolError | None) -> None:
+        """A pending message's latest start failed with ``error`` (``None``: forget it)."""
+
+    def clear_on_init(self, actor_id: str) -> None:
+        """An execution reached ``init``: forget the start error, the failure reason and the
+        last actor error (they described earlier executions)."""
+
+    def resume(self, actor_id: str) -> bool:
+        """``stopped`` -> ``active``, forgetting the stop error; ``False`` if not stopped."""
+
+    def delete(self, actor_id: str) -> bool:
+        """Remove the actor; ``False`` if it did not exist."""
+
 
 # --- item codec ----------------------------------------------------------------------------
 
-_JSON_FIELDS: Final = ("state", "extra", "failure_reason", "last_actor_error", "error_policy")
+_JSON_FIELDS: Final = (
+    "state",
+    "extra",
+    "failure_reason",
+    "last_actor_error",
+    "error_policy",
+    "start_error",
+    "stop_error",
+)
+_ERROR_FIELDS: Final = ("failure_reason", "last_actor_error", "start_error", "stop_error")
 _TIME_FIELDS: Final = ("created_at", "updated_at")
 
 
@@ -204,7 +240,49 @@ def actor_from_item(item: dict[str, Any]) -> ActorRecord:
     if "key" in item:
         doc["key"] = item["key"]["S"]
     decode_fields(doc, item, json_fields=_JSON_FIELDS, time_fields=_TIME_FIELDS)
+    try:
+        return ActorRecord.model_validate(doc)
+    except ValueError:
+        pass
+    # One stored error does not decode (written by a bug or a far newer build): isolate it.
+    # Drop the error fields that fail on their own and mark the actor with record_undecodable,
+    # so the API shows that instead of failing (the rest of a listing goes on).
+    base = {k: v for k, v in doc.items() if k not in _ERROR_FIELDS}
+    bad: list[str] = []
+    for name in _ERROR_FIELDS:
+        if name in doc:
+            try:
+                ActorRecord.model_validate({**base, name: doc[name]})
+            except ValueError:
+                bad.append(name)
+    if not bad:
+        raise ErrorDecodeError(f"actor {doc['actor_id']}: item does not decode")
+    logger.warning(
+        "actor item has an undecodable error field",
+        extra={"code": UNDECODABLE, "actor_id": doc["actor_id"], "fields": bad},
+    )
+    raw = json.dumps(doc[bad[0]])[:512]
+    for name in bad:
+        doc[name] = None
+    if doc.get("failure_reason") is None:
+        doc["failure_reason"] = OtherFailureReason(
+            data={"code": UNDECODABLE, "message": f"stored {bad[0]} does not decode", "raw": raw}
+        )
     return ActorRecord.model_validate(doc)
+
+
+def listed(items: Iterable[dict[str, Any]]) -> builtins.list[ActorRecord]:
+    """The actors among ``items`` that decode; any other is logged and skipped (never a 500)."""
+    out: builtins.list[ActorRecord] = []
+    for item in items:
+        try:
+            out.append(actor_from_item(item))
+        except (ValueError, KeyError, TypeError):
+            logger.warning(
+                "actor item does not decode; skipped in a listing",
+                extra={"code": UNDECODABLE, "actor_id": item.get("actor_id", {}).get("S")},
+            )
+    return out
 
 
 class DynamoDBActorStore(LazyClient):
@@ -288,7 +366,7 @@ class DynamoDBActorStore(LazyClient):
         actors: builtins.list[ActorRecord] = []
         while True:
             resp = self.client.query(**kwargs)
-            actors.extend(actor_from_item(item) for item in resp.get("Items", []))
+            actors.extend(listed(resp.get("Items", [])))
             last = resp.get("LastEvaluatedKey")
             if len(actors) >= limit or not last:
                 break
@@ -368,13 +446,23 @@ class DynamoDBActorStore(LazyClient):
         # Telemetry lost a race eight times in a row: drop it rather than fail the execution.
 
     def set_status(
-        self, actor_id: str, status: ActorStatus, *, last_actor_error: ActorFailed | None = None
+        self,
+        actor_id: str,
+        status: ActorStatus,
+        *,
+        last_actor_error: ActorFailed | None = None,
+        stop_error: ActorError | None = None,
     ) -> None:
         update = "SET #st = :st, updated_at = :now"
         values: dict[str, Any] = {":st": {"S": status}, ":now": {"S": iso(_now())}}
         if last_actor_error is not None:
             update += ", last_actor_error = :e"
             values[":e"] = {"S": json.dumps(last_actor_error.to_json())}
+        if stop_error is not None:
+            update += ", stop_error = :stop"
+            values[":stop"] = json_attr(stop_error.to_json())
+        elif status == "active":
+            update += " REMOVE stop_error"
         try:
             self.client.update_item(
                 TableName=self.table_name,
@@ -407,6 +495,63 @@ class DynamoDBActorStore(LazyClient):
             if not is_conditional_check_failed(exc):
                 raise
 
+    def _write(self, actor_id: str, update: str, values: dict[str, Any], **kwargs: Any) -> bool:
+        """One ``UpdateItem`` on an existing actor; ``False`` if its condition failed."""
+        condition = kwargs.pop("condition", "attribute_exists(actor_id)")
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(actor_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                **kwargs,
+            )
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                return False
+            raise
+        return True
+
+    def set_start_error(self, actor_id: str, error: RunnerPoolError | None) -> None:
+        values: dict[str, Any] = {":now": {"S": iso(_now())}}
+        if error is None:
+            update = "SET updated_at = :now REMOVE start_error"
+        else:
+            update = "SET start_error = :e, updated_at = :now"
+            values[":e"] = json_attr(error.to_json())
+        self._write(actor_id, update, values)
+
+    def clear_on_init(self, actor_id: str) -> None:
+        self._write(
+            actor_id,
+            "SET updated_at = :now "
+            "REMOVE start_error, failure_reason, failure_code, last_actor_error",
+            {":now": {"S": iso(_now())}},
+        )
+
+    def resume(self, actor_id: str) -> bool:
+        return self._write(
+            actor_id,
+            "SET #st = :active, updated_at = :now REMOVE stop_error",
+            {":active": {"S": "active"}, ":stopped": {"S": "stopped"}, ":now": {"S": iso(_now())}},
+            condition="#st = :stopped",
+            ExpressionAttributeNames={"#st": "status"},
+        )
+
+    def delete(self, actor_id: str) -> bool:
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=self._key(actor_id),
+                ConditionExpression="attribute_exists(actor_id)",
+            )
+        except Exception as exc:
+            if is_conditional_check_failed(exc):
+                return False
+            raise
+        return True
+
     def commit_update(
         self, actor_id: str, *, expected_version: int, state: Any, now: datetime
     ) -> dict[str, Any]:
@@ -420,7 +565,7 @@ class DynamoDBActorStore(LazyClient):
             "Key": self._key(actor_id),
             "UpdateExpression": (
                 "SET #state = :state, state_version = :next, updated_at = :now "
-                "REMOVE failure_reason, failure_code"
+                "REMOVE failure_reason, failure_code, start_error"
             ),
             "ConditionExpression": "state_version = :expected",
             "ExpressionAttributeNames": {"#state": "state"},
@@ -472,9 +617,9 @@ class InMemoryActorStore:
                 for aid, item in self._items.items()
                 if item["namespace"]["S"] == namespace and (after is None or aid > after)
             )
-            page = [actor_from_item(self._items[aid]) for aid in ids[:limit]]
+            page = listed(self._items[aid] for aid in ids[:limit])
         more = len(ids) > limit
-        return page, encode_cursor(page[-1].actor_id) if more else None
+        return page, encode_cursor(ids[limit - 1]) if more else None
 
     def set_failure_reason(
         self,
@@ -517,7 +662,12 @@ class InMemoryActorStore:
             item["extra_rev"] = {"N": str(int(item.get("extra_rev", {"N": "0"})["N"]) + 1)}
 
     def set_status(
-        self, actor_id: str, status: ActorStatus, *, last_actor_error: ActorFailed | None = None
+        self,
+        actor_id: str,
+        status: ActorStatus,
+        *,
+        last_actor_error: ActorFailed | None = None,
+        stop_error: ActorError | None = None,
     ) -> None:
         with self.lock:
             item = self._items.get(actor_id)
@@ -527,6 +677,44 @@ class InMemoryActorStore:
             item["updated_at"] = {"S": iso(_now())}
             if last_actor_error is not None:
                 item["last_actor_error"] = {"S": json.dumps(last_actor_error.to_json())}
+            if stop_error is not None:
+                item["stop_error"] = json_attr(stop_error.to_json())
+            elif status == "active":
+                item.pop("stop_error", None)
+
+    def set_start_error(self, actor_id: str, error: RunnerPoolError | None) -> None:
+        with self.lock:
+            item = self._items.get(actor_id)
+            if item is None:
+                return
+            if error is None:
+                item.pop("start_error", None)
+            else:
+                item["start_error"] = json_attr(error.to_json())
+            item["updated_at"] = {"S": iso(_now())}
+
+    def clear_on_init(self, actor_id: str) -> None:
+        with self.lock:
+            item = self._items.get(actor_id)
+            if item is None:
+                return
+            for name in ("start_error", "failure_reason", "failure_code", "last_actor_error"):
+                item.pop(name, None)
+            item["updated_at"] = {"S": iso(_now())}
+
+    def resume(self, actor_id: str) -> bool:
+        with self.lock:
+            item = self._items.get(actor_id)
+            if item is None or item["status"]["S"] != "stopped":
+                return False
+            item["status"] = {"S": "active"}
+            item.pop("stop_error", None)
+            item["updated_at"] = {"S": iso(_now())}
+            return True
+
+    def delete(self, actor_id: str) -> bool:
+        with self.lock:
+            return self._items.pop(actor_id, None) is not None
 
     def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
         with self.lock:
@@ -551,3 +739,4 @@ class InMemoryActorStore:
         item["updated_at"] = {"S": iso(now)}
         item.pop("failure_reason", None)
         item.pop("failure_code", None)
+        item.pop("start_error", None)

@@ -16,6 +16,8 @@ for ``input``/``result``/``error``; plus the execution's bookkeeping, which is n
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +39,31 @@ from adapters.settings import in_lambda as _in_lambda
 from adapters.slots import DynamoDBSlotStore, InMemorySlotStore, SlotLease
 from core.errors import DurableStoreRequiredError, ExecutionLeaseLostError, StoreCommitFailedError
 from core.models import TERMINAL_STATUSES, MessageRecord, MessageStatus
+
+
+def encode_message_cursor(record: MessageRecord) -> str:
+    """An opaque page cursor (same style as the actor list's): the last message of the page."""
+    created = iso(record.created_at) if record.created_at else ""
+    raw = json.dumps({"c": created, "m": record.message_id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_message_cursor(cursor: str) -> tuple[str, str]:
+    """Inverse of ``encode_message_cursor``: ``(created_at, message_id)``; ``ValueError`` if bad."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("malformed cursor") from exc
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("c"), str)
+        or not isinstance(doc.get("m"), str)
+        or not doc["m"]
+    ):
+        raise ValueError("malformed cursor")
+    return doc["c"], doc["m"]
+
 
 Effect = Literal["dlq", "reply"]
 ClaimOutcome = Literal["claimed", "missing", "terminal", "busy"]
@@ -79,6 +106,24 @@ class MessageStore(Protocol):
 
     def list_running(self, older_than: datetime, limit: int = 100) -> list[MessageRecord]:
         """Messages with status ``running`` last updated before ``older_than``, oldest first."""
+
+    def list_for_actor(
+        self,
+        actor_id: str,
+        *,
+        status: MessageStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+    ) -> tuple[list[MessageRecord], str | None]:
+        """A page of the actor's messages by ``created_at`` (newest first unless
+        ``oldest_first``), optionally of one ``status``, and the next page's cursor."""
+
+    def discard(
+        self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
+    ) -> bool:
+        """A message that is not final and not held by an execution ends ``discarded``
+        (disposition ``discard``); ``False`` if it is final or held."""
 
     def load(self, actor_id: str, message_id: str) -> StoredMessage | None:
         """The message with its lease and outbox marks."""
@@ -270,6 +315,74 @@ class DynamoDBMessageStore(LazyClient):
                 break
             kwargs["ExclusiveStartKey"] = last
         return out[:limit]
+
+    def list_for_actor(
+        self,
+        actor_id: str,
+        *,
+        status: MessageStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+    ) -> tuple[list[MessageRecord], str | None]:
+        limit = max(1, min(limit, 1000))
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "by_actor",
+            "KeyConditionExpression": "actor_id = :a",
+            "ExpressionAttributeValues": {":a": {"S": actor_id}},
+            "ScanIndexForward": oldest_first,
+            "Limit": limit,
+        }
+        if status is not None:
+            kwargs["FilterExpression"] = "#st = :st"
+            kwargs["ExpressionAttributeNames"] = {"#st": "status"}
+            kwargs["ExpressionAttributeValues"][":st"] = {"S": status}
+        if cursor:
+            created, message_id = decode_message_cursor(cursor)
+            kwargs["ExclusiveStartKey"] = {
+                "actor_id": {"S": actor_id},
+                "message_id": {"S": message_id},
+                "created_at": {"S": created},
+            }
+        out: list[MessageRecord] = []
+        while True:
+            resp = self.client.query(**kwargs)
+            items = resp.get("Items", [])
+            last = resp.get("LastEvaluatedKey")
+            for n, item in enumerate(items):
+                out.append(stored_from_item(item).record)
+                if len(out) == limit:
+                    more = n + 1 < len(items) or bool(last)
+                    return out, encode_message_cursor(out[-1]) if more else None
+            if not last:
+                return out, None
+            kwargs["ExclusiveStartKey"] = last
+
+    def discard(
+        self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
+    ) -> bool:
+        return self._update(
+            actor_id,
+            message_id,
+            UpdateExpression=(
+                "SET #st = :discarded, disposition = :disp, #err = :err, finished_at = :now, "
+                "updated_at = :now REMOVE next_attempt_at"
+            ),
+            ConditionExpression=(
+                f"attribute_exists(message_id) AND {_NOT_TERMINAL} AND "
+                "(attribute_not_exists(lease_until) OR lease_until < :now_epoch)"
+            ),
+            ExpressionAttributeNames={"#st": "status", "#err": "error"},
+            ExpressionAttributeValues={
+                ":discarded": {"S": "discarded"},
+                ":disp": {"S": "discard"},
+                ":err": json_attr(error),
+                ":now": {"S": iso(now)},
+                ":now_epoch": {"N": repr(now.timestamp())},
+                **_TERMINAL_VALUES,
+            },
+        )
 
     def _update(self, actor_id: str, message_id: str, **kwargs: Any) -> bool:
         try:
@@ -527,6 +640,51 @@ class InMemoryMessageStore:
                 key=lambda item: item["updated_at"]["S"],
             )
             return [stored_from_item(item).record for item in items[: max(1, limit)]]
+
+    def list_for_actor(
+        self,
+        actor_id: str,
+        *,
+        status: MessageStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+    ) -> tuple[list[MessageRecord], str | None]:
+        limit = max(1, min(limit, 1000))
+        after = decode_message_cursor(cursor) if cursor else None
+        with self._lock:
+            keyed = sorted(
+                ((item.get("created_at", {}).get("S", ""), key[1]), item)
+                for key, item in self._items.items()
+                if key[0] == actor_id
+            )
+        if not oldest_first:
+            keyed.reverse()
+        if after is not None:
+            keyed = [(k, i) for k, i in keyed if (k > after if oldest_first else k < after)]
+        records = [
+            stored_from_item(item).record
+            for _, item in keyed
+            if status is None or item["status"]["S"] == status
+        ]
+        page = records[:limit]
+        return page, encode_message_cursor(page[-1]) if len(records) > limit else None
+
+    def discard(
+        self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
+    ) -> bool:
+        with self._lock:
+            item = self._items.get((actor_id, message_id))
+            if item is None or item["status"]["S"] in TERMINAL_STATUSES:
+                return False
+            if "lease_until" in item and float(item["lease_until"]["N"]) >= now.timestamp():
+                return False
+            item["status"] = {"S": "discarded"}
+            item["disposition"] = {"S": "discard"}
+            item["error"] = json_attr(error)
+            item["finished_at"] = item["updated_at"] = {"S": iso(now)}
+            item.pop("next_attempt_at", None)
+            return True
 
     def _held(self, actor_id: str, message_id: str, owner: str) -> dict[str, Any] | None:
         item = self._items.get((actor_id, message_id))

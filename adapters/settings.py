@@ -48,7 +48,9 @@ class Settings(BaseModel):
 
     # Runner starts.
     connect_timeout_s: float = Field(default=5.0, gt=0)
-    init_timeout_s: float = Field(default=30.0, gt=0)
+    init_timeout_s: float = Field(default=20.0, gt=0)
+    """Shorter than ``gateway_ready_timeout_s``, so a hang before ``init`` becomes a pool error
+    the first waiting client hears (``actor_runner_failed``), not its own ready timeout."""
     idle_timeout_s: float = Field(default=60.0, gt=0)
     max_event_bytes: int = Field(default=1024 * 1024, gt=0)
 
@@ -73,6 +75,17 @@ class Settings(BaseModel):
 
     # Runtime facts (set by Lambda itself).
     aws_lambda_function_name: str | None = None
+
+    @model_validator(mode="after")
+    def _init_before_ready(self) -> Settings:
+        if self.init_timeout_s >= self.gateway_ready_timeout_s:
+            raise ValueError(
+                f"INIT_TIMEOUT_S ({self.init_timeout_s:g} s) must be shorter than "
+                f"GATEWAY_READY_TIMEOUT_S ({self.gateway_ready_timeout_s:g} s): a runner that "
+                "hangs before init must become a pool error the waiting client hears, not its "
+                "own ready timeout"
+            )
+        return self
 
     @property
     def in_lambda(self) -> bool:

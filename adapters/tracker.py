@@ -198,6 +198,11 @@ class PoolErrorTracker:
         }
         return {pool: status for pool, status in statuses.items() if status is not None}
 
+    def retire(self, pool: PoolKey) -> None:
+        """Forget the pool's error for good (its runner config was deleted or re-created)."""
+        self.store.retire(pool, now=self._clock())
+        self.invalidate(pool)
+
     def invalidate(self, pool: PoolKey | None = None) -> None:
         """Forget the cached view of one pool (or all): the next call reads the store."""
         with self._lock:

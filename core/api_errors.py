@@ -21,7 +21,8 @@ actor:
     actor_not_found            404
     actor_exists               409  an actor with this actor_id already exists
     actor_stopped              409  a stopped actor takes no messages
-    pool_not_configured        422  the actor's pool has no runner config
+    actor_not_stopped          409  resume of an actor that is not stopped
+    pool_not_configured        409  the actor's pool has no runner config
 message:
     message_not_found          404
     idempotency_key_reused     409  the Idempotency-Key names a message with another input
@@ -71,7 +72,8 @@ API_ERRORS: Final[dict[str, ApiErrorSpec]] = {
         _spec("actor", "actor_not_found", 404),
         _spec("actor", "actor_exists", 409),
         _spec("actor", "actor_stopped", 409),
-        _spec("actor", "pool_not_configured", 422),
+        _spec("actor", "actor_not_stopped", 409),
+        _spec("actor", "pool_not_configured", 409),
         _spec("message", "message_not_found", 404),
         _spec("message", "idempotency_key_reused", 409),
         _spec("guard", "actor_runner_failed", 503),

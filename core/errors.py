@@ -32,7 +32,14 @@ Kit runtime codes (raised as ``KitError``):
     store_read_failed                              a store could not be read (AWS error code kept)
 
 Decoding an unknown code never fails: it gives an ``Other*`` value that keeps the code and every
-field in order and re-encodes to identical JSON. Malformed input raises ``ErrorDecodeError``.
+field in order and re-encodes to identical JSON. A known code with fields this build does not know
+(a newer version wrote it) decodes too, keeps them in order and re-encodes identically. Malformed
+input (not an object, no string ``code``, a known field of the wrong type) raises
+``ErrorDecodeError``; stores isolate such a record as ``record_undecodable`` (see below).
+
+Record codes (what a reader shows instead of a record it cannot decode, and message outcomes):
+    record_undecodable{message, raw}               a stored error that does not decode at all
+    actor_deleted{message}                         a pending message of a deleted actor (discarded)
 """
 
 from __future__ import annotations
@@ -48,10 +55,13 @@ from pydantic import (
     JsonValue,
     PlainSerializer,
     PlainValidator,
+    PrivateAttr,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from core.truncate import MAX_ERROR_BYTES, truncate_utf8
@@ -82,6 +92,7 @@ CONNECTION_REASONS: Final = (
 FAILURE_REASON_CODES: Final = ("no_capacity", "runner_no_response")
 ACTOR_ERROR_CODES: Final = ("pool_error", "no_capacity", "runner_no_response", "actor_failed")
 GATEWAY_CODES: Final = ("actor_runner_failed", "actor_ready_timeout")
+RECORD_CODES: Final = ("record_undecodable", "actor_deleted")
 STORE_FACETS: Final = (
     "pool_error_store",
     "actor_store",
@@ -115,13 +126,32 @@ def _cut(value: Any) -> Any:
 
 
 class _Coded(BaseModel):
-    """Base of every known variant: frozen, no extra fields, JSON with ``code`` first."""
+    """Base of every known variant: frozen, JSON with ``code`` first.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Fields a newer version added are kept (``extra="allow"``), with the order they came in, so
+    a record read and written back by this build is unchanged (rolling upgrades).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    _wire_order: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_order(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        value = handler(data)
+        if isinstance(value, _Coded) and value.model_extra and isinstance(data, Mapping):
+            value._wire_order = tuple(data)
+        return value
 
     def to_json(self) -> dict[str, JsonValue]:
-        """The wire form: ``{"code": ..., <fields>}``."""
-        return self.model_dump(mode="json")
+        """The wire form: ``{"code": ..., <fields>}`` (decoded extras in their original order)."""
+        doc: dict[str, JsonValue] = self.model_dump(mode="json")
+        if not self._wire_order:
+            return doc
+        ordered = {key: doc[key] for key in self._wire_order if key in doc}
+        ordered.update(doc)
+        return ordered
 
     @property
     def summary(self) -> str:
@@ -549,6 +579,7 @@ ALL_CODES: Final = tuple(
             *ACTOR_ERROR_CODES,
             *GATEWAY_CODES,
             *RUNTIME_CODES,
+            *RECORD_CODES,
         )
     )
 )

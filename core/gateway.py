@@ -4,6 +4,9 @@ Pure: the clock, the sleep and both checks are parameters, so tests never wait.
 Schedule (DESIGN.md §6): the pool is first checked ``first_check_s`` after the message was
 enqueued, then every ``check_interval_s``; the result is polled every ``poll_interval_s``;
 the wait ends at ``ready_timeout_s`` (or earlier if the caller's own deadline is closer).
+It fails fast only *before the message's runner started*: once ``check_started`` says the runner
+sent ``init``, the pool is no longer looked at (another actor's failure is not this message's),
+and the wait is for the result up to the timeout.
 """
 
 from __future__ import annotations
@@ -63,8 +66,11 @@ def wait_for_result(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     max_wait_s: float | None = None,
+    check_started: Callable[[], bool] | None = None,
 ) -> Ready[R] | PoolFailed[E] | TimedOut:
-    """Wait for ``check_result`` to return a value, failing fast when ``check_pool`` does."""
+    """Wait for ``check_result`` to return a value, failing fast when ``check_pool`` does,
+    unless ``check_started`` (asked after a pool error is seen) says the runner started."""
+    started = False
     start = clock()
     budget = (
         policy.ready_timeout_s if max_wait_s is None else min(policy.ready_timeout_s, max_wait_s)
@@ -76,15 +82,21 @@ def wait_for_result(
         now = clock()
         if result is not None:
             return Ready(result, now - start)
-        if now >= next_pool_check:
+        if not started and now >= next_pool_check:
             pool_error = check_pool()
             now = clock()
             if pool_error is not None:
-                return PoolFailed(pool_error, now - start)
+                # Asked after the pool read, so a runner that started meanwhile is seen.
+                started = check_started is not None and check_started()
+                now = clock()
+                if not started:
+                    return PoolFailed(pool_error, now - start)
             # Keep the 1 s, 3 s, 5 s... grid even if a check ran late.
             while next_pool_check <= now:
                 next_pool_check += policy.check_interval_s
         if now >= deadline:
             return TimedOut(now - start)
-        wake = min(now + policy.poll_interval_s, next_pool_check, deadline)
+        wake = min(now + policy.poll_interval_s, deadline)
+        if not started:
+            wake = min(wake, next_pool_check)
         sleep(max(wake - now, 0.0))

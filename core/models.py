@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.errors import ActorFailed, FailureReasonField
+from core.errors import ActorErrorField, ActorFailed, FailureReasonField, PoolErrorField
 
 NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME_RE: Final = re.compile(NAME_PATTERN)
@@ -247,6 +247,10 @@ class ActorRecord(BaseModel):
     status: ActorStatus = "active"
     failure_reason: FailureReasonField | None = None
     last_actor_error: ActorFailed | None = None
+    start_error: PoolErrorField | None = None
+    """A pending message's latest start failed with this ``RunnerPoolError`` (until ``init``)."""
+    stop_error: ActorErrorField | None = None
+    """The error that stopped the actor (kept while ``stopped``, cleared by resume)."""
     error_policy: ErrorPolicy | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None = None
@@ -257,8 +261,8 @@ class ActorRecord(BaseModel):
         return PoolKey(namespace=self.namespace, runner_name=self.runner_name)
 
 
-MessageStatus = Literal["pending", "running", "succeeded", "failed", "dead_lettered"]
-TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "dead_lettered"})
+MessageStatus = Literal["pending", "running", "succeeded", "failed", "dead_lettered", "discarded"]
+TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "dead_lettered", "discarded"})
 
 
 class MessageRecord(BaseModel):

@@ -29,6 +29,7 @@ that race with the start or end of an episode need that second request.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -37,9 +38,19 @@ from typing import Any, Final
 
 from adapters.aws import CONDITIONAL_CHECK_FAILED, LazyClient, error_code
 from adapters.pool_errors.store import ApplyResult
-from core.errors import StoreCommitFailedError, StoreReadFailedError, decode_pool_error
+from core.errors import (
+    OtherPoolError,
+    StoreCommitFailedError,
+    StoreReadFailedError,
+    decode_pool_error,
+)
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
+
+logger = logging.getLogger(__name__)
+
+UNDECODABLE: Final = "record_undecodable"
+"""The stable code a record that does not decode is logged and shown under."""
 
 BATCH_GET_LIMIT: Final = 100
 """BatchGetItem takes at most 100 keys per request."""
@@ -91,9 +102,57 @@ def parse_time(text: str) -> datetime:
 
 
 def state_from_item(item: dict[str, Any] | None) -> PoolState:
-    """A low-level DynamoDB item (``{"attr": {"N": "1"}}``) -> ``PoolState``."""
+    """A low-level DynamoDB item (``{"attr": {"N": "1"}}``) -> ``PoolState``.
+
+    An item that does not decode is isolated, never raised: the pool shows the active error
+    ``record_undecodable`` (logged under that code), so the pool manager probes it and the next
+    real outcome overwrites it, while every other pool of a round or listing goes on.
+    """
     if not item:
         return PoolState()
+    try:
+        return _decode_state(item)
+    except (ValueError, KeyError, TypeError) as exc:
+        return _undecodable(item, exc)
+
+
+def _undecodable(item: dict[str, Any], exc: Exception) -> PoolState:
+    pool_id = item.get("pool_id", {}).get("S", "?") if isinstance(item, dict) else "?"
+    logger.warning(
+        "pool error item does not decode; isolated",
+        extra={"code": UNDECODABLE, "pool": pool_id, "error": str(exc)[:200]},
+    )
+
+    def number(name: str, default: int) -> int:
+        try:
+            return int(item[name]["N"])
+        except (KeyError, TypeError, ValueError):
+            return default
+
+    def when(name: str) -> datetime:
+        try:
+            return parse_time(item[name]["S"])
+        except (KeyError, TypeError, ValueError):
+            return datetime(1970, 1, 1, tzinfo=UTC)
+
+    raw = item.get("error", {}).get("S", "") if isinstance(item.get("error"), dict) else ""
+    error = OtherPoolError(
+        data={
+            "code": UNDECODABLE,
+            "message": f"pool {pool_id}: the stored error does not decode",
+            "raw": str(raw)[:512],
+        }
+    )
+    active = ActiveError(
+        error=error,
+        first_seen=when("first_seen"),
+        last_seen=when("last_seen"),
+        count=number("count", 1),
+    )
+    return PoolState(active_error=active, consecutive_successes=0, version=number("version", 0))
+
+
+def _decode_state(item: dict[str, Any]) -> PoolState:
     version = int(item["version"]["N"])
     successes = int(item["successes"]["N"])
     if successes >= int(item["threshold"]["N"]):
@@ -174,6 +233,34 @@ class DynamoDBPoolErrorStore(LazyClient):
         raise StoreCommitFailedError(
             f"pool {pool.id}: failure not applied after {self.max_attempts} conflicting attempts"
         )
+
+    def retire(self, pool: PoolKey, *, now: datetime) -> None:
+        """End the pool's episode for good (its config was deleted): healthy, no error kept.
+
+        The item stays (``version`` only grows, so no cached view can look newer than it).
+        """
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(pool),
+                UpdateExpression=(
+                    "SET #v = if_not_exists(#v, :zero) + :one, #s = :zero, #t = :zero, #u = :now "
+                    "REMOVE #e, #ec, #f, #l, #n"
+                ),
+                ConditionExpression="attribute_exists(pool_id)",
+                ExpressionAttributeNames=_names(
+                    "#v", "#s", "#t", "#u", "#e", "#ec", "#f", "#l", "#n"
+                ),
+                ExpressionAttributeValues={
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":now": {"S": format_time(now)},
+                },
+            )
+        except _botocore_errors() as exc:
+            code = aws_error_code(exc)
+            if code != CONDITIONAL_CHECK_FAILED:  # no item: nothing to retire
+                raise StoreCommitFailedError(f"pool {pool.id}: retire failed: {code}") from exc
 
     @staticmethod
     def _success_request(now_s: str) -> dict[str, Any]:

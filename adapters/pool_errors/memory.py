@@ -42,6 +42,12 @@ class InMemoryPoolErrorStore:
             self._states[pool] = after
             return ApplyResult(state=after, written=True)
 
+    def retire(self, pool: PoolKey, *, now: datetime) -> None:
+        with self._lock:
+            before = self._states.get(pool)
+            if before is not None:
+                self._states[pool] = PoolState(version=before.version + 1)
+
     def get(self, pool: PoolKey) -> PoolState:
         with self._lock:
             return self._states.get(pool, PoolState())

@@ -39,6 +39,10 @@ class PoolErrorStore(Protocol):
         """Apply one outcome; a success while healthy writes nothing. ``hint`` (the caller's
         belief of the current state) only picks the first attempt: it never changes the result."""
 
+    def retire(self, pool: PoolKey, *, now: datetime) -> None:
+        """The pool's config was deleted: it becomes healthy with no error kept (the version
+        still grows); a pool never written stays unwritten."""
+
     def get(self, pool: PoolKey) -> PoolState:
         """The pool's current state (``PoolState()`` if it was never written)."""
 

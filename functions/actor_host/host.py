@@ -31,12 +31,14 @@ from adapters.runner_config_store import RunnerConfigStore
 from adapters.settings import Settings
 from adapters.slots import SlotLease, SlotStore
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
+from core.actor_status import ActorFacts
 from core.errors import (
     ActorFailed,
     ExecutionLeaseLostError,
     InternalError,
     MissingExecutionIdError,
     NoCapacity,
+    PoolErrorView,
     RunnerError,
     RunnerNoResponse,
     RunnerNoResponseError,
@@ -320,7 +322,9 @@ class ActorHost:
                 return await self._fail(
                     info, actor, claim.message, owner, policy, error, retryable=True
                 )
-            clear_no_capacity = waited or isinstance(actor.failure_reason, NoCapacity)
+            # At init, forget what earlier executions left (start error, no_capacity,
+            # runner_no_response, actor_failed): only when there is something to forget.
+            clear_no_capacity = waited or ActorFacts.of(actor).has_facts
             try:
                 return await self._run(
                     info,
@@ -399,15 +403,8 @@ class ActorHost:
                         runner_id = frame.runner_id
                         self.telemetry.time_to_init_ms.append((deps.monotonic() - started) * 1000.0)
                         writes: list[Awaitable[Any]] = [self._io(deps.tracker.report_success, pool)]
-                        if clear_no_capacity:  # only this host sets it, so skip a no-op write
-                            writes.append(
-                                self._io(
-                                    deps.actors.set_failure_reason,
-                                    actor.actor_id,
-                                    None,
-                                    only_if_code="no_capacity",
-                                )
-                            )
+                        if clear_no_capacity:  # skip a no-op write
+                            writes.append(self._io(deps.actors.clear_on_init, actor.actor_id))
                         await asyncio.gather(
                             *writes,
                             self._io(
@@ -610,6 +607,14 @@ class ActorHost:
         await self._io(
             deps.actors.append_errors, actor.actor_id, [event], cap=deps.settings.errors_cap
         )
+        if scope == "pool" and not decision.final:
+            # The actor's error rule (core.actor_status): a pending message whose start failed.
+            await self._io(deps.actors.set_start_error, actor.actor_id, error)
+        elif decision.final:  # nothing of this message is pending any more
+            await self._io(deps.actors.set_start_error, actor.actor_id, None)
+            await self._io(
+                deps.actors.set_failure_reason, actor.actor_id, None, only_if_code="no_capacity"
+            )
         now = deps.clock()
         if not decision.final:
             delay = decision.delay_s if delay_s is None else delay_s
@@ -633,7 +638,14 @@ class ActorHost:
 
         if decision.actor == "stop":
             last = error if isinstance(error, ActorFailed) else None
-            await self._io(deps.actors.set_status, actor.actor_id, "stopped", last_actor_error=last)
+            stop_error = PoolErrorView(error=error) if scope == "pool" else error
+            await self._io(
+                deps.actors.set_status,
+                actor.actor_id,
+                "stopped",
+                last_actor_error=last,
+                stop_error=stop_error,
+            )
             self.telemetry.count("ActorsStopped")
         ok = await self._io(
             deps.messages.finish_failure,
@@ -679,22 +691,36 @@ class ActorHost:
         if claim.outcome == "busy":
             raise KeepInQueue("busy", 5, "another execution holds it")
         if actor is None:
-            error: Any = InternalError(message=f"actor {envelope.actor_id} does not exist")
+            # The actor was deleted: the message is discarded, never run.
+            error: Any = {
+                "code": "actor_deleted",
+                "message": f"actor {envelope.actor_id} was deleted; the message will not run",
+            }
             disposition: Literal["discard", "stop"] = "discard"
+            status: Literal["discarded", "pending"] = "discarded"
         else:
-            error = actor.last_actor_error or actor.failure_reason
-            error = error or InternalError(message=f"actor {actor.actor_id} is stopped")
+            # Held, not failed: it stays pending, out of the queue, until POST .../resume
+            # queues it again (in order).
+            error = actor.stop_error or actor.last_actor_error or actor.failure_reason
+            error = (error or InternalError(message=f"actor {actor.actor_id} is stopped")).to_json()
             disposition = "stop"
+            status = "pending"
         await self._io(
             deps.messages.finish_failure,
             envelope.actor_id,
             envelope.message_id,
             owner=owner,
-            status="failed",
-            error=error.to_json(),
+            status=status,
+            error=error,
             disposition=disposition,
             now=deps.clock(),
         )
+        if status == "pending":
+            now_actor = await self._io(deps.actors.get, envelope.actor_id)
+            if now_actor is not None and now_actor.status != "stopped":
+                # Resumed while we held it (after resume listed the held messages): run it.
+                raise KeepInQueue("busy", 0, "actor resumed while its message was being held")
+            return "stopped"
         fresh = await self._io(deps.messages.load, envelope.actor_id, envelope.message_id)
         if fresh is not None:
             await self._effects(fresh, info)

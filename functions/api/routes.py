@@ -22,6 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import JsonValue, ValidationError
 
 from adapters.settings import Settings
+from core.actor_status import ActorFacts
 from core.api_errors import ApiError, ApiErrorBody
 from core.gateway import GatewayPolicy, PoolFailed, Ready, wait_for_result
 from core.models import (
@@ -31,6 +32,7 @@ from core.models import (
     ActorRecord,
     MessageEnvelope,
     MessageRecord,
+    MessageStatus,
     PoolKey,
     RunnerConfig,
 )
@@ -76,20 +78,35 @@ class Actors(Protocol):
     def list(
         self, namespace: str, *, limit: int = 100, cursor: str | None = None
     ) -> tuple[list[ActorRecord], str | None]: ...
+    def resume(self, actor_id: str) -> bool: ...
+    def delete(self, actor_id: str) -> bool: ...
 
 
 class Messages(Protocol):
     def create(self, message: MessageRecord) -> MessageRecord: ...
     def get(self, actor_id: str, message_id: str) -> MessageRecord | None: ...
+    def list_for_actor(
+        self,
+        actor_id: str,
+        *,
+        status: MessageStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+    ) -> tuple[list[MessageRecord], str | None]: ...
+    def discard(
+        self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
+    ) -> bool: ...
 
 
 class Queue(Protocol):
-    def send(self, envelope: MessageEnvelope) -> Any: ...
+    def send(self, envelope: MessageEnvelope, *, dedup_id: str | None = None) -> Any: ...
 
 
 class Tracker(Protocol):
     def active_error(self, pool: PoolKey) -> Any: ...
     def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, Any]: ...
+    def retire(self, pool: PoolKey) -> None: ...
 
 
 class ProbeResetter(Protocol):
@@ -190,6 +207,9 @@ def put_runner_config(
             refusal,
             metadata={"allow_private_network": config.allow_private_network},
         )
+    if deps.runner_configs.get(pool) is None:
+        # A new (or re-created) pool starts healthy, whatever a deleted one left behind.
+        deps.tracker.retire(pool)
     if any(value == REDACTED for value in body.headers.values()):
         config = _put_keeping_stored_values(deps, pool, body, lifespan)
     else:
@@ -339,7 +359,7 @@ def get_runner_config(namespace: Namespace, runner_name: RunnerName) -> Response
 @router.delete(
     "/runner-configs/<namespace>/<runner_name>",
     operation_id="delete_runner_config",
-    summary="Delete a runner config",
+    summary="Delete a runner config (its pool's tracker error and probe schedule go too)",
     tags=["runner-configs"],
     responses={204: {"description": "deleted"}, **_errors(404, 422)},
 )
@@ -350,6 +370,8 @@ def delete_runner_config(namespace: Namespace, runner_name: RunnerName) -> Respo
         raise ApiError(
             "runner_config_not_found", f"no runner config for {pool.id}", metadata={"pool": pool.id}
         )
+    # Retire what the pool's past left: its tracker error and its probe schedule.
+    deps.tracker.retire(pool)
     deps.probes.reset(pool)
     return Response(status_code=204, content_type=None, body="")
 
@@ -441,12 +463,9 @@ def list_actors(
     deps = _deps()
     if cursor is not None and not _valid_cursor(cursor):
         raise ApiError("invalid_request", "bad cursor", metadata={"param": "cursor"})
-    try:
-        actors, next_cursor = deps.actors.list(namespace, limit=limit, cursor=cursor)
-    except ValueError as exc:  # a cursor the store cannot decode is bad input, not a bug
-        raise ApiError(
-            "invalid_request", f"bad cursor: {exc}", metadata={"param": "cursor"}
-        ) from None
+    # The cursor was checked above; a record that does not decode is the store's to isolate,
+    # never a "bad cursor".
+    actors, next_cursor = deps.actors.list(namespace, limit=limit, cursor=cursor)
     pools = {a.pool for a in actors if _needs_pool(a)}
     statuses = deps.tracker.active_errors(sorted(pools, key=str)) if pools else {}
     views = [actor_view(a, statuses.get(a.pool)) for a in actors]
@@ -482,6 +501,12 @@ def send_message(
     if actor.status == "stopped":
         raise ApiError(
             "actor_stopped", f"actor {actor_id} is stopped", metadata={"actor_id": actor_id}
+        )
+    if deps.runner_configs.get(actor.pool) is None:
+        raise ApiError(
+            "pool_not_configured",
+            f"no runner config for {actor.pool.id}; PUT /runner-configs/{actor.pool.id} first",
+            metadata={"actor_id": actor_id, "pool": actor.pool.id},
         )
     message = _enqueue(deps, actor, body, idempotency_key)
     location = {"Location": f"/actors/{actor_id}/messages/{message.message_id}"}
@@ -553,6 +578,11 @@ def _gateway(
         status: PoolErrorStatusLike | None = deps.tracker.active_error(actor.pool)
         return status
 
+    def check_started() -> bool:
+        """The message's runner sent ``init`` (now or in an earlier attempt)."""
+        current = deps.messages.get(message.actor_id, message.message_id)
+        return current is not None and (current.status == "running" or bool(current.runner_id))
+
     outcome = wait_for_result(
         check_result=check_result,
         check_pool=check_pool,
@@ -560,6 +590,7 @@ def _gateway(
         clock=deps.clock,
         sleep=deps.sleep,
         max_wait_s=max_wait,
+        check_started=check_started,
     )
     waited = round(deps.clock() - started, 3)
     if isinstance(outcome, Ready):
@@ -610,6 +641,98 @@ def get_message(actor_id: ActorId, message_id: MessageId) -> Response[Any]:
     return _json(200, message_view(message))
 
 
+# --- Actor lifecycle --------------------------------------------------------------------------
+
+
+@router.post(
+    "/actors/<actor_id>/resume",
+    operation_id="resume_actor",
+    summary="Resume a stopped actor: its held messages run again, in order",
+    tags=["actors"],
+    responses={200: _ok(schemas.ActorView), **_errors(404, 409, 422)},
+)
+def resume_actor(actor_id: ActorId) -> Response[Any]:
+    deps = _deps()
+    actor = _actor_or_404(deps, actor_id)
+    if not deps.actors.resume(actor_id):
+        current = _actor_or_404(deps, actor_id)
+        raise ApiError(
+            "actor_not_stopped",
+            f"actor {actor_id} is {current.status}, not stopped",
+            metadata={"actor_id": actor_id, "status": current.status},
+        )
+    # Messages that arrived while it was stopped were held (pending, not queued): queue them
+    # again, oldest first (one FIFO group per actor keeps the order). A fresh deduplication id,
+    # since SQS would drop a re-send of the same id within its 5-minute window.
+    resumed = deps.new_id()
+    for held in _all_messages(deps, actor_id, "pending"):
+        deps.queue.send(
+            MessageEnvelope(actor_id=actor_id, message_id=held.message_id),
+            dedup_id=f"{held.message_id}:resume:{resumed}"[:128],
+        )
+    fresh = deps.actors.get(actor_id) or actor
+    statuses = deps.tracker.active_errors([fresh.pool]) if _needs_pool(fresh) else {}
+    return _json(200, actor_view(fresh, statuses.get(fresh.pool)))
+
+
+@router.delete(
+    "/actors/<actor_id>",
+    operation_id="delete_actor",
+    summary="Delete an actor; its pending messages end as discarded (actor_deleted)",
+    tags=["actors"],
+    responses={204: {"description": "deleted"}, **_errors(404, 422)},
+)
+def delete_actor(actor_id: ActorId) -> Response[Any]:
+    deps = _deps()
+    if not deps.actors.delete(actor_id):
+        raise ApiError("actor_not_found", f"no actor {actor_id}", metadata={"actor_id": actor_id})
+    # The actor goes first: a delivery that arrives from now on finds no actor and is dropped
+    # by the host (discarded), so nothing queued can run. Then every pending message ends.
+    error: dict[str, JsonValue] = {
+        "code": "actor_deleted",
+        "message": f"actor {actor_id} was deleted; the message will not run",
+    }
+    for pending in _all_messages(deps, actor_id, "pending"):
+        deps.messages.discard(actor_id, pending.message_id, error=error, now=deps.now())
+    return Response(status_code=204, content_type=None, body="")
+
+
+@router.get(
+    "/actors/<actor_id>/messages",
+    operation_id="list_messages",
+    summary="List an actor's messages, newest first (one page)",
+    tags=["messages"],
+    responses={200: _ok(schemas.MessageList), **_errors(404, 422)},
+)
+def list_messages(
+    actor_id: ActorId,
+    status: Annotated[MessageStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
+) -> Response[Any]:
+    deps = _deps()
+    _actor_or_404(deps, actor_id)
+    if cursor is not None and not _valid_message_cursor(cursor):
+        raise ApiError("invalid_request", "bad cursor", metadata={"param": "cursor"})
+    messages, next_cursor = deps.messages.list_for_actor(
+        actor_id, status=status, limit=limit, cursor=cursor
+    )
+    return _json(200, {"messages": [message_view(m) for m in messages], "next_cursor": next_cursor})
+
+
+def _all_messages(deps: ApiDeps, actor_id: str, status: MessageStatus) -> list[MessageRecord]:
+    """Every message of the actor with ``status``, oldest first (page by page)."""
+    out: list[MessageRecord] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = deps.messages.list_for_actor(
+            actor_id, status=status, limit=100, cursor=cursor, oldest_first=True
+        )
+        out.extend(page)
+        if cursor is None:
+            return out
+
+
 # --- Helpers ----------------------------------------------------------------------------------
 
 
@@ -621,9 +744,9 @@ def _actor_or_404(deps: ApiDeps, actor_id: str) -> ActorRecord:
 
 
 def _needs_pool(actor: ActorRecord) -> bool:
-    """Only ``no_capacity`` is enriched, so only those actors cost a tracker lookup."""
-    reason = actor.failure_reason
-    return reason is not None and reason.code == "no_capacity"
+    """Only an active actor whose pending start is blocked shows the pool's error, so only
+    those actors cost a tracker lookup (one batched call per page)."""
+    return actor.status != "stopped" and ActorFacts.of(actor).start_blocked
 
 
 def _valid_cursor(cursor: str) -> bool:
@@ -634,6 +757,16 @@ def _valid_cursor(cursor: str) -> bool:
         return re.fullmatch(NAME_PATTERN, decode_cursor(cursor)) is not None
     except ValueError:
         return False
+
+
+def _valid_message_cursor(cursor: str) -> bool:
+    from adapters.message_store import decode_message_cursor
+
+    try:
+        _, message_id = decode_message_cursor(cursor)
+    except ValueError:
+        return False
+    return re.fullmatch(schemas.MESSAGE_ID_PATTERN, message_id) is not None
 
 
 def _error_entry(error: Any) -> dict[str, JsonValue]:

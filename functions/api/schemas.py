@@ -141,7 +141,10 @@ class ActorView(BaseModel):
     status: str
     error: dict[str, JsonValue] | None = Field(
         default=None,
-        description="pool_error | no_capacity | runner_no_response | actor_failed",
+        description=(
+            "why the actor's work is not running now (docs/api.md): pool_error | no_capacity |"
+            " runner_no_response | actor_failed; omitted when there is none"
+        ),
     )
     error_policy: ErrorPolicy | None = None
     errors: dict[str, JsonValue] | None = Field(
@@ -192,3 +195,10 @@ class MessageView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     next_attempt_at: datetime | None = None
+
+
+class MessageList(BaseModel):
+    """``GET /actors/{actor_id}/messages``: one page, newest first."""
+
+    messages: list[MessageView]
+    next_cursor: str | None = None

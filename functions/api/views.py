@@ -7,7 +7,9 @@ from typing import Any, Protocol
 
 from pydantic import JsonValue
 
-from core.errors import ActorError, ActorFailureReason, NoCapacity, PoolErrorView, RunnerPoolError
+from core.actor_status import ActorFacts
+from core.actor_status import actor_error as rule
+from core.errors import ActorError, PoolErrorView, RunnerPoolError
 from core.events import read_errors
 from core.models import ActorRecord, MessageRecord, RunnerConfig
 
@@ -27,20 +29,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def actor_error(
-    actor: ActorRecord, pool_status: PoolErrorStatusLike | None
-) -> ActorError | ActorFailureReason | None:
-    """The actor's API ``error``: ``no_capacity`` becomes ``pool_error`` while the pool is broken.
-
-    A stored failure reason wins over the last actor error: it says why the actor cannot run
-    now, while ``actor_failed`` is history of one message.
-    """
-    reason = actor.failure_reason
-    if reason is not None:
-        if isinstance(reason, NoCapacity) and pool_status is not None:
-            return pool_status.to_view()
-        return reason
-    return actor.last_actor_error
+def actor_error(actor: ActorRecord, pool_status: PoolErrorStatusLike | None) -> ActorError | None:
+    """The actor's API ``error``: the one rule of ``core.actor_status`` over its stored facts."""
+    view = pool_status.to_view() if pool_status is not None else None
+    return rule(ActorFacts.of(actor), view)
 
 
 def actor_view(actor: ActorRecord, pool_status: PoolErrorStatusLike | None) -> dict[str, Any]:

@@ -68,6 +68,8 @@ class Messages(Protocol):
 
 
 logger = logging.getLogger(__name__)
+READ_FAILED = "tracker_read_failed"
+"""Logged when a round cannot read the tracker at all."""
 _REPORT_LOCK = threading.Lock()
 
 ProbeFn = Callable[[RunnerConfig, float], ProbeOutcome]
@@ -106,7 +108,8 @@ class RoundReport:
     skipped_for_time: list[str] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
     errors_reported: int = 0
-    active_after: int = 0
+    active_after: int | None = 0
+    """Pools with an active error after the round; ``None`` if the tracker could not be read."""
     failing_pools: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -119,7 +122,16 @@ def run_round(deps: PoolManagerDeps, *, budget_s: float) -> RoundReport:
     end = deps.clock() + max(budget_s, 0.0)
     configs = deps.runner_configs.list_all()
     report.pools = len(configs)
-    statuses = deps.tracker.active_errors([c.pool for c in configs]) if configs else {}
+    try:
+        statuses = deps.tracker.active_errors([c.pool for c in configs]) if configs else {}
+    except Exception:
+        # The tracker cannot be read at all (one bad record is isolated by the store): warm
+        # nothing, still mark silent executions; ActivePoolErrors stays unknown (not emitted),
+        # and the alarm treats a missing datapoint as breaching.
+        logger.exception("pool manager: reading the tracker failed", extra={"code": READ_FAILED})
+        report.failed_steps.append("tracker_read")
+        report.active_after = None
+        statuses = {c.pool: None for c in configs}
     failing = [c for c in configs if c.pool in statuses]
     healthy_warm = [c for c in configs if c.pool not in statuses and c.min_runners > 0]
     report.failing = len(failing)
@@ -133,10 +145,17 @@ def run_round(deps: PoolManagerDeps, *, budget_s: float) -> RoundReport:
     except Exception:
         logger.exception("pool manager: marking silent executions failed")
         report.failed_steps.append("silent_executions")
-    if configs:
-        after = deps.tracker.active_errors([c.pool for c in configs])
-        report.active_after = len(after)
-        report.failing_pools = sorted(pool.id for pool in after)
+    if configs and "tracker_read" not in report.failed_steps:
+        try:
+            after = deps.tracker.active_errors([c.pool for c in configs])
+            report.active_after = len(after)
+            report.failing_pools = sorted(pool.id for pool in after)
+        except Exception:
+            logger.exception(
+                "pool manager: reading the tracker failed", extra={"code": READ_FAILED}
+            )
+            report.failed_steps.append("tracker_read")
+            report.active_after = None
     return report
 
 

@@ -345,9 +345,7 @@ def test_discard_policy_drops_the_message(stack: Stack, dev: DevRunner) -> None:
     assert stack.drain(stack.queues["ActorMessagesDLQ"]) == []
 
 
-def test_stop_policy_stops_the_actor_and_refuses_later_messages(
-    stack: Stack, dev: DevRunner
-) -> None:
+def test_stop_policy_stops_the_actor_and_holds_later_messages(stack: Stack, dev: DevRunner) -> None:
     stack.pool("p", dev.fault_url("actor_error"))
     stack.actor("a1", "p", error_policy=ErrorPolicy(on_actor="stop", on_message="discard"))
     reply_to = stack.reply_queue()
@@ -355,19 +353,22 @@ def test_stop_policy_stops_the_actor_and_refuses_later_messages(
     stack.send("a1", "m2", reply_to=reply_to)
     before = dev.start_requests
 
-    # m1 fails for good (acked), so m2 is not held back: the stopped actor refuses it.
+    # m1 fails for good (acked); the stopped actor holds m2 (pending, out of the queue) until
+    # POST /actors/a1/resume queues it again.
     assert stack.run() == {"batchItemFailures": []}
 
     actor = stack.actors.get("a1")
     assert actor is not None and actor.status == "stopped"
     assert actor.last_actor_error is not None
+    assert actor.stop_error is not None and actor.stop_error.code == "actor_failed"
     m1 = stack.messages.get("a1", "m1")
     m2 = stack.messages.get("a1", "m2")
     assert m1 is not None and (m1.status, m1.disposition) == ("failed", "discard")
-    assert m2 is not None and (m2.status, m2.disposition, m2.attempts) == ("failed", "stop", 0)
+    assert m2 is not None and (m2.status, m2.disposition, m2.attempts) == ("pending", "stop", 0)
     assert m2.error is not None and m2.error["code"] == "actor_failed"
     assert dev.start_requests - before == 1  # m2 never reached a runner
-    assert [json.loads(m["Body"])["status"] for m in stack.drain(reply_to)] == ["failed"]
+    assert stack.drain(reply_to) == []  # not final: the sender hears when it finally runs
+    assert stack.receive() == {"Records": []}  # nothing left queued
 
 
 # --- FIFO: one actor in order, a failure holds back only its own group ----------------------

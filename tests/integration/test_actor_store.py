@@ -202,3 +202,74 @@ def test_get_many_returns_the_existing_ones(store: ActorStore) -> None:
     assert sorted(got) == ["a0", "a2"]
     assert got["a2"].state == 2
     assert store.get_many([]) == {}
+
+
+# --- the facts of the actor error rule, and the lifecycle ------------------------------------
+
+
+def test_start_error_and_clear_on_init(store: ActorStore) -> None:
+    store.create(actor())
+    store.set_start_error("a1", ServerlessHttpError(status_code=503, body="x"))
+    store.set_failure_reason("a1", NoCapacity())
+    store.set_last_actor_error("a1", ActorFailed(error_code="boom"))
+    got = store.get("a1")
+    assert got is not None and got.start_error == ServerlessHttpError(status_code=503, body="x")
+    store.clear_on_init("a1")
+    cleared = store.get("a1")
+    assert cleared is not None
+    assert (cleared.start_error, cleared.failure_reason, cleared.last_actor_error) == (
+        None,
+        None,
+        None,
+    )
+    store.set_start_error("nope", ServerlessHttpError(status_code=503))  # no actor: no item
+    store.clear_on_init("nope")
+    assert store.get("nope") is None
+
+
+def test_stop_error_kept_until_resume(store: ActorStore) -> None:
+    store.create(actor())
+    assert store.resume("a1") is False  # not stopped
+    failed = ActorFailed(error_code="boom", message="m")
+    store.set_status("a1", "stopped", last_actor_error=failed, stop_error=failed)
+    got = store.get("a1")
+    assert got is not None and (got.status, got.stop_error) == ("stopped", failed)
+    assert store.resume("a1") is True
+    resumed = store.get("a1")
+    assert resumed is not None and (resumed.status, resumed.stop_error) == ("active", None)
+    assert resumed.last_actor_error == failed  # history stays until a later init
+    assert store.resume("nope") is False
+
+
+def test_delete(store: ActorStore) -> None:
+    store.create(actor())
+    assert store.delete("a1") is True
+    assert store.get("a1") is None
+    assert store.delete("a1") is False
+
+
+def test_known_error_with_a_newer_field_round_trips(store: ActorStore) -> None:
+    from core.errors import decode_failure_reason, decode_pool_error
+
+    newer = decode_pool_error(
+        {"code": "serverless_http_error", "status_code": 503, "body": "", "retry_after_s": 3}
+    )
+    store.create(actor(failure_reason=decode_failure_reason({"code": "no_capacity", "w": 1})))
+    store.set_start_error("a1", newer)
+    got = store.get("a1")
+    assert got is not None and got.start_error is not None
+    assert got.start_error.to_json() == newer.to_json()
+    assert got.failure_reason is not None
+    assert got.failure_reason.to_json() == {"code": "no_capacity", "w": 1}
+
+
+def test_undecodable_stored_error_is_isolated_and_marked(store: ActorStore) -> None:
+    from adapters.actor_store import actor_from_item, actor_to_item
+
+    item = actor_to_item(actor())
+    item["last_actor_error"] = {"S": '{"code": "actor_failed", "error_code": 7}'}
+    item["stop_error"] = {"S": '{"code": 5}'}
+    record = actor_from_item(item)
+    assert record.last_actor_error is None and record.stop_error is None
+    assert isinstance(record.failure_reason, OtherFailureReason)
+    assert record.failure_reason.code == "record_undecodable"

@@ -231,6 +231,7 @@ def test_gateway_fails_fast_on_an_active_pool_error(
 
 def test_gateway_times_out(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_READY_TIMEOUT_S", "1.5")
+    monkeypatch.setenv("INIT_TIMEOUT_S", "1")
     _clear_caches()
     put_config()
     create_actor()

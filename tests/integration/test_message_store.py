@@ -255,3 +255,53 @@ def test_commit_releases_the_slot_in_the_same_write(
     assert actors.get("a1").state == 1  # type: ignore[union-attr]
     assert slots.held("ns/echo", now=1012.0) == (1 if slot_lost else 0)
     assert released is not slot_lost
+
+
+# --- per-actor listing and discard ---------------------------------------------------------------
+
+T = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_list_for_actor_newest_first_paged_and_filtered(store: MessageStore) -> None:
+    for n in range(5):
+        store.create(msg(f"m{n}", created_at=T + timedelta(seconds=n), updated_at=T))
+    store.create(msg("other", actor_id="a2", created_at=T, updated_at=T))
+    page, cursor = store.list_for_actor("a1", limit=2)
+    assert [m.message_id for m in page] == ["m4", "m3"] and cursor
+    page, cursor = store.list_for_actor("a1", limit=2, cursor=cursor)
+    assert [m.message_id for m in page] == ["m2", "m1"] and cursor
+    page, cursor = store.list_for_actor("a1", limit=2, cursor=cursor)
+    assert [m.message_id for m in page] == ["m0"] and cursor is None
+    oldest, _ = store.list_for_actor("a1", limit=10, oldest_first=True)
+    assert [m.message_id for m in oldest] == ["m0", "m1", "m2", "m3", "m4"]
+    assert store.discard("a1", "m2", error={"code": "actor_deleted"}, now=T) is True
+    pending, _ = store.list_for_actor("a1", status="pending", limit=2)
+    assert [m.message_id for m in pending] == ["m4", "m3"]
+    pending, cursor = store.list_for_actor("a1", status="pending", limit=10)
+    assert [m.message_id for m in pending] == ["m4", "m3", "m1", "m0"] and cursor is None
+    discarded, _ = store.list_for_actor("a1", status="discarded")
+    assert [(m.message_id, m.disposition) for m in discarded] == [("m2", "discard")]
+    assert store.list_for_actor("nobody") == ([], None)
+
+
+def test_discard_skips_final_and_held_messages(store: MessageStore) -> None:
+    store.create(msg("held"))
+    store.create(msg("done"))
+    now = datetime.now(UTC)
+    assert store.claim("a1", "held", owner="o", lease_s=60, now=now).outcome == "claimed"
+    assert store.discard("a1", "held", error={"code": "actor_deleted"}, now=now) is False
+    store.claim("a1", "done", owner="o", lease_s=60, now=now)
+    store.finish_failure(
+        "a1", "done", owner="o", status="failed", error=None, disposition="discard", now=now
+    )
+    assert store.discard("a1", "done", error={"code": "actor_deleted"}, now=now) is False
+    assert store.discard("a1", "missing", error={"code": "actor_deleted"}, now=now) is False
+    held = store.get("a1", "held")
+    assert held is not None and held.status == "pending"
+    # Once the lease ran out (a crashed host), the message can be discarded.
+    later = now + timedelta(seconds=61)
+    assert store.discard("a1", "held", error={"code": "actor_deleted"}, now=later) is True
+    final = store.get("a1", "held")
+    assert final is not None and final.status == "discarded"
+    assert final.error == {"code": "actor_deleted"}
+    assert store.claim("a1", "held", owner="p", lease_s=60, now=later).outcome == "terminal"

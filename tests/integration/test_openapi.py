@@ -48,9 +48,15 @@ def test_document_covers_every_route_and_error_shape() -> None:
         "/runner-configs/{namespace}/{runner_name}",
         "/actors",
         "/actors/{actor_id}",
+        "/actors/{actor_id}/resume",
         "/actors/{actor_id}/messages",
         "/actors/{actor_id}/messages/{message_id}",
     }
+    assert set(DOC["paths"]["/actors/{actor_id}"]) >= {"get", "delete"}
+    assert set(DOC["paths"]["/actors/{actor_id}/messages"]) >= {"get", "post"}
+    listing = DOC["paths"]["/actors/{actor_id}/messages"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"actor_id", "status", "limit", "cursor"}
+    assert "409" in DOC["paths"]["/actors/{actor_id}/resume"]["post"]["responses"]
     send = DOC["paths"]["/actors/{actor_id}/messages"]["post"]
     assert {"202", "200", "503"} <= set(send["responses"])
     ref = send["responses"]["503"]["content"]["application/json"]["schema"]["$ref"]
@@ -167,6 +173,7 @@ def seeded(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     from tests.integration.test_api import _clear_caches
 
     monkeypatch.setenv("GATEWAY_READY_TIMEOUT_S", "0.05")
+    monkeypatch.setenv("INIT_TIMEOUT_S", "0.04")
     monkeypatch.setenv("GATEWAY_FIRST_CHECK_S", "0.02")
     monkeypatch.setenv("GATEWAY_POLL_INTERVAL_S", "0.02")
     _clear_caches()

@@ -204,3 +204,20 @@ def test_pools_are_independent(store: PoolErrorStore) -> None:
     store.apply(POOL, Failure(E503), now=T0, policy=POLICY)
     assert store.get(other) == PoolState()
     assert store.apply(other, Success(), now=T0, policy=POLICY).written is False
+
+
+def test_retire_makes_the_pool_healthy_and_keeps_the_version_growing(
+    store: PoolErrorStore,
+) -> None:
+    store.retire(POOL, now=at(0))  # never written: nothing to retire
+    assert store.get(POOL) == PoolState()
+    opened = store.apply(POOL, Failure(E503), now=at(1), policy=POLICY).state
+    store.retire(POOL, now=at(2))
+    retired = store.get(POOL)
+    assert retired.healthy and retired.version > opened.version
+    assert store.get_many([POOL]) == {POOL: retired}
+    # A success writes nothing; the next failure opens a fresh episode.
+    assert store.apply(POOL, Success(), now=at(3), policy=POLICY).written is False
+    again = store.apply(POOL, Failure(E503), now=at(4), policy=POLICY).state
+    assert again.active_error is not None
+    assert (again.active_error.first_seen, again.active_error.count) == (at(4), 1)

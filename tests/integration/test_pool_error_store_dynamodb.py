@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -250,3 +251,89 @@ def test_unprocessed_keys_forever_end_in_store_read_failed() -> None:
         )
     with stub, pytest.raises(StoreReadFailedError, match="unprocessed"):
         store.get_many([POOL])
+
+
+# --- records from other versions -----------------------------------------------------------------
+
+T = datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def test_stored_known_error_with_a_newer_field_round_trips_and_isolates_nothing(
+    dynamodb: Any, tables: dict[str, str]
+) -> None:
+    from adapters.pool_errors import DynamoDBPoolErrorStore
+    from core.hysteresis import Failure, HysteresisPolicy
+    from core.models import PoolKey
+
+    store = DynamoDBPoolErrorStore(tables["PoolErrorsTable"], client=dynamodb)
+    pool = PoolKey(namespace="ns", runner_name="newer")
+    newer = '{"code":"serverless_http_error","status_code":503,"body":"b","retry_after_s":3}'
+    dynamodb.put_item(
+        TableName=tables["PoolErrorsTable"],
+        Item={
+            "pool_id": {"S": pool.id},
+            "version": {"N": "4"},
+            "successes": {"N": "0"},
+            "threshold": {"N": "3"},
+            "error": {"S": newer},
+            "error_code": {"S": "serverless_http_error"},
+            "first_seen": {"S": "2026-01-01T00:00:00.000000Z"},
+            "last_seen": {"S": "2026-01-01T00:00:01.000000Z"},
+            "count": {"N": "2"},
+            "retry_after_s": {"N": "3"},  # an attribute a newer build added
+        },
+    )
+    state = store.get(pool)
+    assert state.active_error is not None
+    assert json.dumps(state.active_error.error.to_json(), separators=(",", ":")) == newer
+    # A continued episode writes the error back unchanged.
+    again = store.apply(
+        pool,
+        Failure(state.active_error.error),
+        now=state.active_error.last_seen,
+        policy=HysteresisPolicy(),
+        hint=state,
+    ).state
+    assert again.active_error is not None and again.active_error.count == 3
+    raw = dynamodb.get_item(TableName=tables["PoolErrorsTable"], Key={"pool_id": {"S": pool.id}})
+    assert raw["Item"]["error"]["S"] == newer
+
+
+def test_undecodable_record_is_isolated_per_pool(dynamodb: Any, tables: dict[str, str]) -> None:
+    from adapters.pool_errors import DynamoDBPoolErrorStore
+    from core.errors import OtherPoolError
+    from core.hysteresis import Failure, HysteresisPolicy
+    from core.models import PoolKey
+
+    store = DynamoDBPoolErrorStore(tables["PoolErrorsTable"], client=dynamodb)
+    bad = PoolKey(namespace="ns", runner_name="bad")
+    good = PoolKey(namespace="ns", runner_name="good")
+    store.apply(
+        good, Failure(ServerlessHttpError(status_code=500)), now=T, policy=HysteresisPolicy()
+    )
+    dynamodb.put_item(
+        TableName=tables["PoolErrorsTable"],
+        Item={
+            "pool_id": {"S": bad.id},
+            "version": {"N": "2"},
+            "successes": {"N": "0"},
+            "threshold": {"N": "3"},
+            "error": {"S": '{"code": 7}'},
+            "first_seen": {"S": "2026-01-01T00:00:00.000000Z"},
+            "last_seen": {"S": "not a time"},
+            "count": {"N": "1"},
+        },
+    )
+    states = store.get_many([bad, good])
+    assert states[good].active_error is not None
+    assert states[good].active_error.error == ServerlessHttpError(status_code=500)
+    marked = states[bad].active_error
+    assert marked is not None and isinstance(marked.error, OtherPoolError)
+    assert marked.error.code == "record_undecodable"
+    assert marked.error.to_json()["raw"] == '{"code": 7}'
+    # A real outcome replaces it.
+    store.apply(
+        bad, Failure(ServerlessHttpError(status_code=502)), now=T, policy=HysteresisPolicy()
+    )
+    fixed = store.get(bad).active_error
+    assert fixed is not None and fixed.error == ServerlessHttpError(status_code=502)

@@ -273,16 +273,19 @@ def test_missing_config_is_a_retryable_internal_error() -> None:
     assert env.runner.starts == 0
 
 
-def test_missing_actor_fails_the_message_and_tells_the_sender() -> None:
+def test_missing_actor_discards_the_message_and_tells_the_sender() -> None:
     env = Env()
     env.messages.create(
         MessageRecord(actor_id="a1", message_id="m1", reply_to="https://sqs.test/r")
     )
     assert env.run() == {"batchItemFailures": []}
     message = env.messages.get("a1", "m1")
-    assert message is not None and (message.status, message.disposition) == ("failed", "discard")
+    assert message is not None
+    assert (message.status, message.disposition) == ("discarded", "discard")
+    assert message.error is not None and message.error["code"] == "actor_deleted"
+    assert env.runner.starts == 0
     sends = [kw for name, kw in env.sqs.calls if name == "send"]
-    assert [json.loads(kw["MessageBody"])["status"] for kw in sends] == ["failed"]
+    assert [json.loads(kw["MessageBody"])["status"] for kw in sends] == ["discarded"]
 
 
 def test_non_retryable_actor_error_dead_letters_with_metrics(

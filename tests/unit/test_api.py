@@ -75,7 +75,7 @@ class RecordingQueue:
     def __init__(self) -> None:
         self.sent: list[MessageEnvelope] = []
 
-    def send(self, envelope: MessageEnvelope) -> None:
+    def send(self, envelope: MessageEnvelope, *, dedup_id: str | None = None) -> None:
         self.sent.append(envelope)
 
 
@@ -95,6 +95,9 @@ class CountingTracker:
         pools = list(pools)
         self.batched_calls.append(pools)
         return self.inner.active_errors(pools)
+
+    def retire(self, pool: PoolKey) -> None:
+        self.inner.retire(pool)
 
 
 @dataclass
@@ -152,7 +155,7 @@ def make_world(**settings: Any) -> World:
     probes = InMemoryProbeStore()
     counter = iter(range(1, 10_000))
     deps = ApiDeps(
-        settings=Settings(**settings),
+        settings=Settings(**{"init_timeout_s": 1.0, **settings}),
         runner_configs=InMemoryRunnerConfigStore(in_lambda=False),
         actors=actors,
         messages=messages,
@@ -560,7 +563,7 @@ def test_routing_errors(world: World, method: str, path: str, status: int, code:
 
 
 def test_create_actor_requires_runner_config(world: World) -> None:
-    assert_error(world.create_actor(), 422, "pool_not_configured")
+    assert_error(world.create_actor(), 409, "pool_not_configured")
     world.put_config()
     created = world.create_actor()
     assert created["statusCode"] == 201

@@ -26,6 +26,7 @@ GOLDEN_API_CODES = [
     "actor_not_found",
     "actor_exists",
     "actor_stopped",
+    "actor_not_stopped",
     "pool_not_configured",
     "message_not_found",
     "idempotency_key_reused",

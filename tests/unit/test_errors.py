@@ -37,6 +37,8 @@ GOLDEN_CODES = [
     "execution_lease_lost",
     "store_commit_failed",
     "store_read_failed",
+    "record_undecodable",
+    "actor_deleted",
 ]
 
 CODE_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*(:[a-z][a-z0-9]*(_[a-z0-9]+)*)?$")
@@ -180,13 +182,73 @@ def test_pool_error_view_keeps_unknown_inner_code() -> None:
         pytest.param(
             {"code": "serverless_http_error", "status_code": "x", "body": ""}, id="wrong_type"
         ),
-        pytest.param({"code": "internal_error", "message": "m", "extra": 1}, id="extra_field"),
         pytest.param(b"\xff\xfe", id="bad_bytes"),
     ],
 )
 def test_malformed_raises_one_typed_error(raw: Any) -> None:
     with pytest.raises(E.ErrorDecodeError):
         E.decode_pool_error(raw)
+
+
+KNOWN_WITH_NEWER_FIELDS: list[Any] = [
+    pytest.param(
+        E.decode_pool_error,
+        '{"code":"serverless_http_error","status_code":503,"body":"down","retry_after_s":3}',
+        id="pool_error_newer_field_last",
+    ),
+    pytest.param(
+        E.decode_pool_error,
+        '{"retry_after_s":3,"code":"serverless_http_error","body":"","status_code":503}',
+        id="pool_error_newer_field_first_and_reordered",
+    ),
+    pytest.param(
+        E.decode_pool_error,
+        '{"code":"serverless_connection_error","message":"m","reason":"connect",'
+        '"attempt":{"n":2,"of":[1,2]}}',
+        id="connection_error_nested_newer_field",
+    ),
+    pytest.param(
+        E.decode_failure_reason, '{"code":"no_capacity","waited_s":1.5}', id="no_capacity_newer"
+    ),
+    pytest.param(
+        E.decode_actor_error,
+        '{"code":"actor_failed","error_code":"boom","message":"m","retryable":false}',
+        id="actor_failed_newer_field",
+    ),
+    pytest.param(
+        E.decode_actor_error,
+        '{"code":"pool_error","error":{"code":"internal_error","message":"x","trace":"t"},'
+        '"first_seen":null,"last_seen":null,"count":null,"pool":"ns/r"}',
+        id="pool_error_view_newer_fields_inside_and_out",
+    ),
+]
+
+
+@pytest.mark.parametrize(("decode", "text"), KNOWN_WITH_NEWER_FIELDS)
+def test_known_codes_with_newer_fields_round_trip_exactly(decode: Any, text: str) -> None:
+    value = decode(text)
+    assert not isinstance(value, E.OtherPoolError | E.OtherFailureReason | E.OtherActorError)
+    assert json.dumps(value.to_json(), separators=(",", ":")) == text
+    # And a second pass (decode what we wrote) is stable too.
+    again = decode(json.dumps(value.to_json()))
+    assert again.to_json() == value.to_json()
+
+
+def test_newer_field_does_not_change_what_this_build_reads() -> None:
+    err = E.decode_pool_error(
+        {"code": "serverless_http_error", "status_code": 503, "body": "b", "retry_after_s": 3}
+    )
+    assert isinstance(err, E.ServerlessHttpError)
+    assert (err.status_code, err.body) == (503, "b")
+    assert err.summary == "endpoint answered HTTP 503: b"
+
+
+def test_constructed_errors_keep_code_first() -> None:
+    assert list(E.ServerlessHttpError(body="x", status_code=500).to_json()) == [
+        "code",
+        "status_code",
+        "body",
+    ]
 
 
 json_values = st.recursive(

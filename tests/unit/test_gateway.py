@@ -111,3 +111,47 @@ def test_negative_budget_times_out_at_once() -> None:
 def test_policy_rejects_bad_values(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         GatewayPolicy(**kwargs)
+
+
+def _started_run(
+    clock: Clock, *, started_at: float, error_at: float, result_at: float | None
+) -> Ready[str] | PoolFailed[str] | TimedOut:
+    asked: list[float] = []
+
+    def check_started() -> bool:
+        asked.append(clock.t)
+        return clock.t >= started_at
+
+    def check_pool() -> str | None:
+        clock.pool_checks.append(clock.t)
+        return "broken" if clock.t >= error_at else None
+
+    return wait_for_result(
+        check_result=lambda: "done" if result_at is not None and clock.t >= result_at else None,
+        check_pool=check_pool,
+        policy=GatewayPolicy(),
+        clock=lambda: clock.t,
+        sleep=clock.sleep,
+        check_started=check_started,
+    )
+
+
+def test_a_started_runner_is_waited_for_whatever_the_pool_does() -> None:
+    clock = Clock()
+    outcome = _started_run(clock, started_at=0.5, error_at=2.0, result_at=10.0)
+    assert isinstance(outcome, Ready) and outcome.result == "done"
+    # The pool was looked at until it showed an error; the message had started: no more checks.
+    assert clock.pool_checks == [pytest.approx(1.0), pytest.approx(3.0)]
+
+
+def test_a_started_runner_that_never_finishes_times_out_not_pool_failed() -> None:
+    clock = Clock()
+    outcome = _started_run(clock, started_at=0.0, error_at=0.0, result_at=None)
+    assert isinstance(outcome, TimedOut)
+
+
+def test_not_started_still_fails_fast() -> None:
+    clock = Clock()
+    outcome = _started_run(clock, started_at=99.0, error_at=0.0, result_at=None)
+    assert isinstance(outcome, PoolFailed)
+    assert outcome.waited_s == pytest.approx(1.0)

@@ -326,3 +326,56 @@ def test_one_broken_step_does_not_stop_the_round(env: Env) -> None:
     report = env.round()
     assert report.failed_steps == ["ns/a"]
     assert report.cleared == ["ns/b"]
+
+
+class _UnreadableTracker:
+    """A tracker whose reads fail as a whole (the store is down)."""
+
+    def __init__(self, inner: PoolErrorTracker) -> None:
+        self.inner = inner
+
+    def report_error(self, pool: Any, error: Any) -> None:
+        self.inner.report_error(pool, error)
+
+    def report_success(self, pool: Any) -> None:
+        self.inner.report_success(pool)
+
+    def active_errors(self, pools: Any) -> Any:
+        raise RuntimeError("tracker unreadable")
+
+
+def test_an_unreadable_tracker_leaves_active_errors_unknown_and_the_round_goes_on(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.pool_manager.app import _emit_metrics
+
+    env.add("a")
+    env.deps.tracker = _UnreadableTracker(env.tracker)
+    report = env.round()
+    assert report.active_after is None
+    assert "tracker_read" in report.failed_steps
+    assert report.probed == {"ns/a": [True, True, True]}  # treated as failing: probed
+    capsys.readouterr()
+    _emit_metrics(report)
+    out = capsys.readouterr().out
+    assert "PoolManagerFailedSteps" in out
+    assert "ActivePoolErrors" not in out  # no datapoint: the alarm treats that as breaching
+
+
+def test_a_readable_round_always_emits_active_pool_errors(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions.pool_manager.app import _emit_metrics
+
+    report = env.round()  # no pools at all
+    capsys.readouterr()
+    _emit_metrics(report)
+    assert '"ActivePoolErrors":[0.0]' in capsys.readouterr().out.replace(" ", "")
+
+
+def test_alarm_breaches_on_missing_data() -> None:
+    from infra.template import load_template
+
+    alarm = load_template()["Resources"]["PoolErrorActiveAlarm"]["Properties"]
+    assert alarm["MetricName"] == "ActivePoolErrors"
+    assert alarm["TreatMissingData"] == "breaching"
