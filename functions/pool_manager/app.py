@@ -48,7 +48,8 @@ def add_metrics(invocation: Invocation, report: RoundReport) -> None:
     invocation.summary.update(report.to_json())
     # One string too: Logs Insights shows it as is (a list is split into numbered fields).
     invocation.summary["failing_pools_text"] = ", ".join(report.failing_pools) or "-"
-    if report.active_after is not None:  # unknown: no datapoint, which the alarm treats as breaching
+    # Unknown: no datapoint, which the alarm treats as breaching.
+    if report.active_after is not None:
         invocation.metric("ActivePoolErrors", report.active_after)
     invocation.metric("PoolManagerFailedSteps", len(report.failed_steps))
     invocation.metric("PoolErrorsReported", report.errors_reported)
