@@ -60,7 +60,11 @@ EXAMPLES_PER_OPERATION = 100
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    environ = {"GATEWAY_READY_TIMEOUT_S": "1", "GATEWAY_FIRST_CHECK_S": "0.2"}
+    environ = {
+        "GATEWAY_READY_TIMEOUT_S": "1",
+        "GATEWAY_FIRST_CHECK_S": "0.2",
+        "INIT_TIMEOUT_S": "0.5",
+    }
     with LocalStack(
         api_port=0, tick_s=60.0, quiet=True, environ=environ, log=lambda line: None
     ) as running:

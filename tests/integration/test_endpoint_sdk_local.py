@@ -19,7 +19,7 @@ def stack() -> Iterator[LocalStack]:
         api_port=0,
         tick_s=1.0,
         quiet=True,
-        environ={"GATEWAY_READY_TIMEOUT_S": "20"},
+        environ={"GATEWAY_READY_TIMEOUT_S": "20", "INIT_TIMEOUT_S": "10"},
         log=lambda line: None,
     ) as running:
         yield running

@@ -347,7 +347,8 @@ class _UnreadableTracker:
 def test_an_unreadable_tracker_leaves_active_errors_unknown_and_the_round_goes_on(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from functions.pool_manager.app import _emit_metrics
+    from adapters.observability import Invocation, publish
+    from functions.pool_manager.app import add_metrics
 
     env.add("a")
     env.deps.tracker = _UnreadableTracker(env.tracker)
@@ -356,7 +357,9 @@ def test_an_unreadable_tracker_leaves_active_errors_unknown_and_the_round_goes_o
     assert "tracker_read" in report.failed_steps
     assert report.probed == {"ns/a": [True, True, True]}  # treated as failing: probed
     capsys.readouterr()
-    _emit_metrics(report)
+    invocation = Invocation("pool_manager")
+    add_metrics(invocation, report)
+    publish(invocation)
     out = capsys.readouterr().out
     assert "PoolManagerFailedSteps" in out
     assert "ActivePoolErrors" not in out  # no datapoint: the alarm treats that as breaching
@@ -365,11 +368,14 @@ def test_an_unreadable_tracker_leaves_active_errors_unknown_and_the_round_goes_o
 def test_a_readable_round_always_emits_active_pool_errors(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from functions.pool_manager.app import _emit_metrics
+    from adapters.observability import Invocation, publish
+    from functions.pool_manager.app import add_metrics
 
     report = env.round()  # no pools at all
     capsys.readouterr()
-    _emit_metrics(report)
+    invocation = Invocation("pool_manager")
+    add_metrics(invocation, report)
+    publish(invocation)
     assert '"ActivePoolErrors":[0.0]' in capsys.readouterr().out.replace(" ", "")
 
 
