@@ -27,13 +27,14 @@ class SqsMessageQueue(LazyClient):
         self.queue_url = queue_url
         self._client = client
 
-    def send(self, envelope: MessageEnvelope) -> None:
-        """Enqueue ``envelope`` (MessageGroupId = actor, MessageDeduplicationId = message)."""
+    def send(self, envelope: MessageEnvelope, *, dedup_id: str | None = None) -> None:
+        """Enqueue ``envelope`` (MessageGroupId = actor, MessageDeduplicationId = message, or
+        ``dedup_id``: a retried dead letter is a new send of the same message)."""
         self.client.send_message(
             QueueUrl=self.queue_url,
             MessageBody=envelope.model_dump_json(),
             MessageGroupId=envelope.actor_id,
-            MessageDeduplicationId=envelope.message_id,
+            MessageDeduplicationId=dedup_id or envelope.message_id,
         )
 
     def change_visibility(self, receipt_handle: str, timeout_s: int) -> None:

@@ -160,8 +160,8 @@ class ActorRecord(BaseModel):
         return PoolKey(namespace=self.namespace, runner_name=self.runner_name)
 
 
-MessageStatus = Literal["pending", "running", "succeeded", "failed", "dead_lettered"]
-TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "dead_lettered"})
+MessageStatus = Literal["pending", "running", "succeeded", "failed", "dead_lettered", "discarded"]
+TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "dead_lettered", "discarded"})
 
 
 class MessageRecord(BaseModel):

@@ -67,7 +67,11 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
         "settings": settings,
         "actors": actors,
         "messages": DynamoDBMessageStore(
-            settings.messages_table, client=dynamodb, actors=actors, slots=slots
+            settings.messages_table,
+            client=dynamodb,
+            actors=actors,
+            slots=slots,
+            retention_s=settings.message_retention_days * 86_400 or None,
         ),
         "configs": DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
         "slots": slots,

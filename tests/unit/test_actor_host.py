@@ -280,9 +280,9 @@ def test_missing_actor_fails_the_message_and_tells_the_sender() -> None:
     )
     assert env.run() == {"batchItemFailures": []}
     message = env.messages.get("a1", "m1")
-    assert message is not None and (message.status, message.disposition) == ("failed", "discard")
+    assert message is not None and (message.status, message.disposition) == ("discarded", "discard")
     sends = [kw for name, kw in env.sqs.calls if name == "send"]
-    assert [json.loads(kw["MessageBody"])["status"] for kw in sends] == ["failed"]
+    assert [json.loads(kw["MessageBody"])["status"] for kw in sends] == ["discarded"]
 
 
 def test_non_retryable_actor_error_dead_letters_with_metrics(
