@@ -50,6 +50,7 @@ def test_document_covers_every_route_and_error_shape() -> None:
         "/actors/{actor_id}",
         "/actors/{actor_id}/messages",
         "/actors/{actor_id}/messages/{message_id}",
+        "/actors/{actor_id}/messages/{message_id}/retry",
     }
     send = DOC["paths"]["/actors/{actor_id}/messages"]["post"]
     assert {"202", "200", "503"} <= set(send["responses"])
