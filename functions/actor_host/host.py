@@ -293,6 +293,14 @@ class ActorHost:
         gives up one receive earlier, so a failed give-up still has a receive to finish it."""
         return info.receive_count >= self.deps.settings.max_receive_count - 1
 
+    def _busy_s(self, info: RecordInfo, held: StoredMessage | None) -> int:
+        """Visibility of a record whose message another execution holds: until that lease
+        ends (a crashed holder's message runs as soon as it can), at least 1 s."""
+        if held is None or held.lease_until is None:
+            return self._handback_s(info)
+        left = held.lease_until - self.deps.clock().timestamp()
+        return max(1, visibility_timeout_s(left + 1.0))
+
     def _handback_s(self, info: RecordInfo) -> int:
         """Visibility of a record handed back for a while (no slot, an earlier message open):
         at least 1 s, growing with the receive count, so waiting never spins the queue."""
@@ -355,9 +363,8 @@ class ActorHost:
             if claim.outcome == "missing":
                 return await self._missing(info, envelope)
             if claim.outcome == "busy" or claim.message is None:
-                delay = infra_backoff_s(info.receive_count, rand=deps.rand())
                 raise KeepInQueue(
-                    "busy", max(1, visibility_timeout_s(delay)), "another execution holds it"
+                    "busy", self._busy_s(info, claim.message), "another execution holds it"
                 )
             attempts = claim.message.budget_attempts
             if config is None:
