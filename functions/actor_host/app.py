@@ -113,7 +113,7 @@ def handle(event: Mapping[str, Any], context: Any, deps: HostDeps) -> dict[str, 
             visibility[record.message_id] = (record.receipt_handle, keep.visibility_s)
             raise
 
-    processor = FifoGroupAsyncProcessor()
+    processor = FifoGroupAsyncProcessor(held_back=host.held_back)
     with processor(records, record_handler, lambda_context=context):
         processor.run(on_finish=host.aclose)
 

@@ -84,6 +84,7 @@ Outcome = Literal[
     "malformed",
     "missing_execution_id",
     "handed_back",
+    "held_back",
     "out_of_order",
     "busy",
     "infra_error",
@@ -285,6 +286,20 @@ class ActorHost:
                 raise
             # The queue's redrive would take this record next: record the dead letter first.
             outcome = await self._give_up(info, keep)
+        self.telemetry.outcome(outcome)
+        return outcome
+
+    async def held_back(self, raw: Mapping[str, Any]) -> Outcome | None:
+        """A record held back behind a failed one of its group, without running: ``None``
+        keeps it queued; on the queue's last receives it is dead-lettered here, recorded
+        (``receive_limit_reached``), so SQS's redrive never takes it unrecorded."""
+        info = record_info(_RawRecord(raw))
+        if not self._last_receives(info):
+            return None
+        try:
+            outcome = await self._give_up(info, KeepInQueue("held_back", 0))
+        except KeepInQueue:
+            return None
         self.telemetry.outcome(outcome)
         return outcome
 
@@ -965,6 +980,13 @@ class ActorHost:
                 now=deps.clock(),
             )
             self.telemetry.count("Replies")
+
+
+@dataclass
+class _RawRecord:
+    """A raw SQS record dict in the shape ``record_info`` reads (``raw_event``)."""
+
+    raw_event: Mapping[str, Any]
 
 
 DEAD_LETTER_KEY: Final = "dead_letter"

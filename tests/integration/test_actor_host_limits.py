@@ -317,6 +317,35 @@ def test_a_record_handed_back_to_the_redrive_limit_is_dead_lettered_with_its_own
     assert codes == ["receive_limit_reached"]
 
 
+def test_a_follower_held_back_at_the_redrive_limit_is_recorded_too(
+    stack: Stack, dev: DevRunner
+) -> None:
+    stack.deps.settings = stack.settings.model_copy(update={"slot_wait_s": 0.0})
+    stack.pool("full", dev.url, max_runners=1)
+    stack.actor("a1", "full")
+    stack.messages.create(MessageRecord(actor_id="a1", message_id="m1"))
+    stack.messages.create(MessageRecord(actor_id="a1", message_id="m2"))
+    held = stack.deps.slots.acquire(
+        "ns/full", total=1, owner="other-lambda", lease_s=600, now=stack.deps.wall()
+    )
+    assert held is not None
+    # m1 was re-sent (a young record) and waits for a slot; m2 behind it is on its last receives.
+    first = sqs_record(envelope_body("a1", "m1"), group_id="a1", receive_count=1)
+    follower = sqs_record(envelope_body("a1", "m2"), group_id="a1", receive_count=99)
+
+    response = stack.run(sqs_event(first, follower))
+
+    assert failures(response) == {first["messageId"]}  # m1 kept; m2 finished here
+    m2 = stack.messages.get("a1", "m2")
+    assert m2 is not None and m2.status == "dead_lettered"
+    assert m2.error is not None and (m2.error["code"], m2.error["reason"]) == (
+        "receive_limit_reached",
+        "held_back",
+    )
+    m1 = stack.messages.get("a1", "m1")
+    assert m1 is not None and m1.status == "pending"
+
+
 # --- order ---------------------------------------------------------------------------------
 
 
