@@ -291,6 +291,18 @@ def test_lifespans_fit_at_the_start_of_an_invocation(lifespan: int | None, heard
     assert seen == [heard]
 
 
+def test_a_busy_record_comes_back_when_the_holders_lease_ends() -> None:
+    env = Env()
+    env.setup()
+    now = datetime.now(UTC)
+    held = env.messages.claim("a1", "m1", owner="crashed-host", lease_s=30, now=now)
+    assert held.outcome == "claimed"
+    assert env.run() == {"batchItemFailures": [{"itemIdentifier": "sq-1"}]}
+    assert env.runner.starts == 0
+    # Not an arbitrary backoff: the claim can succeed once the holder's 30 s lease is over.
+    assert 29 <= env.sqs.visibilities()["rh-1"] <= 32
+
+
 def test_missing_config_is_a_retryable_internal_error() -> None:
     env = Env(rand=0.0)
     env.actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="nope"))
