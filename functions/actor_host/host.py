@@ -454,7 +454,12 @@ class ActorHost:
         mine = await self._io(self.deps.messages.load, envelope.actor_id, envelope.message_id)
         if mine is None or mine.record.status in TERMINAL_STATUSES or mine.open_key is None:
             return False
-        return oldest[1] < mine.open_key
+        if oldest[1] >= mine.open_key:
+            return False
+        # The index is eventually consistent (and a writer might leave the key on a final
+        # record): hold this one back only for an earlier message that really is open.
+        earlier = await self._io(self.deps.messages.load, envelope.actor_id, oldest[0])
+        return earlier is not None and earlier.record.status not in TERMINAL_STATUSES
 
     async def _reopen_redriven(self, envelope: MessageEnvelope, mark: dict[str, Any]) -> None:
         """A kit dead letter moved back from the DLQ (an SQS redrive) runs again: its record
