@@ -81,8 +81,8 @@ def with_timestamps(record: _Record, now: datetime) -> _Record:
 
 
 def json_attr(value: Any) -> dict[str, str]:
-    """A JSON value as a compact JSON text attribute."""
-    return {"S": json.dumps(value, separators=(",", ":"))}
+    """A JSON value as a compact JSON text attribute (NaN/Infinity refused: not JSON)."""
+    return {"S": json.dumps(value, separators=(",", ":"), allow_nan=False)}
 
 
 def encode_fields(

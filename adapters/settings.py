@@ -57,6 +57,15 @@ class Settings(BaseModel):
     # Actor host.
     deadline_margin_s: float = Field(default=10.0, ge=0)
     errors_cap: int = Field(default=20, ge=0)
+    # Time an invocation may spend before its first start (reads, slot, claim): the longest
+    # lifespan the API accepts leaves it, so a default config fits at an invocation's start.
+    start_allowance_s: float = Field(default=5.0, ge=0)
+    # How long one execution waits for a runner slot before handing its message back.
+    slot_wait_s: float = Field(default=3.0, ge=0)
+    # The queue's redrive maxReceiveCount: the host records its own dead letter before it.
+    max_receive_count: int = Field(default=100, ge=2)
+    # Final message records expire (DynamoDB TTL on ``expires_at``) this long after they end.
+    message_retention_days: int = Field(default=30, ge=0)
 
     # Gateway.
     gateway_first_check_s: float = Field(default=1.0, ge=0)
@@ -93,8 +102,10 @@ class Settings(BaseModel):
 
     @property
     def max_request_lifespan_s(self) -> int:
-        """The longest runner request the actor host can hold: its timeout minus the margin."""
-        return max(1, min(900, int(self.actor_host_timeout_s - self.deadline_margin_s)))
+        """The longest runner request the actor host can start at the beginning of an
+        invocation: its timeout minus the deadline margin and the start allowance."""
+        usable = self.actor_host_timeout_s - self.deadline_margin_s - self.start_allowance_s
+        return max(1, min(900, int(usable)))
 
 
 @lru_cache(maxsize=1)

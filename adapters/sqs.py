@@ -29,7 +29,8 @@ class SqsMessageQueue(LazyClient):
 
     def send(self, envelope: MessageEnvelope, *, dedup_id: str | None = None) -> None:
         """Enqueue ``envelope`` (MessageGroupId = actor, MessageDeduplicationId = message, or
-        ``dedup_id`` for a deliberate re-send such as a resume inside the 5-minute window)."""
+        ``dedup_id`` for a deliberate re-send: a resume inside the 5-minute window, a retried
+        dead letter)."""
         self.client.send_message(
             QueueUrl=self.queue_url,
             MessageBody=envelope.model_dump_json(),

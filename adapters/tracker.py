@@ -7,9 +7,10 @@ pool's state from its own writes' post-images and from reads, and trusts it for
 (one ``GetItem``; threads of one process share it), so reads stay at most one per pool per TTL.
 
 The one thing the cache can cost: a success reported within the TTL of a view that said
-"healthy", while another process has just written an error, is not counted. That only delays a
-clear by one success; it never erases or hides an error (errors are always written), and every
-write that does happen is exact (see ``adapters.pool_errors.dynamodb``).
+"healthy", while another process has just written an error, is not counted. Under contention
+that is most of them (docs/tracker.md, measured), so a clear comes up to about one TTL later;
+it never erases or hides an error (errors are always written), and every write that does
+happen is exact (see ``adapters.pool_errors.dynamodb``).
 
 Sync (boto3) and thread-safe; async callers use ``asyncio.to_thread``.
 """

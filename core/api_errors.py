@@ -26,6 +26,7 @@ actor:
 message:
     message_not_found          404
     idempotency_key_reused     409  the Idempotency-Key names a message with another input
+    message_not_retryable      409  only a dead_lettered or discarded message can be retried
 guard (the gateway, ``?wait=true``):
     actor_runner_failed        503  the actor's pool has an active error (``Retry-After`` set)
     actor_ready_timeout        503  no result within the ready timeout
@@ -76,6 +77,7 @@ API_ERRORS: Final[dict[str, ApiErrorSpec]] = {
         _spec("actor", "pool_not_configured", 409),
         _spec("message", "message_not_found", 404),
         _spec("message", "idempotency_key_reused", 409),
+        _spec("message", "message_not_retryable", 409),
         _spec("guard", "actor_runner_failed", 503),
         _spec("guard", "actor_ready_timeout", 503),
         _spec("server", "server_error", 500),

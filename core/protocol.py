@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
@@ -119,6 +121,41 @@ def encode_frame(frame: InitFrame | OutputFrame | DoneFrame | ErrorFrame) -> str
     return base64.b64encode(frame_json(frame)).decode("ascii")
 
 
+# A frame whose JSON might hold NaN, +-Infinity (which the JSON parser accepts) or a number that
+# overflows to infinity (a long mantissa or an exponent): only those are walked for non-finite
+# floats, so the hot path stays one regex scan.
+_MAYBE_NOT_FINITE: Final = re.compile(rb"NaN|Infinity|[0-9][eE]|[0-9]{300}")
+NOT_FINITE_MESSAGE: Final = (
+    "frame has NaN, Infinity or a number that overflows to infinity: not JSON (RFC 8259)"
+)
+
+
+def _finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _check_finite(frame: Frame, payload: bytes) -> None:
+    """Raise ``serverless_invalid_payload`` if an output/done frame carries a non-finite number."""
+    if type(frame) is OutputFrame:
+        values: list[Any] = [frame.data]
+    elif type(frame) is DoneFrame:
+        values = [frame.output, frame.state]
+    else:
+        return
+    if _MAYBE_NOT_FINITE.search(payload) and not _finite(values):
+        raise RunnerError(ServerlessInvalidPayload(message=NOT_FINITE_MESSAGE, raw_payload=payload))
+
+
 def _describe(exc: ValidationError) -> str:
     first = exc.errors(include_url=False)[0]
     kind = first["type"]
@@ -146,24 +183,25 @@ def decode_frame(data: str | bytes) -> InitFrame | OutputFrame | DoneFrame | Err
     may wrap long base64. Raises ``RunnerError`` (invalid base64 / invalid payload), nothing else.
     """
     try:  # the hot path: one call into C and one into Rust
-        frame: InitFrame | OutputFrame | DoneFrame | ErrorFrame = _VALIDATE_JSON(
-            binascii.a2b_base64(data, strict_mode=True)
-        )
-        return frame
+        payload = binascii.a2b_base64(data, strict_mode=True)
+        frame: InitFrame | OutputFrame | DoneFrame | ErrorFrame = _VALIDATE_JSON(payload)
     except ValueError:  # binascii.Error and ValidationError are ValueErrors
-        pass
-    return _decode_carefully(data)
+        return _decode_carefully(data)
+    _check_finite(frame, payload)
+    return frame
 
 
 def decode_frames(datas: Sequence[bytes]) -> list[Frame]:
     """``decode_frame`` of each, in one tight loop; raises at the first bad one."""
     validate, a2b = _VALIDATE_JSON, binascii.a2b_base64
     try:
-        return [validate(a2b(data, strict_mode=True)) for data in datas]
+        payloads = [a2b(data, strict_mode=True) for data in datas]
+        decoded: list[Frame] = [validate(payload) for payload in payloads]
     except ValueError:
-        pass
-    frames: list[Frame] = [decode_frame(data) for data in datas]
-    return frames
+        return [decode_frame(data) for data in datas]
+    for frame, payload in zip(decoded, payloads, strict=True):
+        _check_finite(frame, payload)
+    return decoded
 
 
 def _decode_carefully(data: str | bytes) -> InitFrame | OutputFrame | DoneFrame | ErrorFrame:
@@ -182,4 +220,5 @@ def _decode_carefully(data: str | bytes) -> InitFrame | OutputFrame | DoneFrame 
         raise RunnerError(
             ServerlessInvalidPayload(message=_describe(exc), raw_payload=payload)
         ) from exc
+    _check_finite(frame, payload)
     return frame

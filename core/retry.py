@@ -73,11 +73,11 @@ class FailureDecision:
     final: bool = True
 
     @property
-    def status(self) -> Literal["pending", "failed", "dead_lettered"]:
+    def status(self) -> Literal["pending", "discarded", "dead_lettered"]:
         """The message record's status after this decision."""
         if not self.final:
             return "pending"
-        return "dead_lettered" if self.message == "dead_letter" else "failed"
+        return "dead_lettered" if self.message == "dead_letter" else "discarded"
 
     @property
     def reply(self) -> bool:
@@ -97,7 +97,7 @@ def decide(
     - ``on_message="retry"``: retry with backoff while retryable and ``attempts < max_attempts``;
       after the last attempt (or at once when not retryable) the message is dead-lettered.
     - ``on_message="discard"`` / ``"dead_letter"``: no retry; the message is dropped (status
-      ``failed``) or dead-lettered at once.
+      ``discarded``) or dead-lettered at once.
     - ``on_actor="stop"`` stops the actor only when the failure is final: while a message is
       being retried the actor keeps its inbox, so the retry can still run.
     """

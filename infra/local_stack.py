@@ -334,6 +334,7 @@ class LocalStack:
         self.poll_wait_s = poll_wait_s
         self.pollers = max(1, pollers)
         self._count_lock = threading.Lock()
+        self._receive_lock = threading.Lock()
         self.quiet = quiet
         self.extra_environ = dict(environ or {})
         self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -671,15 +672,20 @@ class LocalStack:
             self._stop.wait(self.poll_wait_s)
             return 0
         url = self.queue_urls[spec.sqs_queue]
-        got = self._sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=min(spec.batch_size, 10),
-            WaitTimeSeconds=self.poll_wait_s,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
+        # One receive at a time, and short: moto answers concurrent receives from one snapshot
+        # of the in-flight groups, so two pollers could get two messages of one actor at once
+        # (SQS never does; the actor host's order guard would hand one back).
+        with self._receive_lock:
+            got = self._sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(spec.batch_size, 10),
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
         messages = got.get("Messages", [])
         if not messages:
+            self._stop.wait(min(self.poll_wait_s, 0.1))
             return 0
         arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{url.rsplit('/', 1)[-1]}"
         event = sqs_event(messages, arn)

@@ -68,7 +68,11 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
         "settings": settings,
         "actors": actors,
         "messages": DynamoDBMessageStore(
-            settings.messages_table, client=dynamodb, actors=actors, slots=slots
+            settings.messages_table,
+            client=dynamodb,
+            actors=actors,
+            slots=slots,
+            retention_s=settings.message_retention_days * 86_400 or None,
         ),
         "configs": DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
         "slots": slots,
@@ -113,7 +117,7 @@ def handle(
             visibility[record.message_id] = (record.receipt_handle, keep.visibility_s)
             raise
 
-    processor = FifoGroupAsyncProcessor()
+    processor = FifoGroupAsyncProcessor(held_back=host.held_back)
     with processor(records, record_handler, lambda_context=context):
         processor.run(on_finish=host.aclose)
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -21,12 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import JsonValue, ValidationError
 
 from adapters.actor_store import ActorStore
-from adapters.message_store import MessageStore, StoredMessage
+from adapters.message_store import (
+    RETRYABLE_STATUSES,
+    CommitRefusedError,
+    MessageStore,
+    StoredMessage,
+)
 from adapters.runner_config_store import RunnerConfigStore
 from adapters.settings import Settings
 from adapters.slots import SlotLease, SlotStore
@@ -43,11 +49,20 @@ from core.errors import (
     RunnerNoResponse,
     RunnerNoResponseError,
     RunnerPoolError,
+    ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
     StoreCommitFailedError,
 )
 from core.events import ErrorEvent, ErrorsChannel
-from core.execution import fits_deadline, reply_body
+from core.execution import (
+    CommitFailed,
+    ReceiveLimitReached,
+    effective_lifespan_s,
+    fits_deadline,
+    oversized_done,
+    reply_body,
+    stored_json,
+)
 from core.models import (
     TERMINAL_STATUSES,
     ActorRecord,
@@ -71,6 +86,8 @@ Outcome = Literal[
     "malformed",
     "missing_execution_id",
     "handed_back",
+    "held_back",
+    "out_of_order",
     "busy",
     "infra_error",
 ]
@@ -249,23 +266,63 @@ class ActorHost:
         """Handle one SQS record (see the module docstring for what returning/raising means)."""
         info = record_info(record)
         try:
-            outcome = await self._execute(info)
+            try:
+                outcome = await self._execute(info)
+            except KeepInQueue:
+                raise
+            except Exception as exc:
+                # A store or network hiccup before anything was decided: back off and redeliver.
+                self.deps.logger.exception(
+                    "execution failed unexpectedly", extra={"error": str(exc)}
+                )
+                self._event(
+                    InternalError(message=f"{type(exc).__name__}: {exc}"),
+                    scope="handler",
+                    tags={"sqs_message_id": info.message_id},
+                )
+                delay = infra_backoff_s(info.receive_count, rand=self.deps.rand())
+                raise KeepInQueue("infra_error", visibility_timeout_s(delay), str(exc)) from exc
         except KeepInQueue as keep:
-            self.telemetry.outcome(keep.outcome)
-            raise
-        except Exception as exc:
-            # A store or network hiccup before anything was decided: back off and redeliver.
-            self.deps.logger.exception("execution failed unexpectedly", extra={"error": str(exc)})
-            self._event(
-                InternalError(message=f"{type(exc).__name__}: {exc}"),
-                scope="handler",
-                tags={"sqs_message_id": info.message_id},
-            )
-            self.telemetry.outcome("infra_error")
-            delay = infra_backoff_s(info.receive_count, rand=self.deps.rand())
-            raise KeepInQueue("infra_error", visibility_timeout_s(delay), str(exc)) from exc
+            if not self._last_receives(info):
+                self.telemetry.outcome(keep.outcome)
+                raise
+            # The queue's redrive would take this record next: record the dead letter first.
+            outcome = await self._give_up(info, keep)
         self.telemetry.outcome(outcome)
         return outcome
+
+    async def held_back(self, raw: Mapping[str, Any]) -> Outcome | None:
+        """A record held back behind a failed one of its group, without running: ``None``
+        keeps it queued; on the queue's last receives it is dead-lettered here, recorded
+        (``receive_limit_reached``), so SQS's redrive never takes it unrecorded."""
+        info = record_info(_RawRecord(raw))
+        if not self._last_receives(info):
+            return None
+        try:
+            outcome = await self._give_up(info, KeepInQueue("held_back", 0))
+        except KeepInQueue:
+            return None
+        self.telemetry.outcome(outcome)
+        return outcome
+
+    def _last_receives(self, info: RecordInfo) -> bool:
+        """The queue's redrive takes a record received ``max_receive_count`` times; the host
+        gives up one receive earlier, so a failed give-up still has a receive to finish it."""
+        return info.receive_count >= self.deps.settings.max_receive_count - 1
+
+    def _busy_s(self, info: RecordInfo, held: StoredMessage | None) -> int:
+        """Visibility of a record whose message another execution holds: until that lease
+        ends (a crashed holder's message runs as soon as it can), at least 1 s."""
+        if held is None or held.lease_until is None:
+            return self._handback_s(info)
+        left = held.lease_until - self.deps.clock().timestamp()
+        return max(1, visibility_timeout_s(left + 1.0))
+
+    def _handback_s(self, info: RecordInfo) -> int:
+        """Visibility of a record handed back for a while (no slot, an earlier message open):
+        at least 1 s, growing with the receive count, so waiting never spins the queue."""
+        delay = infra_backoff_s(info.receive_count, rand=self.deps.rand())
+        return max(1, visibility_timeout_s(delay))
 
     async def _execute(self, info: RecordInfo) -> Outcome:
         deps = self.deps
@@ -276,24 +333,35 @@ class ActorHost:
         deps.logger.thread_safe_append_keys(
             actor_id=envelope.actor_id, message_id=envelope.message_id
         )
+        redrive = _dead_letter_mark(info.body)
+        if redrive is not None:
+            await self._reopen_redriven(envelope, redrive)
         # No read of the message first: ``claim`` below tells a duplicate (terminal), a missing
-        # record and a concurrent holder apart in the same write.
-        actor = await self._actor(info, envelope.actor_id)
+        # record and a concurrent holder apart in the same write. The order guard's index read
+        # runs beside the actor read.
+        actor, oldest = await asyncio.gather(
+            self._actor(info, envelope.actor_id),
+            self._io(deps.messages.oldest_open, envelope.actor_id),
+        )
         if actor is None or actor.status == "stopped":
             return await self._refuse(info, envelope, actor)
         pool = actor.pool
         deps.logger.thread_safe_append_keys(pool=pool.id)
         config = await self._config(pool)
         policy = actor.error_policy or (config.error_policy if config else ErrorPolicy())
-        lifespan = float(config.request_lifespan if config else 0)
+        lifespan = self._lifespan(config)
         if not self._fits(lifespan):
             raise KeepInQueue("handed_back", 0, "not enough time left before the deadline")
+        if await self._earlier_open(envelope, oldest):
+            raise KeepInQueue(
+                "out_of_order", self._handback_s(info), "an earlier message of the actor is open"
+            )
 
         owner = uuid.uuid4().hex
         slot: list[SlotLease] = []  # emptied when a commit releases it
         waited = False
         if config is not None:
-            lease, waited = await self._acquire_slot(actor, config, owner)
+            lease, waited = await self._acquire_slot(info, envelope, actor, config, owner)
             slot.append(lease)
         try:
             lease_s = lifespan + deps.settings.deadline_margin_s + 5.0
@@ -312,11 +380,10 @@ class ActorHost:
             if claim.outcome == "missing":
                 return await self._missing(info, envelope)
             if claim.outcome == "busy" or claim.message is None:
-                delay = infra_backoff_s(info.receive_count, rand=deps.rand())
                 raise KeepInQueue(
-                    "busy", max(1, visibility_timeout_s(delay)), "another execution holds it"
+                    "busy", self._busy_s(info, claim.message), "another execution holds it"
                 )
-            attempts = claim.message.record.attempts
+            attempts = claim.message.budget_attempts
             if config is None:
                 error = InternalError(message=f"no runner config for pool {pool.id}")
                 return await self._fail(
@@ -336,6 +403,7 @@ class ActorHost:
                     attempts,
                     clear_no_capacity,
                     slot,
+                    lifespan,
                 )
             except KeepInQueue:
                 raise
@@ -371,6 +439,48 @@ class ActorHost:
             self._configs[pool.id] = future
         return await future
 
+    def _lifespan(self, config: RunnerConfig | None) -> float:
+        if config is None:
+            return 0.0
+        cap = self.deps.settings.max_request_lifespan_s
+        return float(effective_lifespan_s(config.request_lifespan, max_lifespan_s=cap))
+
+    async def _earlier_open(
+        self, envelope: MessageEnvelope, oldest: tuple[str, str] | None
+    ) -> bool:
+        """The order guard: is an earlier message of this actor still not final?
+
+        The index gives the actor's oldest open message; only when that is another message is
+        this one read, to compare creation order (a final or unknown one is the claim's call).
+        """
+        if oldest is None or oldest[0] == envelope.message_id:
+            return False
+        mine = await self._io(self.deps.messages.load, envelope.actor_id, envelope.message_id)
+        if mine is None or mine.record.status in TERMINAL_STATUSES or mine.open_key is None:
+            return False
+        if oldest[1] >= mine.open_key:
+            return False
+        # The index is eventually consistent (and a writer might leave the key on a final
+        # record): hold this one back only for an earlier message that really is open.
+        earlier = await self._io(self.deps.messages.load, envelope.actor_id, oldest[0])
+        return earlier is not None and earlier.record.status not in TERMINAL_STATUSES
+
+    async def _reopen_redriven(self, envelope: MessageEnvelope, mark: dict[str, Any]) -> None:
+        """A kit dead letter moved back from the DLQ (an SQS redrive) runs again: its record
+        is reopened with a fresh attempt budget, once per dead-letter generation."""
+        stored = await self._io(self.deps.messages.load, envelope.actor_id, envelope.message_id)
+        if stored is None or stored.record.status not in RETRYABLE_STATUSES:
+            return
+        if mark.get("retries", 0) != stored.retries:
+            return  # a stale copy of an older dead letter
+        await self._io(
+            self.deps.messages.reopen,
+            envelope.actor_id,
+            envelope.message_id,
+            now=self.deps.clock(),
+        )
+        self.telemetry.count("Redriven")
+
     # --- the runner ------------------------------------------------------------------------
 
     async def _run(
@@ -384,13 +494,16 @@ class ActorHost:
         attempts: int,
         clear_no_capacity: bool,
         slot: list[SlotLease],
+        lifespan: float,
     ) -> Outcome:
         deps = self.deps
         pool = actor.pool
         message = stored.record
         body = start_body(actor.actor_id, message.message_id, actor.state, message.input)
         started = deps.monotonic()
-        deadline = started + config.request_lifespan
+        deadline = started + lifespan
+        if lifespan < config.request_lifespan:  # the endpoint hears the lifespan it really has
+            config = config.model_copy(update={"request_lifespan": int(lifespan)})
         runner_id: str | None = None
         final: Any = None
         error: Any = None
@@ -433,17 +546,16 @@ class ActorHost:
 
         if error is None:
             if isinstance(final, DoneFrame):
-                return await self._commit(info, actor, stored, owner, final, slot)
+                return await self._commit(info, actor, stored, owner, final, slot, policy)
             if isinstance(final, ErrorFrame):
                 error = ActorFailed(error_code=final.code, message=final.message)
                 actor_retryable = final.retryable
                 await self._io(deps.actors.set_last_actor_error, actor.actor_id, error)
             elif isinstance(final, StoppingFrame) and runner_id is not None:
-                # A clean early end: the message did not run to completion; try again soon.
+                # A clean early end: the message did not run to completion; retried with the
+                # policy's backoff like any failure (zero backoff burnt max_attempts in 0.4 s).
                 error = RunnerNoResponse(runner_id=runner_id)
-                return await self._fail(
-                    info, actor, stored, owner, policy, error, retryable=True, delay_s=0.0
-                )
+                return await self._fail(info, actor, stored, owner, policy, error, retryable=True)
             elif runner_id is None:
                 error = ServerlessStreamEndedEarly()
                 await self._io(deps.tracker.report_error, pool, error)
@@ -454,13 +566,21 @@ class ActorHost:
         return await self._fail(info, actor, stored, owner, policy, error, retryable=retryable)
 
     async def _acquire_slot(
-        self, actor: ActorRecord, config: RunnerConfig, owner: str
+        self,
+        info: RecordInfo,
+        envelope: MessageEnvelope,
+        actor: ActorRecord,
+        config: RunnerConfig,
+        owner: str,
     ) -> tuple[SlotLease, bool]:
-        """Wait for one of the pool's ``max_runners`` slots; ``no_capacity`` while waiting."""
+        """Wait a little for one of the pool's ``max_runners`` slots; ``no_capacity`` while
+        waiting. No slot within ``slot_wait_s``: the record goes back to the queue with a
+        visibility (a Lambda never idles for minutes), its record saying why."""
         deps = self.deps
-        lifespan = float(config.request_lifespan)
+        lifespan = self._lifespan(config)
         lease_s = lifespan + deps.settings.deadline_margin_s + 5.0
         waited = 0
+        waited_s = 0.0
         start = self._slot_base + self._slot_next[config.pool.id]
         self._slot_next[config.pool.id] += 1
         while True:
@@ -478,16 +598,28 @@ class ActorHost:
             if waited == 0:
                 self.telemetry.count("NoCapacity")
                 # Never mask a runner failure: only set when the actor has no reason yet.
-                await self._io(
-                    deps.actors.set_failure_reason,
-                    actor.actor_id,
-                    NoCapacity(),
-                    only_if_empty=True,
+                await asyncio.gather(
+                    self._io(
+                        deps.actors.set_failure_reason,
+                        actor.actor_id,
+                        NoCapacity(),
+                        only_if_empty=True,
+                    ),
+                    self._io(
+                        deps.messages.note_waiting,
+                        envelope.actor_id,
+                        envelope.message_id,
+                        error=NoCapacity().to_json(),
+                        now=deps.clock(),
+                    ),
                 )
             pause = min(deps.slot_poll_s * (1.5**waited), 2.0) * (0.5 + deps.rand() / 2)
+            if waited_s + pause > deps.settings.slot_wait_s:
+                raise KeepInQueue("handed_back", self._handback_s(info), "no runner slot free")
             if not self._fits(lifespan, extra_s=pause):
                 raise KeepInQueue("handed_back", 0, "no runner slot before the deadline")
             waited += 1
+            waited_s += pause
             await deps.sleep(pause)
 
     # --- outcomes --------------------------------------------------------------------------
@@ -500,9 +632,27 @@ class ActorHost:
         owner: str,
         done: DoneFrame,
         slot: list[SlotLease],
+        policy: ErrorPolicy,
     ) -> Outcome:
         deps = self.deps
         message = stored.record
+        # What one item holds, checked before the write (docs/protocol.md, "Limits"): a done
+        # that cannot be stored is the actor's typed error, never an infrastructure retry.
+        try:
+            sizes = {
+                "state_bytes": len(stored_json(done.state)),
+                "result_bytes": len(stored_json(done.output)),
+                "input_bytes": len(stored_json(message.input)),
+            }
+        except ValueError:  # NaN/Infinity: the frame decoder refuses them; never store one
+            error: Any = ServerlessInvalidPayload(
+                message="done holds a non-finite number", raw_payload=""
+            )
+            return await self._fail(info, actor, stored, owner, policy, error, retryable=False)
+        too_large = oversized_done(**sizes)
+        if too_large is not None:
+            await self._io(deps.actors.set_last_actor_error, actor.actor_id, too_large)
+            return await self._fail(info, actor, stored, owner, policy, too_large, retryable=False)
         try:
             released = await self._io(
                 deps.messages.commit_success,
@@ -515,8 +665,18 @@ class ActorHost:
                 now=deps.clock(),
                 slot=slot[0] if slot else None,
             )
-        except (ExecutionLeaseLostError, StoreCommitFailedError) as exc:
+        except ExecutionLeaseLostError as exc:
             return await self._not_committed(info, actor, stored, owner, exc)
+        except CommitRefusedError as exc:
+            # DynamoDB will refuse this write every time: final for the message (policy applies).
+            error = CommitFailed(message=str(exc), aws_code=exc.aws_code)
+            return await self._fail(info, actor, stored, owner, policy, error, retryable=False)
+        except StoreCommitFailedError as exc:
+            # The state moved on, or conflicts outlasted the bounded retry: another attempt
+            # reads the new state; the policy bounds how many.
+            self._event(exc, scope="handler", tags={"actor_id": actor.actor_id})
+            error = CommitFailed(message=str(exc), retryable=True)
+            return await self._fail(info, actor, stored, owner, policy, error, retryable=True)
         if released:
             slot.clear()
         if message.reply_to:
@@ -539,23 +699,15 @@ class ActorHost:
         actor: ActorRecord,
         stored: StoredMessage,
         owner: str,
-        exc: ExecutionLeaseLostError | StoreCommitFailedError,
+        exc: ExecutionLeaseLostError,
     ) -> Outcome:
-        """The commit was refused: never commit twice, never lose the message."""
+        """This execution lost the message: never commit twice, never lose the message."""
         deps = self.deps
         self._event(exc, scope="handler", tags={"actor_id": actor.actor_id, "sqs": info.message_id})
         now = await self._io(deps.messages.load, actor.actor_id, stored.record.message_id)
         if now is not None and now.record.status in TERMINAL_STATUSES:
             await self._effects(now, info)  # another delivery finished it
             return "duplicate"
-        if isinstance(exc, StoreCommitFailedError):
-            await self._io(
-                deps.messages.release,
-                actor.actor_id,
-                stored.record.message_id,
-                owner=owner,
-                now=deps.clock(),
-            )
         delay = infra_backoff_s(info.receive_count, rand=deps.rand())
         raise KeepInQueue("busy", max(1, visibility_timeout_s(delay)), str(exc))
 
@@ -574,7 +726,7 @@ class ActorHost:
         """Answer the three questions for a failed attempt and act on the answers."""
         deps = self.deps
         message = stored.record
-        attempts = message.attempts
+        attempts = stored.budget_attempts
         decision = decide(policy, attempts=attempts, retryable=retryable, rand=deps.rand())
         self.telemetry.error_codes[error.code] += 1
         scope: Literal["actor", "pool"] = (
@@ -667,6 +819,56 @@ class ActorHost:
         if decision.actor == "stop":
             return "stopped"
         return "dead_lettered" if decision.status == "dead_lettered" else "failed"
+
+    async def _give_up(self, info: RecordInfo, keep: KeepInQueue) -> Outcome:
+        """The record was received nearly as often as the queue allows: dead-letter it here,
+        with its own code on the record, instead of letting SQS move it unrecorded."""
+        deps = self.deps
+        try:
+            envelope = MessageEnvelope.model_validate_json(info.body)
+        except ValidationError:
+            await self._dead_letter_raw(info, "receive_limit_reached")
+            return "malformed"
+        try:
+            current = await self._io(deps.messages.load, envelope.actor_id, envelope.message_id)
+            if current is None:
+                return await self._missing(info, envelope)
+            if current.record.status in TERMINAL_STATUSES:
+                await self._effects(current, info)
+                return "duplicate"
+            error = ReceiveLimitReached(
+                receive_count=info.receive_count,
+                max_receive_count=deps.settings.max_receive_count,
+                reason=keep.outcome,
+                last_error=current.record.error,
+            )
+            fresh = await self._io(
+                deps.messages.give_up,
+                envelope.actor_id,
+                envelope.message_id,
+                error=error.to_json(),
+                now=deps.clock(),
+            )
+            if fresh is None:
+                # Final meanwhile, or a live execution holds it and will finish it: this copy
+                # of the record has nothing left to do.
+                return "duplicate"
+            event = self._event(
+                error,
+                scope="actor",
+                tags={"actor_id": envelope.actor_id, "message_id": envelope.message_id},
+            )
+            await self._io(
+                deps.actors.append_errors, envelope.actor_id, [event], cap=deps.settings.errors_cap
+            )
+            await self._effects(fresh, info)
+        except KeepInQueue:
+            raise
+        except Exception as exc:
+            deps.logger.exception("giving up on a record failed", extra={"error": str(exc)})
+            raise KeepInQueue("infra_error", 1, str(exc)) from exc
+        self.telemetry.count("ReceiveLimitReached")
+        return "dead_lettered"
 
     async def _refuse(
         self, info: RecordInfo, envelope: MessageEnvelope, actor: ActorRecord | None
@@ -765,13 +967,17 @@ class ActorHost:
         if record.status == "dead_lettered" and not stored.dlq_sent:
             if deps.dlq is None:
                 raise KeepInQueue("infra_error", 60, "no DLQ configured")
+            code = str((record.error or {}).get("code", "unknown"))
             await self._io(
                 deps.dlq.send,
-                MessageEnvelope(actor_id=record.actor_id, message_id=record.message_id)
-                .model_dump_json(),
+                dead_letter_body(record.actor_id, record.message_id, stored.retries, code),
                 group_id=record.actor_id,
-                dedup_id=record.message_id,
-                error_code=str((record.error or {}).get("code", "unknown")),
+                # A retried message may dead-letter again within FIFO's 5-minute dedup window.
+                dedup_id=(
+                    record.message_id if not stored.retries
+                    else f"{record.message_id}.r{stored.retries}"
+                ),
+                error_code=code,
                 attributes={"attempts": str(record.attempts)},
             )  # fmt: skip
             await self._io(
@@ -803,3 +1009,32 @@ class ActorHost:
                 now=deps.clock(),
             )
             self.telemetry.count("Replies")
+
+
+@dataclass
+class _RawRecord:
+    """A raw SQS record dict in the shape ``record_info`` reads (``raw_event``)."""
+
+    raw_event: Mapping[str, Any]
+
+
+DEAD_LETTER_KEY: Final = "dead_letter"
+"""Key of the mark a kit dead letter's body carries (the envelope ignores unknown keys)."""
+
+
+def dead_letter_body(actor_id: str, message_id: str, retries: int, error_code: str) -> str:
+    """The DLQ body of a kit dead letter: the envelope plus a mark, so an SQS redrive of it
+    back to the inbox is told apart from a stale duplicate and runs again."""
+    envelope = MessageEnvelope(actor_id=actor_id, message_id=message_id)
+    mark = {"retries": retries, "error_code": error_code}
+    return json.dumps({**envelope.model_dump(mode="json"), DEAD_LETTER_KEY: mark})
+
+
+def _dead_letter_mark(body: str) -> dict[str, Any] | None:
+    if DEAD_LETTER_KEY not in body:  # the common case costs a substring test
+        return None
+    try:
+        mark = json.loads(body).get(DEAD_LETTER_KEY)
+    except (ValueError, AttributeError):
+        return None
+    return mark if isinstance(mark, dict) else None

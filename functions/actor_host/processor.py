@@ -30,9 +30,14 @@ def group_of(record: dict[str, Any]) -> str:
 class FifoGroupAsyncProcessor(AsyncBatchProcessor):
     """Concurrent across message groups, ordered and short-circuited within one."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, held_back: Callable[[dict[str, Any]], Awaitable[Any | None]] | None = None
+    ) -> None:
         # Every record is reported individually; an all-failed batch is not a function error.
         super().__init__(EventType.SQS, raise_on_entire_batch_failure=False)
+        # Asked about each record held back behind a failed one: a result means it was dealt
+        # with (the actor host records its own dead letter at the queue's receive limit).
+        self._held_back_hook = held_back
         self._previous: dict[int, int | None] = {}
         self._done: dict[int, asyncio.Event] = {}
         self._failed_groups: set[str] = set()
@@ -83,6 +88,13 @@ class FifoGroupAsyncProcessor(AsyncBatchProcessor):
                 await self._done[previous].wait()
             group = group_of(record)
             if group in self._failed_groups:
+                if self._held_back_hook is not None:
+                    result = await self._held_back_hook(record)
+                    if result is not None:
+                        return self.success_handler(
+                            record=self._to_batch_type(record, event_type=self.event_type),
+                            result=result,
+                        )
                 exc = GroupHeldBack("an earlier record of this message group failed")
                 return self.failure_handler(
                     record=self._to_batch_type(record, event_type=self.event_type),

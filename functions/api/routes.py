@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, cast
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -731,6 +731,49 @@ def _all_messages(deps: ApiDeps, actor_id: str, status: MessageStatus) -> list[M
         out.extend(page)
         if cursor is None:
             return out
+
+
+class MessageRetries(Protocol):
+    """What the retry route needs from the message store (``MessageStore.reopen``)."""
+
+    def reopen(self, actor_id: str, message_id: str, *, now: datetime) -> tuple[str, Any]: ...
+
+
+@router.post(
+    "/actors/<actor_id>/messages/<message_id>/retry",
+    operation_id="retry_message",
+    summary="Run a dead-lettered or discarded message again, with a fresh attempt budget",
+    tags=["messages"],
+    responses={202: _ok(schemas.MessageView, "queued again"), **_errors(404, 409, 422)},
+)
+def retry_message(actor_id: ActorId, message_id: MessageId) -> Response[Any]:
+    deps = _deps()
+    store = cast(MessageRetries, deps.messages)
+    outcome, stored = store.reopen(actor_id, message_id, now=deps.now())
+    if outcome == "missing" or stored is None:
+        raise ApiError(
+            "message_not_found",
+            f"no message {message_id} for actor {actor_id}",
+            metadata={"actor_id": actor_id, "message_id": message_id},
+        )
+    if outcome != "reopened":
+        raise ApiError(
+            "message_not_retryable",
+            f"message {message_id} is {stored.record.status}; only a dead_lettered or "
+            "discarded message can be retried",
+            metadata={
+                "actor_id": actor_id,
+                "message_id": message_id,
+                "status": stored.record.status,
+            },
+        )
+    # A new send of the same message: its own dedup id, or FIFO would drop it as a repeat.
+    deps.queue.send(
+        MessageEnvelope(actor_id=actor_id, message_id=message_id),
+        dedup_id=f"{message_id}.r{stored.retries}",
+    )
+    location = {"Location": f"/actors/{actor_id}/messages/{message_id}"}
+    return _json(202, message_view(stored.record), location)
 
 
 # --- Helpers ----------------------------------------------------------------------------------

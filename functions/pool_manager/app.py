@@ -66,6 +66,7 @@ def deps() -> PoolManagerDeps:
     from adapters.probe_store import DynamoDBProbeStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.settings import get_settings
+    from adapters.slots import DynamoDBSlotStore
     from adapters.tracker import build_tracker
 
     settings = get_settings()
@@ -81,6 +82,7 @@ def deps() -> PoolManagerDeps:
         now=lambda: datetime.now(UTC),
         clock=time.monotonic,
         rand=random.random,
+        slots=DynamoDBSlotStore(settings.slots_table, dynamodb),
     )
 
 

@@ -4,7 +4,8 @@
    ``success_threshold`` times in a row (stopping at the first failure), each outcome reported
    to the tracker, so a repaired endpoint clears within one round. A failed round doubles the
    pool's backoff (kept in ``PoolProbesTable``); saving the runner config resets it.
-2. Warm pools: healthy pools with ``min_runners`` get that many probe starts at once.
+2. Warm pools: healthy pools with ``min_runners`` get that many probe starts at once; each
+   takes a runner slot like an execution, so probes never push a pool past ``max_runners``.
 3. Silent executions: a message still ``running`` past its pool's ``request_lifespan`` plus
    ``silent_after_s`` has lost its host; its actor gets ``runner_no_response{runner_id}``.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import builtins
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +69,22 @@ class Messages(Protocol):
     def list_running(self, older_than: datetime, limit: int = 100) -> list[MessageRecord]: ...
 
 
+class Slots(Protocol):
+    """``adapters.slots.SlotStore``: the pool's ``max_runners`` slots, shared with executions."""
+
+    def acquire(
+        self,
+        pool_id: str,
+        *,
+        total: int,
+        owner: str,
+        lease_s: float,
+        now: float,
+        start: int | None = None,
+    ) -> Any: ...
+    def release(self, lease: Any) -> None: ...
+
+
 logger = logging.getLogger(__name__)
 READ_FAILED = "tracker_read_failed"
 """Logged when a round cannot read the tracker at all."""
@@ -91,6 +109,8 @@ class PoolManagerDeps:
     clock: Callable[[], float]
     rand: Callable[[], float]
     max_workers: int = 8
+    slots: Slots | None = None
+    """Warm probes take runner slots when set (the deployed pool manager always sets it)."""
 
 
 @dataclass
@@ -104,6 +124,7 @@ class RoundReport:
     backed_off: dict[str, float] = field(default_factory=dict)
     not_due: list[str] = field(default_factory=list)
     warm: dict[str, int] = field(default_factory=dict)
+    warm_no_slot: dict[str, int] = field(default_factory=dict)
     silent_marked: list[str] = field(default_factory=list)
     skipped_for_time: list[str] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
@@ -255,13 +276,47 @@ def _warm(deps: PoolManagerDeps, config: RunnerConfig, end: float, report: Round
     if not _fits(deps, end):
         report.skipped_for_time.append(config.pool.id)
         return
-    count = min(config.min_runners, config.max_runners)
-    # Probes of one pool run together, so the endpoint sees ``min_runners`` concurrent starts.
-    with ThreadPoolExecutor(max_workers=max(1, min(count, 16))) as inner:
-        outcomes = list(inner.map(lambda _: deps.probe(config, end), range(count)))
+    wanted = min(config.min_runners, config.max_runners)
+    leases = _take_slots(deps, config, wanted)
+    try:
+        count = len(leases)
+        if count < wanted:
+            with _REPORT_LOCK:
+                report.warm_no_slot[config.pool.id] = wanted - count
+        # Probes of one pool run together, so the endpoint sees ``min_runners`` concurrent
+        # starts, minus those whose slot an execution holds (that runner is warm already).
+        with ThreadPoolExecutor(max_workers=max(1, min(count, 16))) as inner:
+            outcomes = list(inner.map(lambda _: deps.probe(config, end), range(count)))
+    finally:
+        for lease in leases:
+            if lease is not None and deps.slots is not None:
+                deps.slots.release(lease)
     for outcome in outcomes:
         _record(deps, config.pool, outcome, report)
     report.warm[config.pool.id] = sum(1 for o in outcomes if o.ok)
+
+
+def _take_slots(deps: PoolManagerDeps, config: RunnerConfig, wanted: int) -> list[Any]:
+    """Up to ``wanted`` free runner slots (leased for one probe's time), or ``wanted`` Nones
+    when the deps have no slot store."""
+    if deps.slots is None:
+        return [None] * wanted
+    settings = deps.settings
+    lease_s = settings.connect_timeout_s + settings.init_timeout_s + 5.0
+    leases: list[Any] = []
+    for n in range(wanted):
+        lease = deps.slots.acquire(
+            config.pool.id,
+            total=config.max_runners,
+            owner=f"pool-manager-{uuid.uuid4().hex}",
+            lease_s=lease_s,
+            now=deps.now().timestamp(),
+            start=n,
+        )
+        if lease is None:
+            break
+        leases.append(lease)
+    return leases
 
 
 def _mark_silent(

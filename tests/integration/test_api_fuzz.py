@@ -31,7 +31,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-
 def no_server_error(ctx: object, response: schemathesis.Response, case: schemathesis.Case) -> None:
     """No 5xx, except the gateway's documented 503s (``group: guard``: by design, DESIGN §6)."""
     status = response.status_code

@@ -19,6 +19,7 @@ from core.errors import (
 from core.models import ActorRecord, MessageRecord
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+RETENTION_S = 30 * 86_400
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
@@ -26,13 +27,20 @@ def backend(request: pytest.FixtureRequest) -> tuple[ActorStore, MessageStore, S
     if request.param == "memory":
         actors = InMemoryActorStore(in_lambda=False)
         slots = InMemorySlotStore(in_lambda=False)
-        return actors, InMemoryMessageStore(actors=actors, slots=slots, in_lambda=False), slots
+        memory = InMemoryMessageStore(
+            actors=actors, slots=slots, in_lambda=False, retention_s=RETENTION_S
+        )
+        return actors, memory, slots
     tables = request.getfixturevalue("tables")
     client = request.getfixturevalue("dynamodb")
     dactors = DynamoDBActorStore(tables["ActorsTable"], client=client)
     dslots = DynamoDBSlotStore(tables["SlotsTable"], client=client)
     messages = DynamoDBMessageStore(
-        tables["MessagesTable"], client=client, actors=dactors, slots=dslots
+        tables["MessagesTable"],
+        client=client,
+        actors=dactors,
+        slots=dslots,
+        retention_s=RETENTION_S,
     )
     return dactors, messages, dslots
 
@@ -305,3 +313,102 @@ def test_discard_skips_final_and_held_messages(store: MessageStore) -> None:
     assert final is not None and final.status == "discarded"
     assert final.error == {"code": "actor_deleted"}
     assert store.claim("a1", "held", owner="p", lease_s=60, now=later).outcome == "terminal"
+
+
+def raw_item(store: MessageStore, actor_id: str, message_id: str) -> dict[str, Any]:
+    """The item as stored (bookkeeping attributes included)."""
+    if isinstance(store, InMemoryMessageStore):
+        return dict(store._items[(actor_id, message_id)])
+    assert isinstance(store, DynamoDBMessageStore)
+    key = {"actor_id": {"S": actor_id}, "message_id": {"S": message_id}}
+    item: dict[str, Any] = store.client.get_item(TableName=store.table_name, Key=key)["Item"]
+    return item
+
+
+def test_oldest_open_follows_creation_order_and_final_records_leave(store: MessageStore) -> None:
+    assert store.oldest_open("a1") is None
+    store.create(msg("b", created_at=T0))
+    store.create(msg("a", created_at=T0 + timedelta(seconds=1)))
+    store.create(msg("z", actor_id="a2", created_at=T0 - timedelta(days=1)))
+    oldest = store.oldest_open("a1")
+    assert oldest is not None and oldest[0] == "b"  # creation order, not id order
+    store.claim("a1", "b", owner="o", lease_s=60, now=T0)
+    store.finish_failure(
+        "a1", "b", owner="o", status="discarded", error=None, disposition="discard", now=T0
+    )
+    oldest = store.oldest_open("a1")
+    assert oldest is not None and oldest[0] == "a"
+    assert "open_key" not in raw_item(store, "a1", "b")
+
+
+def test_final_records_get_a_ttl_and_leave_the_running_index(store: MessageStore) -> None:
+    store.create(msg())
+    store.claim("a1", "m1", owner="o", lease_s=60, now=T0)
+    store.mark_running("a1", "m1", owner="o", runner_id="r", now=T0)
+    running = raw_item(store, "a1", "m1")
+    assert {"running_shard", "running_since", "open_key"} <= set(running)
+    assert "expires_at" not in running
+    store.finish_failure(
+        "a1", "m1", owner="o", status="dead_lettered", error=None, disposition="dead_letter", now=T0
+    )
+    final = raw_item(store, "a1", "m1")
+    assert not {"running_shard", "running_since", "open_key"} & set(final)
+    assert int(final["expires_at"]["N"]) == int(T0.timestamp() + RETENTION_S)
+
+
+def test_note_waiting_only_on_an_unheld_pending_message_without_error(store: MessageStore) -> None:
+    waiting = {"code": "no_capacity"}
+    store.create(msg())
+    assert store.note_waiting("a1", "m1", error=waiting, now=T0)
+    assert store.get("a1", "m1").error == waiting  # type: ignore[union-attr]
+    store.create(msg("m2", error={"code": "serverless_http_error", "status_code": 503}))
+    assert not store.note_waiting("a1", "m2", error=waiting, now=T0)  # never masks a failure
+    store.create(msg("m3"))
+    store.claim("a1", "m3", owner="o", lease_s=60, now=T0)
+    assert not store.note_waiting("a1", "m3", error=waiting, now=T0)  # held: it runs
+    assert not store.note_waiting("a1", "missing", error=waiting, now=T0)
+
+
+def test_give_up_dead_letters_only_an_unheld_open_message(store: MessageStore) -> None:
+    error = {"code": "receive_limit_reached", "receive_count": 99}
+    store.create(msg())
+    given = store.give_up("a1", "m1", error=error, now=T0)
+    assert given is not None and given.record.status == "dead_lettered"
+    assert (given.record.error, given.record.disposition) == (error, "dead_letter")
+    assert store.give_up("a1", "m1", error=error, now=T0) is None  # final already
+    store.create(msg("m2"))
+    store.claim("a1", "m2", owner="o", lease_s=60, now=T0)
+    assert store.give_up("a1", "m2", error=error, now=T0 + timedelta(seconds=10)) is None
+    later = store.give_up("a1", "m2", error=error, now=T0 + timedelta(seconds=61))
+    assert later is not None and later.record.status == "dead_lettered"  # the holder is gone
+
+
+def test_reopen_gives_a_dead_letter_a_fresh_budget_and_keeps_its_history(
+    store: MessageStore,
+) -> None:
+    assert store.reopen("a1", "m1", now=T0) == ("missing", None)
+    store.create(msg(created_at=T0))
+    store.claim("a1", "m1", owner="o1", lease_s=60, now=T0)
+    assert store.claim("a1", "m1", owner="o2", lease_s=60, now=T0 + timedelta(seconds=61)).message
+    err = {"code": "serverless_http_error", "status_code": 503, "body": ""}
+    outcome, stored = store.reopen("a1", "m1", now=T0)
+    assert outcome == "not_retryable" and stored is not None  # pending: not a dead letter
+    store.finish_failure(
+        "a1", "m1", owner="o2", status="dead_lettered", error=err, disposition="dead_letter", now=T0
+    )
+    store.mark_effect("a1", "m1", "dlq", now=T0)
+    outcome, stored = store.reopen("a1", "m1", now=T0 + timedelta(minutes=1))
+    assert outcome == "reopened" and stored is not None
+    assert (stored.record.status, stored.record.attempts, stored.budget_attempts) == (
+        "pending",
+        2,
+        0,
+    )
+    assert (stored.retries, stored.dlq_sent, stored.record.error) == (1, False, err)
+    assert stored.record.finished_at is None
+    assert "expires_at" not in raw_item(store, "a1", "m1")
+    oldest = store.oldest_open("a1")
+    assert oldest is not None and oldest[0] == "m1"  # back in its place in the actor's order
+    claim = store.claim("a1", "m1", owner="o3", lease_s=60, now=T0 + timedelta(minutes=2))
+    assert claim.message is not None and claim.message.budget_attempts == 1
+    assert claim.message.record.attempts == 3

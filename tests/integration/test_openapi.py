@@ -51,6 +51,7 @@ def test_document_covers_every_route_and_error_shape() -> None:
         "/actors/{actor_id}/resume",
         "/actors/{actor_id}/messages",
         "/actors/{actor_id}/messages/{message_id}",
+        "/actors/{actor_id}/messages/{message_id}/retry",
     }
     assert set(DOC["paths"]["/actors/{actor_id}"]) >= {"get", "delete"}
     assert set(DOC["paths"]["/actors/{actor_id}/messages"]) >= {"get", "post"}

@@ -89,6 +89,28 @@ def test_warm_probes_keep_min_runners(stack: Settings, dev_runner: DevRunner) ->
     assert len(probes) == 2
 
 
+def test_warm_probes_count_within_max_runners(stack: Settings, dev_runner: DevRunner) -> None:
+    from adapters.slots import DynamoDBSlotStore
+
+    configure(dev_runner, min_runners=1, max_runners=1)
+    slots = DynamoDBSlotStore(stack.slots_table)
+    # An execution holds the pool's only runner slot: a probe now would be a second runner.
+    busy = slots.acquire(
+        "ns/echo", total=1, owner="execution", lease_s=600, now=datetime.now(UTC).timestamp()
+    )
+    assert busy is not None
+    report = tick()
+    assert report["warm"] == {"ns/echo": 0}
+    assert report["warm_no_slot"] == {"ns/echo": 1}
+    assert dev_runner.start_requests == 0
+
+    slots.release(busy)
+    report = tick()
+    assert report["warm"] == {"ns/echo": 1}
+    assert dev_runner.start_requests == 1
+    assert slots.held("ns/echo", now=datetime.now(UTC).timestamp()) == 0  # given back
+
+
 def test_warm_probe_discovers_a_broken_endpoint(
     stack: Settings, dev_runner: DevRunner, capsys: pytest.CaptureFixture[str]
 ) -> None:

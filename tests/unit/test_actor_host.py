@@ -262,6 +262,47 @@ def test_deadline_hands_back_without_starting() -> None:
     assert message is not None and message.attempts == 0 and message.status == "pending"
 
 
+@pytest.mark.parametrize(
+    ("lifespan", "heard"),
+    [
+        pytest.param(None, "285", id="the_default_fits"),
+        pytest.param(290, "285", id="a_longer_saved_lifespan_runs_capped"),
+        pytest.param(60, "60", id="a_shorter_one_as_is"),
+    ],
+)
+def test_lifespans_fit_at_the_start_of_an_invocation(lifespan: int | None, heard: str) -> None:
+    """300 s timeout, 10 s margin, 5 s start allowance: 285 s is the longest lifespan the host
+    runs; the API picks it as the default, and an older, longer config runs with it."""
+    env = Env()
+    env.deps.settings = Settings(deadline_margin_s=10.0, actor_host_timeout_s=300)
+    seen: list[str] = []
+    original = env.runner.handle
+
+    async def record(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/start"):
+            seen.append(request.headers["x-runner-request-lifespan"])
+        return await original(request)
+
+    env.runner.handle = record  # type: ignore[method-assign]
+    lifespan = lifespan if lifespan is not None else env.deps.settings.max_request_lifespan_s
+    env.setup(request_lifespan=lifespan)
+    # An invocation that has just begun (a few hundred ms spent): it starts at once.
+    assert env.run(remaining_ms=299_600) == {"batchItemFailures": []}
+    assert seen == [heard]
+
+
+def test_a_busy_record_comes_back_when_the_holders_lease_ends() -> None:
+    env = Env()
+    env.setup()
+    now = datetime.now(UTC)
+    held = env.messages.claim("a1", "m1", owner="crashed-host", lease_s=30, now=now)
+    assert held.outcome == "claimed"
+    assert env.run() == {"batchItemFailures": [{"itemIdentifier": "sq-1"}]}
+    assert env.runner.starts == 0
+    # Not an arbitrary backoff: the claim can succeed once the holder's 30 s lease is over.
+    assert 29 <= env.sqs.visibilities()["rh-1"] <= 32
+
+
 def test_missing_config_is_a_retryable_internal_error() -> None:
     env = Env(rand=0.0)
     env.actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="nope"))

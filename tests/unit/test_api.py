@@ -74,9 +74,11 @@ class VirtualClock:
 class RecordingQueue:
     def __init__(self) -> None:
         self.sent: list[MessageEnvelope] = []
+        self.dedup_ids: list[str | None] = []
 
     def send(self, envelope: MessageEnvelope, *, dedup_id: str | None = None) -> None:
         self.sent.append(envelope)
+        self.dedup_ids.append(dedup_id)
 
 
 class CountingTracker:

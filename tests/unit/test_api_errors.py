@@ -30,6 +30,7 @@ GOLDEN_API_CODES = [
     "pool_not_configured",
     "message_not_found",
     "idempotency_key_reused",
+    "message_not_retryable",
     "actor_runner_failed",
     "actor_ready_timeout",
     "server_error",

@@ -15,6 +15,7 @@ from core.protocol import (
     InitFrame,
     OutputFrame,
     decode_frame,
+    decode_frames,
     encode_frame,
     probe_body,
     start_body,
@@ -136,3 +137,28 @@ def test_raw_payload_is_cut_at_a_character_boundary() -> None:
 def test_output_frame_keeps_json_values() -> None:
     frame = decode_frame(b64json({"type": "output", "data": {"n": 1.5, "l": [True, None]}}))
     assert frame == OutputFrame(data={"n": 1.5, "l": [True, None]})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b'{"type":"done","output":NaN,"state":1}', id="nan_output"),
+        pytest.param(b'{"type":"done","output":1,"state":{"a":[Infinity]}}', id="inf_in_state"),
+        pytest.param(b'{"type":"done","output":-Infinity,"state":1}', id="minus_infinity"),
+        pytest.param(b'{"type":"output","data":1e400}', id="exponent_overflow"),
+        pytest.param(b'{"type":"output","data":1' + b"0" * 400 + b".0}", id="mantissa_overflow"),
+    ],
+)
+def test_non_finite_numbers_are_invalid_payload(payload: bytes) -> None:
+    """RFC 8259 JSON has no NaN or Infinity; a frame with one can never reach state or result."""
+    data = base64.b64encode(payload)
+    for decode in (decode_frame, lambda d: decode_frames([d])[0]):
+        with pytest.raises(RunnerError) as info:
+            decode(data)
+        assert isinstance(info.value.error, ServerlessInvalidPayload)
+        assert "RFC 8259" in info.value.error.message
+
+
+def test_finite_numbers_and_look_alike_strings_pass() -> None:
+    frame = decode_frame(base64.b64encode(b'{"type":"output","data":[1e5,"NaN","Infinity",2E-3]}'))
+    assert frame == OutputFrame(data=[100000.0, "NaN", "Infinity", 0.002])
