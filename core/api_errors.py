@@ -22,6 +22,7 @@ actor:
     actor_exists               409  an actor with this actor_id already exists
     actor_stopped              409  a stopped actor takes no messages
     actor_not_stopped          409  resume of an actor that is not stopped
+    actor_record_undecodable   409  the stored actor cannot be read by this build (DELETE works)
     pool_not_configured        409  the actor's pool has no runner config
 message:
     message_not_found          404
@@ -74,6 +75,7 @@ API_ERRORS: Final[dict[str, ApiErrorSpec]] = {
         _spec("actor", "actor_exists", 409),
         _spec("actor", "actor_stopped", 409),
         _spec("actor", "actor_not_stopped", 409),
+        _spec("actor", "actor_record_undecodable", 409),
         _spec("actor", "pool_not_configured", 409),
         _spec("message", "message_not_found", 404),
         _spec("message", "idempotency_key_reused", 409),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Any, Protocol, cast
+from typing import Annotated, Any, Protocol
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -97,6 +97,7 @@ class Messages(Protocol):
     def discard(
         self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
     ) -> bool: ...
+    def reopen(self, actor_id: str, message_id: str, *, now: datetime) -> tuple[str, Any]: ...
 
 
 class Queue(Protocol):
@@ -733,12 +734,6 @@ def _all_messages(deps: ApiDeps, actor_id: str, status: MessageStatus) -> list[M
             return out
 
 
-class MessageRetries(Protocol):
-    """What the retry route needs from the message store (``MessageStore.reopen``)."""
-
-    def reopen(self, actor_id: str, message_id: str, *, now: datetime) -> tuple[str, Any]: ...
-
-
 @router.post(
     "/actors/<actor_id>/messages/<message_id>/retry",
     operation_id="retry_message",
@@ -748,8 +743,7 @@ class MessageRetries(Protocol):
 )
 def retry_message(actor_id: ActorId, message_id: MessageId) -> Response[Any]:
     deps = _deps()
-    store = cast(MessageRetries, deps.messages)
-    outcome, stored = store.reopen(actor_id, message_id, now=deps.now())
+    outcome, stored = deps.messages.reopen(actor_id, message_id, now=deps.now())
     if outcome == "missing" or stored is None:
         raise ApiError(
             "message_not_found",
@@ -780,7 +774,14 @@ def retry_message(actor_id: ActorId, message_id: MessageId) -> Response[Any]:
 
 
 def _actor_or_404(deps: ApiDeps, actor_id: str) -> ActorRecord:
-    actor = deps.actors.get(actor_id)
+    try:
+        actor = deps.actors.get(actor_id)
+    except (ValueError, KeyError, TypeError) as exc:  # ErrorDecodeError and pydantic's too
+        raise ApiError(
+            "actor_record_undecodable",
+            f"the stored actor {actor_id} cannot be read by this version ({type(exc).__name__})",
+            metadata={"actor_id": actor_id},
+        ) from None
     if actor is None:
         raise ApiError("actor_not_found", f"no actor {actor_id}", metadata={"actor_id": actor_id})
     return actor

@@ -543,3 +543,34 @@ def test_stored_tracker_items_from_a_newer_version_answer_no_500_and_the_round_g
         client.delete_item(TableName=probes, Key={"pool_id": {"S": f"{w.ns}/{name}"}})
     wait_for("every pool to clear", lambda: clear() == {"newer", "garbled", "down"}, LONG_S)
     w.ends(a, "m1", "succeeded")
+
+
+def test_an_actor_item_that_does_not_decode_is_a_409_skipped_in_listings_and_deletable(
+    stack: LocalStack, dev: DevRunner
+) -> None:
+    import boto3
+
+    w = World(stack, dev)
+    w.put_pool()
+    good = w.actor("good")
+    table = stack.table_names["ActorsTable"]
+    client = boto3.client("dynamodb", endpoint_url=stack.moto.url, region_name="us-east-1")
+    bad = f"bad-{uuid.uuid4().hex[:8]}"
+    client.put_item(
+        TableName=table,
+        Item={
+            "actor_id": {"S": bad},
+            "namespace": {"S": w.ns},
+            "runner_name": {"S": w.pool},
+            "status": {"S": "hibernating"},  # a status from a far newer build
+            "state_version": {"N": "1"},
+        },
+    )
+    status, body = call(stack, "GET", f"/actors/{bad}")
+    assert (status, body["code"]) == (409, "actor_record_undecodable"), body
+    status, listing = call(stack, "GET", f"/actors?namespace={w.ns}")
+    assert status == 200, listing
+    assert [actor["actor_id"] for actor in listing["actors"]] == [good]
+    status, body = call(stack, "DELETE", f"/actors/{bad}")
+    assert status == 204, body
+    assert call(stack, "GET", f"/actors/{bad}")[0] == 404

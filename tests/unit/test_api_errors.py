@@ -27,6 +27,7 @@ GOLDEN_API_CODES = [
     "actor_exists",
     "actor_stopped",
     "actor_not_stopped",
+    "actor_record_undecodable",
     "pool_not_configured",
     "message_not_found",
     "idempotency_key_reused",
