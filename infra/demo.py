@@ -173,6 +173,7 @@ class Story:
         self.runner = stack.dev_runner
         self.actor_id = ""
         self.failed_message: str | None = None
+        self.narrow_actors: tuple[str, ...] = ()
 
     # helpers
 
@@ -238,6 +239,7 @@ class Story:
             "narrow", self.runner.delay_url(BUSY_MS), max_runners=1, error_policy=FAST_RETRY
         )
         busy, waiting = self.create_actor("narrow"), self.create_actor("narrow")
+        self.narrow_actors = (busy, waiting)
         first = self.send(busy, {"holds": "the only runner"}).body
         first_id = str(first.get("message_id")) if isinstance(first, dict) else ""
         wait_until(lambda: self.message(busy, first_id).get("status") == "running", 10)
@@ -273,6 +275,13 @@ class Story:
                 f"GET .../messages/{self.failed_message[:8]}… -> {record.get('status')}, "
                 f"attempt {record.get('attempts')}, error {pool_error_text(record.get('error'))}"
             )
+        # The common outage (slots free, every start fails): the actor says why it is not running.
+        shown = wait_until(lambda: self.actor_error(self.actor_id).get("code") == "pool_error", 10)
+        (self.out.ok if shown else self.out.bad)(
+            f"GET /actors/{self.actor_id} -> error "
+            f"{pool_error_text(self.actor_error(self.actor_id))} (its pending message's start "
+            "failed: the pool's error, with first_seen/last_seen/count)"
+        )
         # The busy runner finishes; the waiting actor's start fails on the broken endpoint.
         shown = wait_until(
             lambda: self.actor_error(waiting).get("code") == "pool_error", BUSY_MS / 1000 + 10
@@ -368,6 +377,12 @@ class Story:
         (self.out.ok if body.get("status") == "succeeded" else self.out.bad)(
             f"POST .../messages?wait=true -> {answer.status} {body.get('status')} "
             f"in {answer.seconds:.2f} s"
+        )
+        # Nothing pending, nothing failed since: no stale error on either actor.
+        stale = {a: self.actor_error(a) for a in (self.actor_id, *self.narrow_actors)}
+        (self.out.bad if any(stale.values()) else self.out.ok)(
+            "GET /actors/... -> no error on "
+            + ", ".join(f"{a} {brief(e) if e else '(none)'}" for a, e in stale.items())
         )
 
     def poisoned(self) -> None:
