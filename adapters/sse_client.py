@@ -526,36 +526,60 @@ class _Attempt:
     def _decode_all(self, events: list[Event]) -> list[Frame]:
         if self.runner_id is not None and events and not self.parser.mixed:
             # The hot path: a started runner and a chunk of plain data events.
-            try:
-                frames = decode_frames(cast(list[bytes], events))  # not mixed: all bytes
-            except RunnerError:
-                pass  # decode one by one below, to yield what precedes the bad frame
-            else:
-                for index, frame in enumerate(frames):
-                    if type(frame) is not OutputFrame:
-                        frames[index] = self._accept(frame)
-                        if self.finished:
-                            del frames[index + 1 :]
-                            break
-                return frames
-        slow: list[Frame] = []
+            return self._decode_run(cast(list[bytes], events))  # not mixed: all bytes
+        # A chunk with other events (pings, an event split across chunks, ...): plain data
+        # events after init still decode in runs, in order, so one split event per chunk does
+        # not send the whole chunk down the one-by-one path.
+        out: list[Frame] = []
+        run: list[bytes] = []
         for event in events:
             if isinstance(event, bytes):
-                slow.append(self._accept(decode_frame(event)))
+                data: bytes | None = event
             else:
                 name, data = event
-                if not name or name == b"message":
-                    if data is None:
-                        continue  # an event without data is not dispatched (WHATWG)
-                    slow.append(self._accept(decode_frame(data)))
-                elif name == b"stopping":
-                    if self.runner_id is None:
-                        raise RunnerError(ServerlessStreamEndedEarly())
-                    slow.append(self._accept(StoppingFrame()))
-                # ping and unknown event types: activity only
-            if self.finished:
-                break
-        return slow
+                if name and name != b"message":
+                    if run:
+                        out.extend(self._decode_run(run))
+                        run = []
+                        if self.finished:
+                            break
+                    if name == b"stopping":
+                        if self.runner_id is None:
+                            raise RunnerError(ServerlessStreamEndedEarly())
+                        out.append(self._accept(StoppingFrame()))
+                        break
+                    continue  # ping and unknown event types: activity only
+            if data is None:
+                continue  # an event without data is not dispatched (WHATWG)
+            if self.runner_id is None:
+                out.append(self._accept(decode_frame(data)))  # init first, on its own
+                if self.finished:
+                    break
+            else:
+                run.append(data)
+        if run and not self.finished:
+            out.extend(self._decode_run(run))
+        return out
+
+    def _decode_run(self, datas: list[bytes]) -> list[Frame]:
+        """Frames of consecutive data events after init: one batched decode, then the
+        protocol checks on the frames that are not outputs; stops at the final frame."""
+        try:
+            frames = decode_frames(datas)
+        except RunnerError:  # decode one by one, to raise at the bad frame, not before
+            out: list[Frame] = []
+            for data in datas:
+                out.append(self._accept(decode_frame(data)))
+                if self.finished:
+                    break
+            return out
+        for index, frame in enumerate(frames):
+            if type(frame) is not OutputFrame:
+                frames[index] = self._accept(frame)
+                if self.finished:
+                    del frames[index + 1 :]
+                    break
+        return frames
 
     def _accept(self, frame: Frame) -> Frame:
         if self.runner_id is None:

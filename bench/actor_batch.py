@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The handlers print EMF lines to stdout, as in Lambda; keep them off the figures.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # and their JSON log lines
 
     from infra.dev_runner import DevRunner
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
@@ -122,12 +121,21 @@ def encode_frame(frame: InitFrame | OutputFrame | DoneFrame | ErrorFrame) -> str
 
 
 # A frame whose JSON might hold NaN, +-Infinity (which the JSON parser accepts) or a number that
-# overflows to infinity (a long mantissa or an exponent): only those are walked for non-finite
-# floats, so the hot path stays one regex scan.
-_MAYBE_NOT_FINITE: Final = re.compile(rb"NaN|Infinity|[0-9][eE]|[0-9]{300}")
+# overflows to infinity (an exponent, or a mantissa of 300+ digits): only those are walked for
+# non-finite floats. The scan is a few C-level byte searches (a regex costs ~4x the whole frame
+# decode); false positives only cost the walk.
+_DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER: Final = b"0" * 300
 NOT_FINITE_MESSAGE: Final = (
     "frame has NaN, Infinity or a number that overflows to infinity: not JSON (RFC 8259)"
 )
+
+
+def _maybe_not_finite(payload: bytes) -> bool:
+    if b"NaN" in payload or b"Infinity" in payload:
+        return True
+    digits = payload.translate(_DIGITS_TO_ZERO)
+    return b"0e" in digits or b"0E" in digits or _LONG_NUMBER in digits
 
 
 def _finite(value: Any) -> bool:
@@ -152,7 +160,7 @@ def _check_finite(frame: Frame, payload: bytes) -> None:
         values = [frame.output, frame.state]
     else:
         return
-    if _MAYBE_NOT_FINITE.search(payload) and not _finite(values):
+    if _maybe_not_finite(payload) and not _finite(values):
         raise RunnerError(ServerlessInvalidPayload(message=NOT_FINITE_MESSAGE, raw_payload=payload))
 
 
@@ -187,7 +195,8 @@ def decode_frame(data: str | bytes) -> InitFrame | OutputFrame | DoneFrame | Err
         frame: InitFrame | OutputFrame | DoneFrame | ErrorFrame = _VALIDATE_JSON(payload)
     except ValueError:  # binascii.Error and ValidationError are ValueErrors
         return _decode_carefully(data)
-    _check_finite(frame, payload)
+    if _maybe_not_finite(payload):
+        _check_finite(frame, payload)
     return frame
 
 
@@ -199,8 +208,9 @@ def decode_frames(datas: Sequence[bytes]) -> list[Frame]:
         decoded: list[Frame] = [validate(payload) for payload in payloads]
     except ValueError:
         return [decode_frame(data) for data in datas]
-    for frame, payload in zip(decoded, payloads, strict=True):
-        _check_finite(frame, payload)
+    if _maybe_not_finite(b"\n".join(payloads)):  # rare: only then look frame by frame
+        for frame, payload in zip(decoded, payloads, strict=True):
+            _check_finite(frame, payload)
     return decoded
 
 
