@@ -882,8 +882,8 @@ class InMemoryMessageStore:
                     item
                     for item in self._items.values()
                     if item["status"]["S"] == "running"
-                    and item.get("running_since", {"S": ""})["S"] < cutoff
                     and "running_since" in item
+                    and item["running_since"]["S"] < cutoff
                 ),
                 key=lambda item: item["updated_at"]["S"],
             )

@@ -195,8 +195,7 @@ def decode_frame(data: str | bytes) -> InitFrame | OutputFrame | DoneFrame | Err
         frame: InitFrame | OutputFrame | DoneFrame | ErrorFrame = _VALIDATE_JSON(payload)
     except ValueError:  # binascii.Error and ValidationError are ValueErrors
         return _decode_carefully(data)
-    if _maybe_not_finite(payload):
-        _check_finite(frame, payload)
+    _check_finite(frame, payload)
     return frame
 
 

@@ -361,16 +361,15 @@ class ActorHost:
         slot: list[SlotLease] = []  # emptied when a commit releases it
         waited = False
         if config is not None:
-            lease, waited = await self._acquire_slot(info, envelope, actor, config, owner)
+            lease, waited = await self._acquire_slot(info, envelope, actor, config, owner, lifespan)
             slot.append(lease)
         try:
-            lease_s = lifespan + deps.settings.deadline_margin_s + 5.0
             claim = await self._io(
                 deps.messages.claim,
                 envelope.actor_id,
                 envelope.message_id,
                 owner=owner,
-                lease_s=lease_s,
+                lease_s=self._lease_s(lifespan),
                 now=deps.clock(),
             )
             if claim.outcome == "terminal" and claim.message is not None:
@@ -445,25 +444,31 @@ class ActorHost:
         cap = self.deps.settings.max_request_lifespan_s
         return float(effective_lifespan_s(config.request_lifespan, max_lifespan_s=cap))
 
+    def _lease_s(self, lifespan: float) -> float:
+        """How long the message's and the slot's leases last: the run, the deadline margin
+        and 5 s of slack."""
+        return lifespan + self.deps.settings.deadline_margin_s + 5.0
+
     async def _earlier_open(
         self, envelope: MessageEnvelope, oldest: tuple[str, str] | None
     ) -> bool:
         """The order guard: is an earlier message of this actor still not final?
 
-        The index gives the actor's oldest open message; only when that is another message is
-        this one read, to compare creation order (a final or unknown one is the claim's call).
+        The index gives the actor's oldest open message; only when that is another message are
+        records read. The index is eventually consistent: right after the previous message
+        of a stream finished it often still names that one, so that one is read first: final,
+        it settles the question in one read. Only when it really is open is this one read, to
+        compare creation order (a final or unknown one is the claim's call).
         """
         if oldest is None or oldest[0] == envelope.message_id:
+            return False
+        earlier = await self._io(self.deps.messages.load, envelope.actor_id, oldest[0])
+        if earlier is None or earlier.record.status in TERMINAL_STATUSES:
             return False
         mine = await self._io(self.deps.messages.load, envelope.actor_id, envelope.message_id)
         if mine is None or mine.record.status in TERMINAL_STATUSES or mine.open_key is None:
             return False
-        if oldest[1] >= mine.open_key:
-            return False
-        # The index is eventually consistent (and a writer might leave the key on a final
-        # record): hold this one back only for an earlier message that really is open.
-        earlier = await self._io(self.deps.messages.load, envelope.actor_id, oldest[0])
-        return earlier is not None and earlier.record.status not in TERMINAL_STATUSES
+        return oldest[1] < mine.open_key
 
     async def _reopen_redriven(self, envelope: MessageEnvelope, mark: dict[str, Any]) -> None:
         """A kit dead letter moved back from the DLQ (an SQS redrive) runs again: its record
@@ -572,13 +577,13 @@ class ActorHost:
         actor: ActorRecord,
         config: RunnerConfig,
         owner: str,
+        lifespan: float,
     ) -> tuple[SlotLease, bool]:
         """Wait a little for one of the pool's ``max_runners`` slots; ``no_capacity`` while
         waiting. No slot within ``slot_wait_s``: the record goes back to the queue with a
         visibility (a Lambda never idles for minutes), its record saying why."""
         deps = self.deps
-        lifespan = self._lifespan(config)
-        lease_s = lifespan + deps.settings.deadline_margin_s + 5.0
+        lease_s = self._lease_s(lifespan)
         waited = 0
         waited_s = 0.0
         start = self._slot_base + self._slot_next[config.pool.id]

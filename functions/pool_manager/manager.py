@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.probe_store import ProbeStore
 from adapters.settings import Settings
@@ -31,6 +31,9 @@ from core.backoff import ProbeBackoff
 from core.errors import RunnerNoResponse, RunnerPoolError
 from core.events import ErrorEvent
 from core.models import ActorRecord, MessageRecord, PoolKey, RunnerConfig
+
+if TYPE_CHECKING:
+    from adapters.slots import SlotLease, SlotStore
 
 
 @dataclass(frozen=True)
@@ -69,22 +72,6 @@ class Messages(Protocol):
     def list_running(self, older_than: datetime, limit: int = 100) -> list[MessageRecord]: ...
 
 
-class Slots(Protocol):
-    """``adapters.slots.SlotStore``: the pool's ``max_runners`` slots, shared with executions."""
-
-    def acquire(
-        self,
-        pool_id: str,
-        *,
-        total: int,
-        owner: str,
-        lease_s: float,
-        now: float,
-        start: int | None = None,
-    ) -> Any: ...
-    def release(self, lease: Any) -> None: ...
-
-
 logger = logging.getLogger(__name__)
 READ_FAILED = "tracker_read_failed"
 """Logged when a round cannot read the tracker at all."""
@@ -109,7 +96,7 @@ class PoolManagerDeps:
     clock: Callable[[], float]
     rand: Callable[[], float]
     max_workers: int = 8
-    slots: Slots | None = None
+    slots: SlotStore | None = None
     """Warm probes take runner slots when set (the deployed pool manager always sets it)."""
 
 
@@ -296,14 +283,14 @@ def _warm(deps: PoolManagerDeps, config: RunnerConfig, end: float, report: Round
     report.warm[config.pool.id] = sum(1 for o in outcomes if o.ok)
 
 
-def _take_slots(deps: PoolManagerDeps, config: RunnerConfig, wanted: int) -> list[Any]:
+def _take_slots(deps: PoolManagerDeps, config: RunnerConfig, wanted: int) -> list[SlotLease | None]:
     """Up to ``wanted`` free runner slots (leased for one probe's time), or ``wanted`` Nones
     when the deps have no slot store."""
     if deps.slots is None:
         return [None] * wanted
     settings = deps.settings
     lease_s = settings.connect_timeout_s + settings.init_timeout_s + 5.0
-    leases: list[Any] = []
+    leases: list[SlotLease | None] = []
     for n in range(wanted):
         lease = deps.slots.acquire(
             config.pool.id,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from adapters.message_store import CONFLICT_TRIES, DynamoDBMessageStore
+from adapters.message_store import CONFLICT_TRIES, DynamoDBMessageStore, open_key
 from core.errors import StoreCommitFailedError
 from core.models import ErrorPolicy, MessageRecord
 from infra.dev_runner import DevRunner, message_event
@@ -373,3 +373,36 @@ def test_a_later_message_never_runs_while_an_earlier_one_is_open(
     assert actor is not None and actor.state == {"count": 2, "last_input": 2}
     inputs = [r.body.get("input") for r in dev.received[-2:]]
     assert inputs == [1, 2]
+
+
+def test_a_stale_order_index_naming_a_final_message_costs_one_read(
+    stack: Stack, dev: DevRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack.pool("p", dev.url)
+    stack.actor("a1", "p")
+    m1 = stack.messages.create(MessageRecord(actor_id="a1", message_id="m1", input=1))
+    stack.messages.create(MessageRecord(actor_id="a1", message_id="m2", input=2))
+    assert stack.run(sqs_event(sqs_record(envelope_body("a1", "m1"), group_id="a1"))) == {
+        "batchItemFailures": []
+    }
+    # The open index is eventually consistent: right after m1 finished it may still name m1.
+    store = stack.deps.messages
+    monkeypatch.setattr(
+        store, "oldest_open", lambda actor_id: ("m1", open_key(m1.created_at, "m1"))
+    )
+    loads: list[str] = []
+    real_load = store.load
+
+    def counting_load(actor_id: str, message_id: str) -> Any:
+        loads.append(message_id)
+        return real_load(actor_id, message_id)
+
+    monkeypatch.setattr(store, "load", counting_load)
+
+    assert stack.run(sqs_event(sqs_record(envelope_body("a1", "m2"), group_id="a1"))) == {
+        "batchItemFailures": []
+    }
+
+    assert loads == ["m1"]  # the final m1 settles the guard; m2 itself is not read first
+    m2 = stack.messages.get("a1", "m2")
+    assert m2 is not None and m2.status == "succeeded"

@@ -175,6 +175,13 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
 
     with DevRunner(hang_s=2.0, slow_init_s=2.0, keepalive_s=0.2) as dev:
         received = Received(dev)
+
+        def tick() -> None:
+            # Collect on every poll: the dev runner keeps only its last 200 requests, and the
+            # order check below needs every first start.
+            host.check_alive()
+            received.collect()
+
         configs.put(
             RunnerConfig(
                 namespace="chaos",
@@ -222,7 +229,7 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
                 in_flight,
                 describe=lambda: f"{[r.behaviour for r in received.collect()]} {_brief(records())}",
                 bound_s=20,
-                tick=host.check_alive,
+                tick=tick,
             )
             host.kill()
             host.start()
@@ -232,7 +239,7 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
             all_final,
             describe=lambda: _brief(records()),
             bound_s=45,
-            tick=host.check_alive,
+            tick=tick,
         )
         assert host.kills == 2
 
@@ -251,7 +258,7 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
                 sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
             return set(letters) >= set(dead)
 
-        wait_until("the dead letters in the DLQ", drain_dlq, bound_s=10, tick=host.check_alive)
+        wait_until("the dead letters in the DLQ", drain_dlq, bound_s=10, tick=tick)
         assert set(letters) == set(dead)
 
         # Order: each actor's messages started (first start) in the order they were sent.
@@ -283,7 +290,7 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
             ),
             describe=lambda: _brief(records()),
             bound_s=30,
-            tick=host.check_alive,
+            tick=tick,
         )
 
         # Exactly once: each actor's state counts exactly its succeeded messages.
@@ -300,7 +307,7 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
             "the inbox empty",
             lambda: _queue_empty(sqs, host_env["ACTOR_MESSAGES_QUEUE_URL"]),
             bound_s=10,
-            tick=host.check_alive,
+            tick=tick,
         )
         behaviours = {r.behaviour for r in received.collect()}
         assert {"http_503", "garbage_base64", "init_then_close", "close_before_init"} <= behaviours
