@@ -397,19 +397,7 @@ class DynamoDBActorStore(LazyClient):
             update = "SET failure_reason = :r, failure_code = :c, updated_at = :now"
             values[":r"] = json_attr(reason.to_json())
             values[":c"] = {"S": reason.code}
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(actor_id),
-                UpdateExpression=update,
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeValues=values,
-            )
-        except Exception as exc:
-            if is_conditional_check_failed(exc):
-                return False
-            raise
-        return True
+        return self._write(actor_id, update, values, condition=" AND ".join(conditions))
 
     def append_errors(self, actor_id: str, events: Sequence[ErrorEvent], *, cap: int) -> None:
         if not events:
@@ -431,18 +419,11 @@ class DynamoDBActorStore(LazyClient):
             }
             if "extra_rev" in item:
                 values[":rev"] = {"N": str(rev)}
-            try:
-                self.client.update_item(
-                    TableName=self.table_name,
-                    Key=self._key(actor_id),
-                    UpdateExpression="SET extra = :extra, extra_rev = :next",
-                    ConditionExpression=f"attribute_exists(actor_id) AND {condition}",
-                    ExpressionAttributeValues=values,
-                )
+            update = "SET extra = :extra, extra_rev = :next"
+            if self._write(
+                actor_id, update, values, condition=f"attribute_exists(actor_id) AND {condition}"
+            ):
                 return
-            except Exception as exc:
-                if not is_conditional_check_failed(exc):
-                    raise
         # Telemetry lost a race eight times in a row: drop it rather than fail the execution.
 
     def set_status(
@@ -463,18 +444,7 @@ class DynamoDBActorStore(LazyClient):
             values[":stop"] = json_attr(stop_error.to_json())
         elif status == "active":
             update += " REMOVE stop_error"
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(actor_id),
-                UpdateExpression=update,
-                ConditionExpression="attribute_exists(actor_id)",
-                ExpressionAttributeNames={"#st": "status"},
-                ExpressionAttributeValues=values,
-            )
-        except Exception as exc:
-            if not is_conditional_check_failed(exc):
-                raise
+        self._write(actor_id, update, values, ExpressionAttributeNames={"#st": "status"})
 
     def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
         values: dict[str, Any] = {":now": {"S": iso(_now())}}
@@ -483,21 +453,18 @@ class DynamoDBActorStore(LazyClient):
         else:
             update = "SET last_actor_error = :e, updated_at = :now"
             values[":e"] = {"S": json.dumps(error.to_json())}
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(actor_id),
-                UpdateExpression=update,
-                ConditionExpression="attribute_exists(actor_id)",
-                ExpressionAttributeValues=values,
-            )
-        except Exception as exc:
-            if not is_conditional_check_failed(exc):
-                raise
+        self._write(actor_id, update, values)
 
-    def _write(self, actor_id: str, update: str, values: dict[str, Any], **kwargs: Any) -> bool:
+    def _write(
+        self,
+        actor_id: str,
+        update: str,
+        values: dict[str, Any],
+        *,
+        condition: str = "attribute_exists(actor_id)",
+        **kwargs: Any,
+    ) -> bool:
         """One ``UpdateItem`` on an existing actor; ``False`` if its condition failed."""
-        condition = kwargs.pop("condition", "attribute_exists(actor_id)")
         try:
             self.client.update_item(
                 TableName=self.table_name,

@@ -73,6 +73,12 @@ class ActorFacts:
         return self.start_error is not None or isinstance(self.failure_reason, NoCapacity)
 
     @property
+    def needs_pool_status(self) -> bool:
+        """Whether ``actor_error`` reads the pool's status (only then is a tracker lookup due)."""
+        stopped_by = (self.stop_error or _history(self)) if self.status == "stopped" else None
+        return stopped_by is None and self.start_blocked
+
+    @property
     def has_facts(self) -> bool:
         """Anything that an execution reaching ``init`` clears."""
         return (

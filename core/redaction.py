@@ -59,7 +59,9 @@ def without_userinfo(url: str) -> str:
     """``url`` with its userinfo shown as ``***`` (what may be printed or logged)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url
+        # Not an absolute URL (``http:/u:pw@h``, ``u:pw@h``): what precedes an ``@`` may still
+        # be credentials, and such a text is only ever shown in an error naming it.
+        return f"{REDACTED}@{url.rpartition('@')[2]}" if "@" in url else url
     cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority = rest[:cut]
     if "@" in authority:

@@ -26,6 +26,7 @@ from core.actor_status import ActorFacts
 from core.api_errors import ApiError, ApiErrorBody
 from core.gateway import GatewayPolicy, PoolFailed, Ready, wait_for_result
 from core.models import (
+    HEADER_PROBLEMS,
     NAME_PATTERN,
     REDACTED,
     TERMINAL_STATUSES,
@@ -35,6 +36,7 @@ from core.models import (
     MessageStatus,
     PoolKey,
     RunnerConfig,
+    header_problem,
 )
 from functions.api import schemas
 from functions.api.views import (
@@ -193,7 +195,9 @@ def put_runner_config(
     _check_headers(body.headers)
     lifespan_cap = deps.settings.max_request_lifespan_s
     lifespan = body.request_lifespan or min(schemas.DEFAULT_REQUEST_LIFESPAN_S, lifespan_cap)
-    config = _runner_config(deps, pool, body, _split_headers(body.headers, None), lifespan)
+    # A first pass validates everything but the kept values (the stored config is read below).
+    headers = _split_headers(body.headers, None, keep_missing=True)
+    config = _runner_config(deps, pool, body, headers, lifespan)
     if config.request_lifespan > lifespan_cap:
         raise ApiError(
             "runner_config_invalid",
@@ -208,11 +212,13 @@ def put_runner_config(
             refusal,
             metadata={"allow_private_network": config.allow_private_network},
         )
-    if deps.runner_configs.get(pool) is None:
+    # One read serves both the retire decision and the first "***" merge.
+    found = deps.runner_configs.get_with_revision(pool)
+    if found is None:
         # A new (or re-created) pool starts healthy, whatever a deleted one left behind.
         deps.tracker.retire(pool)
     if any(value == REDACTED for value in body.headers.values()):
-        config = _put_keeping_stored_values(deps, pool, body, lifespan)
+        config = _put_keeping_stored_values(deps, pool, body, lifespan, found)
     else:
         _put(deps, config)
     # A saved config is a user's fix: probe the pool on the next tick, not after the backoff.
@@ -228,9 +234,13 @@ _Headers = tuple[dict[str, str], dict[str, str]]
 
 
 def _split_headers(
-    headers: dict[str, str | schemas.SecretRef], existing: RunnerConfig | None
+    headers: dict[str, str | schemas.SecretRef],
+    existing: RunnerConfig | None,
+    *,
+    keep_missing: bool = False,
 ) -> _Headers:
-    """Plain values and Secrets Manager references; ``***`` takes what ``existing`` has."""
+    """Plain values and Secrets Manager references; ``***`` takes what ``existing`` has (422
+    if it has none, unless ``keep_missing``)."""
     kept = existing.header_values() if existing is not None else {}
     kept_refs = existing.header_secrets if existing is not None else {}
     values: dict[str, str] = {}
@@ -242,17 +252,30 @@ def _split_headers(
             refs[name] = kept_refs[name]
         elif value == REDACTED and name in kept:
             values[name] = kept[name]
+        elif value == REDACTED and not keep_missing:
+            # A copied GET answer for a new pool or header: sending "***" would never work.
+            raise ApiError(
+                "runner_config_header_invalid",
+                f"header {name!r} is {REDACTED!r} but the pool has no stored value to keep",
+                metadata={"header": name, "problem": "nothing_to_keep"},
+            )
         else:
             values[name] = value
     return values, refs
 
 
 def _put_keeping_stored_values(
-    deps: ApiDeps, pool: PoolKey, body: schemas.RunnerConfigIn, lifespan: int
+    deps: ApiDeps,
+    pool: PoolKey,
+    body: schemas.RunnerConfigIn,
+    lifespan: int,
+    found: tuple[RunnerConfig, str] | None,
 ) -> RunnerConfig:
-    """Read, merge the kept values, write only if nobody wrote since the read (no reverts)."""
-    for _ in range(KEEP_RETRIES):
-        found = deps.runner_configs.get_with_revision(pool)
+    """Merge the kept values of ``found`` (the caller's read), write only if nobody wrote since
+    the read (no reverts); after a lost race, read again."""
+    for attempt in range(KEEP_RETRIES):
+        if attempt:
+            found = deps.runner_configs.get_with_revision(pool)
         existing, revision = found if found is not None else (None, None)
         headers = _split_headers(body.headers, existing)
         config = _runner_config(deps, pool, body, headers, lifespan)
@@ -298,8 +321,6 @@ MAX_HEADER_BYTES = 32 * 1024
 
 def _check_headers(headers: dict[str, str | schemas.SecretRef]) -> None:
     """Refuse a bad header by name, never echoing its value (it is a secret)."""
-    from core.models import HEADER_PROBLEMS, header_problem
-
     for name, value in headers.items():
         problem = header_problem(name, value if isinstance(value, str) else "")
         if problem is not None:
@@ -788,9 +809,9 @@ def _actor_or_404(deps: ApiDeps, actor_id: str) -> ActorRecord:
 
 
 def _needs_pool(actor: ActorRecord) -> bool:
-    """Only an active actor whose pending start is blocked shows the pool's error, so only
-    those actors cost a tracker lookup (one batched call per page)."""
-    return actor.status != "stopped" and ActorFacts.of(actor).start_blocked
+    """Only an actor whose error may be the pool's costs a tracker lookup (one batched call
+    per page)."""
+    return ActorFacts.of(actor).needs_pool_status
 
 
 def _valid_cursor(cursor: str) -> bool:

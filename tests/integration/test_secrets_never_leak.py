@@ -92,6 +92,22 @@ def echo_url() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.fixture
+def kit_loggers_restored() -> Iterator[None]:
+    """The stack's handlers wire the kit's loggers to stdout at DEBUG here: undo it after, or a
+    later ``runner-kit probe --json`` test finds log lines in its stdout."""
+    from adapters.observability import KIT_LOGGERS
+
+    saved = [
+        (lg, lg.handlers[:], lg.level, lg.propagate) for lg in map(logging.getLogger, KIT_LOGGERS)
+    ]
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("kit_loggers_restored")
 def test_marked_secrets_appear_nowhere_but_the_config_headers(
     echo_url: str, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:

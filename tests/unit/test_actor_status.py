@@ -104,6 +104,20 @@ def test_actor_error_rule(facts: ActorFacts, pool: PoolErrorView | None, expecte
     assert actor_error(facts, pool) == expected
 
 
+@pytest.mark.parametrize(("facts", "pool", "expected"), ROWS)
+def test_the_pool_status_is_needed_exactly_when_the_rule_reads_it(
+    facts: ActorFacts, pool: PoolErrorView | None, expected: Any
+) -> None:
+    reads_pool = actor_error(facts, POOL) != actor_error(facts, None)
+    assert facts.needs_pool_status == reads_pool
+
+
+def test_a_stopped_record_from_an_older_build_still_shows_its_pool_error() -> None:
+    facts = ActorFacts(status="stopped", start_error=HTTP_503)  # no stop_error, no history
+    assert facts.needs_pool_status
+    assert actor_error(facts, POOL) == POOL
+
+
 def test_unknown_stored_reason_is_shown_unchanged() -> None:
     wire = {"code": "future_reason", "x": 1}
     got = actor_error(ActorFacts(failure_reason=OtherFailureReason(data=wire)), None)

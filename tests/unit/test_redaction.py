@@ -45,6 +45,8 @@ def test_redact_text(text: str, expected: str) -> None:
         pytest.param("https://h.io/a@b", "https://h.io/a@b", id="at_in_path"),
         pytest.param("https://u@h.io?x=@", "https://***@h.io?x=@", id="query"),
         pytest.param("not a url", "not a url", id="not_url"),
+        pytest.param("http:/u:pw@h/x", "***@h/x", id="one_slash_userinfo"),
+        pytest.param("u:pw@host", "***@host", id="no_scheme_userinfo"),
     ],
 )
 def test_without_userinfo(url: str, shown: str) -> None:
