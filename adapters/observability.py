@@ -62,6 +62,13 @@ def get_logger(service: str) -> Any:
     return logger
 
 
+def preload() -> None:
+    """Import Powertools now: SnapStart's INIT runs this before the snapshot, so a restored
+    copy does not import it in its first invocation (``adapters.snapstart``)."""
+    import aws_lambda_powertools.logging
+    import aws_lambda_powertools.metrics  # noqa: F401
+
+
 def mark_cold_start() -> None:
     """The next invocation reports ``ColdStart`` (a SnapStart restore is one)."""
     global _cold_start

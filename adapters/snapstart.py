@@ -3,8 +3,9 @@
 With SnapStart (the template's ``SnapStart`` parameter), Lambda runs INIT once per published
 version, snapshots the memory and restores copies of it for cold starts. So:
 
-- before the snapshot, ``warm`` builds the composition root: the imports it makes lazily,
-  settings, and boto3 clients (whose service models then sit in botocore's loader cache);
+- before the snapshot, Powertools is imported (``observability.preload``) and ``warm`` builds
+  the composition root: the imports it makes lazily, settings, and boto3 clients (whose
+  service models then sit in botocore's loader cache);
 - after each restore, ``reset`` drops it, so the first invocation builds new clients (new
   connections, the restored sandbox's credentials) cheaply from the warm caches; the ``random``
   module is reseeded (every copy of a snapshot would draw the same jitter), and the next
@@ -32,6 +33,12 @@ def register(warm: Callable[[], Any], reset: Callable[[], Any]) -> bool:
     except ImportError:
         return False
 
+    def before_snapshot() -> None:
+        from adapters import observability
+
+        observability.preload()
+        warm()
+
     def after_restore() -> None:
         from adapters import observability
 
@@ -39,6 +46,6 @@ def register(warm: Callable[[], Any], reset: Callable[[], Any]) -> bool:
         observability.mark_cold_start()
         reset()
 
-    register_before_snapshot(warm)
+    register_before_snapshot(before_snapshot)
     register_after_restore(after_restore)
     return True

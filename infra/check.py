@@ -617,16 +617,6 @@ def _json_arg(parser: argparse.ArgumentParser, name: str, raw: str | None, defau
         parser.error(f"--{name} must be JSON: {exc}")
 
 
-def _scrub(text: str, secrets: Sequence[str]) -> str:
-    """Replace every header value (and its JSON-escaped form) by ``***``."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-        escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
-        if escaped != secret:
-            text = text.replace(escaped, "***")
-    return text
-
-
 def render(
     url: str, header_names: Sequence[str], rules: list[RuleResult], warns: list[RuleResult]
 ) -> str:
@@ -651,6 +641,7 @@ def run(
     """Probe, then one execution; print the rules; return the exit status."""
     from adapters.sse_client import RunnerClient, StartLimits, probe
     from core.protocol import start_body
+    from core.redaction import redact_text
 
     out = out or sys.stdout
     target = probe_cmd._target(args, parser)  # the same URL, header and timeout checks
@@ -669,7 +660,6 @@ def run(
     obs = record(target, body, timeout_s=args.timeout, init_timeout_s=init_timeout_s)
     rules, warns = evaluate(probed, obs, init_timeout_s=init_timeout_s)
     conformant = all(rule.status != "fail" for rule in rules)
-    secrets = list(target.headers.values())
     if args.json:
         answer = {
             "url": args.url,
@@ -678,9 +668,11 @@ def run(
             "warnings": [rule.to_json() for rule in warns],
             "execution": _execution_json(obs),
         }
-        print(_scrub(json.dumps(answer, ensure_ascii=False), secrets), file=out)
+        text = json.dumps(answer, ensure_ascii=False)
     else:
-        print(_scrub(render(args.url, list(target.headers), rules, warns), secrets), file=out)
+        text = render(args.url, list(target.headers), rules, warns)
+    # Header values (and URL userinfo) in every form they travel in, as ``runner-kit probe``.
+    print(redact_text(text, target.secrets), file=out)
     return 0 if conformant else 1
 
 

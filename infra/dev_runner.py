@@ -444,13 +444,7 @@ class _Handler(BaseHTTPRequestHandler):
             events.append({"type": "output", "data": "after done"})
         if fault == "buffered":
             whole = b"".join(message_event(frame) for frame in events)
-            self.send_response(200)
-            self.send_header("content-type", EVENT_STREAM)
-            self.send_header("content-length", str(len(whole)))
-            self.send_header("connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            self.wfile.write(whole)
+            self._plain(200, whole.decode(), EVENT_STREAM)  # one write, with a content-length
             return
         self._begin_stream()
         for frame in events:

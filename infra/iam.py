@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from infra.package import HANDLERS
+
 ROOT: Final = Path(__file__).resolve().parent.parent
 
 FUNCTION_DIRS: Final = {
-    "ActorHostFunction": "functions/actor_host",
-    "ApiFunction": "functions/api",
-    "PoolManagerFunction": "functions/pool_manager",
+    logical_id: module.rpartition(".")[0].replace(".", "/")
+    for logical_id, module in HANDLERS.items()
 }
+"""Function logical id -> its code's folder (``functions/api``), from ``infra.package``."""
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,7 @@ def derived_grants(
 _SUB_REF: Final = re.compile(r"^\$\{(\w+)\.Arn\}")
 
 
-def _resource_id(resource: Any, template: Mapping[str, Any]) -> str | None:
+def _resource_id(resource: Any) -> str | None:
     """``!GetAtt X.Arn`` / ``!Sub "${X.Arn}/index/*"`` -> ``X``; the reply-queue prefix ARN ->
     ``ReplyQueues``; anything else -> None."""
     if isinstance(resource, dict) and "Fn::GetAtt" in resource:
@@ -310,6 +312,6 @@ def template_grants(template: Mapping[str, Any]) -> dict[str, Grants]:
                 targets = statement.get("Resource")
                 targets = targets if isinstance(targets, list) else [targets]
                 for target in targets:
-                    _add(grants, _resource_id(target, template) or repr(target), actions)
+                    _add(grants, _resource_id(target) or repr(target), actions)
         out[function] = grants
     return out

@@ -43,6 +43,7 @@ from infra.template import (
     create_tables,
     load_template,
     queue_specs,
+    resolve,
     resources,
     table_specs,
 )
@@ -86,15 +87,6 @@ class FunctionSpec:
         return handler
 
 
-def _resolve(template: Mapping[str, Any], value: Any) -> Any:
-    """A literal, or a parameter's default; resource refs are returned unchanged."""
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        param = template.get("Parameters", {}).get(value["Ref"])
-        if param is not None:
-            return param.get("Default")
-    return value
-
-
 def function_specs(template: Mapping[str, Any] | None = None) -> dict[str, FunctionSpec]:
     """Every function of the template, with Globals merged and parameter defaults resolved."""
     template = template if template is not None else load_template()
@@ -110,15 +102,15 @@ def function_specs(template: Mapping[str, Any] | None = None) -> dict[str, Funct
             if event.get("Type") == "SQS":
                 ref = event["Properties"]["Queue"]
                 queue = ref["Fn::GetAtt"][0] if isinstance(ref, dict) else None
-                batch = int(_resolve(template, event["Properties"].get("BatchSize", 10)))
+                batch = int(resolve(template, event["Properties"].get("BatchSize", 10)))
         specs[logical_id] = FunctionSpec(
             logical_id=logical_id,
             handler=props.get("Handler", defaults.get("Handler", "")),
-            timeout_s=int(_resolve(template, props.get("Timeout", defaults.get("Timeout", 3)))),
+            timeout_s=int(resolve(template, props.get("Timeout", defaults.get("Timeout", 3)))),
             memory_mb=int(
-                _resolve(template, props.get("MemorySize", defaults.get("MemorySize", 128)))
+                resolve(template, props.get("MemorySize", defaults.get("MemorySize", 128)))
             ),
-            environment={k: _resolve(template, v) for k, v in env.items()},
+            environment={k: resolve(template, v) for k, v in env.items()},
             sqs_queue=queue,
             batch_size=batch,
         )

@@ -5,7 +5,8 @@ Each command makes its API calls through ``infra.api_client.ApiClient`` and prin
 ``code`` and ``message`` are printed) or could not be reached, 2 bad usage (argparse).
 
 Header values never reach the output: runner config views arrive redacted (``***``) and are
-redacted again here; tables do not show headers at all, and a URL is shown without its query.
+redacted again here; tables do not show headers at all, and a URL is shown without its query
+and with its userinfo as ``***``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Final, TextIO, get_args
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from core.models import MessageStatus
+from core.redaction import without_userinfo
 from infra.api_client import ApiAnswerError, ApiClient, OpsError
 
 MESSAGE_STATUSES: Final = get_args(MessageStatus)
@@ -130,10 +132,11 @@ def error_line(error: Any, width: int = ERROR_WIDTH) -> str:
 
 
 def _url(url: Any) -> str:
+    """``url`` without its query and fragment, and its userinfo shown as ``***``."""
     if not isinstance(url, str):
         return "-"
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return without_userinfo(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
 
 
 def health(config: Mapping[str, Any]) -> str:

@@ -66,11 +66,6 @@ class Violation:
         return f"[{self.rule}] {self.where}: {self.message}"
 
 
-def _parameter_default(template: Mapping[str, Any], value: Any) -> Any:
-    """A literal, a parameter's default, or a mapping row (``infra.template.resolve``)."""
-    return resolve(template, value)
-
-
 def functions(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every SAM function's properties, with ``Globals.Function`` merged in (env merged too)."""
     defaults = template.get("Globals", {}).get("Function", {})
@@ -88,7 +83,7 @@ def functions(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def function_timeout(template: Mapping[str, Any], props: Mapping[str, Any]) -> int:
     """The function's timeout in seconds (parameter defaults resolved; Lambda's default is 3)."""
-    return int(_parameter_default(template, props.get("Timeout", 3)))
+    return int(resolve(template, props.get("Timeout", 3)))
 
 
 def handler_module(handler: str) -> tuple[str, str]:
@@ -139,9 +134,7 @@ def _check_visibility(
         if not isinstance(queue_id, str) or queue_id not in queues:
             out.append(Violation("queue_visibility", logical_id, "SQS event names no queue"))
             continue
-        visibility = int(
-            _parameter_default(template, queues[queue_id].get("VisibilityTimeout", 30))
-        )
+        visibility = int(resolve(template, queues[queue_id].get("VisibilityTimeout", 30)))
         if visibility < VISIBILITY_FACTOR * timeout:
             out.append(
                 Violation(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-_HEALTH_PATHS = ("/", "/health")
 
 
 async def handle(endpoint: Endpoint, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -35,13 +32,13 @@ async def handle(endpoint: Endpoint, scope: dict[str, Any], receive: Receive, se
     endpoint.install_sigterm()  # no-op after the first time, or off the main thread
     method, path = scope["method"], scope["path"]
     if not path.endswith("/start"):
-        if method in ("GET", "HEAD") and path in _HEALTH_PATHS:
-            await _json(send, 200, {"ok": True, "protocol_version": wire.PROTOCOL_VERSION})
+        if method in ("GET", "HEAD") and path in wire.HEALTH_PATHS:
+            await _json(send, 200, wire.HEALTH_BODY)
         else:
-            await _json(send, 404, {"code": "not_found", "message": "POST {url}/start"})
+            await _error(send, wire.BadRequest(404, "not_found", "POST {url}/start"))
         return
     if method != "POST":
-        await _json(send, 405, {"code": "method_not_allowed", "message": "POST {url}/start"})
+        await _error(send, wire.BadRequest(405, "method_not_allowed", "POST {url}/start"))
         return
     headers = {
         name.decode("latin-1").lower(): value.decode("latin-1")
@@ -51,10 +48,10 @@ async def handle(endpoint: Endpoint, scope: dict[str, Any], receive: Receive, se
         body = await _read_body(receive)
         request = wire.parse_start(body, headers)
     except wire.BadRequest as exc:
-        await _json(send, exc.status, {"code": exc.code, "message": exc.message})
+        await _error(send, exc)
         return
     if endpoint.stopping:
-        await _json(send, 503, {"code": "stopping", "message": "the endpoint is shutting down"})
+        await _error(send, wire.BadRequest(503, "stopping", "the endpoint is shutting down"))
         return
     await send(
         {
@@ -107,8 +104,11 @@ async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
             return
 
 
-async def _json(send: Send, status: int, value: Any) -> None:
-    body = json.dumps(value).encode()
+async def _error(send: Send, error: wire.BadRequest) -> None:
+    await _json(send, error.status, error.body())
+
+
+async def _json(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",

@@ -56,20 +56,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.close_connection = True
 
+    def _error(self, error: wire.BadRequest) -> None:
+        self._json(error.status, error.body())
+
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
-        if path in ("/", "/health"):
-            self._json(200, b'{"ok": true, "protocol_version": 1}')
+        if path in wire.HEALTH_PATHS:
+            self._json(200, wire.HEALTH_BODY)
         elif path.endswith("/start"):
             self.do_PUT()
         else:
-            self._json(404, wire.BadRequest(404, "not_found", "POST {url}/start").body())
+            self._error(wire.BadRequest(404, "not_found", "POST {url}/start"))
 
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
         if not urlsplit(self.path).path.endswith("/start"):
-            self._json(404, wire.BadRequest(404, "not_found", "POST {url}/start").body())
+            self._error(wire.BadRequest(404, "not_found", "POST {url}/start"))
             return
         endpoint = self.server.endpoint
         try:
@@ -80,13 +83,13 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {name.lower(): value for name, value in self.headers.items()}
             request = wire.parse_start(body, headers)
         except wire.BadRequest as exc:
-            self._json(exc.status, exc.body())
+            self._error(exc)
             return
         except ValueError:
-            self._json(400, wire.BadRequest(400, "invalid_body", "bad content-length").body())
+            self._error(wire.BadRequest(400, "invalid_body", "bad content-length"))
             return
         if endpoint.stopping:
-            self._json(503, wire.BadRequest(503, "stopping", "shutting down").body())
+            self._error(wire.BadRequest(503, "stopping", "the endpoint is shutting down"))
             return
         self.send_response(200)
         for name, value in wire.STREAM_HEADERS:
@@ -107,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def do_PUT(self) -> None:
-        self._json(405, wire.BadRequest(405, "method_not_allowed", "POST {url}/start").body())
+        self._error(wire.BadRequest(405, "method_not_allowed", "POST {url}/start"))
 
     do_DELETE = do_PATCH = do_PUT
 

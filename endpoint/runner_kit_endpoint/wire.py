@@ -26,6 +26,10 @@ STOPPING: Final = b"event: stopping\ndata:\n\n"
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """The largest ``/start`` body accepted; the kit's state and input fit DynamoDB (400 KB)."""
 
+HEALTH_PATHS: Final = ("/", "/health")
+"""``GET`` / ``HEAD`` paths that answer 200 (readiness checks, e.g. the Lambda Web Adapter's)."""
+HEALTH_BODY: Final = json.dumps({"ok": True, "protocol_version": PROTOCOL_VERSION}).encode()
+
 STREAM_HEADERS: Final = (
     ("content-type", EVENT_STREAM),
     ("cache-control", "no-store"),

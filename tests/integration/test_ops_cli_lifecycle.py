@@ -1,9 +1,7 @@
 """``runner-kit messages``, ``retry`` and ``resume`` against the real local stack.
 
-They use routes built in parallel (issue 14 names them; see docs/operators.md):
-``GET /actors/{id}/messages``, ``POST /actors/{id}/messages/{message_id}/retry`` and
-``POST /actors/{id}/resume``. Each test is skipped while its route is not registered on the
-API's resolver, and runs by itself once it is.
+They drive the routes of issue 14 (docs/operators.md): ``GET /actors/{id}/messages``,
+``POST /actors/{id}/messages/{message_id}/retry`` and ``POST /actors/{id}/resume``.
 """
 
 from __future__ import annotations
@@ -20,22 +18,6 @@ from tests.integration.test_ops_cli import run_cli
 
 pytestmark = pytest.mark.integration
 
-
-def has_route(method: str, path: str) -> bool:
-    """True if the API's resolver has a route for ``method path``."""
-    from functions.api.app import app
-
-    routes = [*getattr(app, "_static_routes", []), *getattr(app, "_dynamic_routes", [])]
-    return any(r.method == method and r.rule.match(path) for r in routes)
-
-
-LIST_MESSAGES = has_route("GET", "/actors/a1/messages")
-RETRY = has_route("POST", "/actors/a1/messages/m1/retry")
-RESUME = has_route("POST", "/actors/a1/resume")
-needs_list = pytest.mark.skipif(not LIST_MESSAGES, reason="GET /actors/{id}/messages not built")
-needs_retry = pytest.mark.skipif(not RETRY, reason="POST .../messages/{id}/retry not built")
-needs_resume = pytest.mark.skipif(not RESUME, reason="POST /actors/{id}/resume not built")
-
 NS = "lifecycle"
 FAST = {"INIT_TIMEOUT_S": "2", "IDLE_TIMEOUT_S": "2", "PROBE_BACKOFF_BASE_S": "3600"}
 DEAD_LETTER = {"on_message": "dead_letter", "max_attempts": 1, "backoff_base_s": 1}
@@ -43,8 +25,6 @@ DEAD_LETTER = {"on_message": "dead_letter", "max_attempts": 1, "backoff_base_s":
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    if not (LIST_MESSAGES or RETRY or RESUME):
-        pytest.skip("none of the lifecycle routes is built yet")
     with LocalStack(api_port=0, tick_s=3600, quiet=True, environ=FAST, log=lambda line: None) as s:
         assert s.dev_runner is not None
         body = {"url": s.dev_runner.url, "allow_private_network": True, "request_lifespan": 30}
@@ -72,7 +52,6 @@ def _message(stack: LocalStack, actor_id: str, message_id: str) -> Any:
     return http("GET", f"{stack.api_url}/actors/{actor_id}/messages/{message_id}")[2]
 
 
-@needs_list
 def test_messages_lists_the_dead_lettered_message(stack: LocalStack) -> None:
     message = _failed_message(stack, "lc-list", DEAD_LETTER)
     argv = ["messages", "lc-list", "--api", stack.api_url]
@@ -91,7 +70,6 @@ def test_messages_lists_the_dead_lettered_message(stack: LocalStack) -> None:
     assert (status, out) == (0, "no messages for actor lc-list\n")
 
 
-@needs_retry
 def test_retry_runs_a_dead_lettered_message_again(stack: LocalStack) -> None:
     message = _failed_message(stack, "lc-retry", DEAD_LETTER)
     message_id = message["message_id"]
@@ -113,7 +91,6 @@ def test_retry_runs_a_dead_lettered_message_again(stack: LocalStack) -> None:
     assert json.loads(out)["error"]["code"] == "message_not_retryable"
 
 
-@needs_resume
 def test_resume_a_stopped_actor(stack: LocalStack) -> None:
     _failed_message(stack, "lc-stop", {**DEAD_LETTER, "on_actor": "stop"})
     status, out, _ = run_cli(["actors", "--api", stack.api_url, "--namespace", NS])

@@ -32,7 +32,7 @@ from tests.sigv4 import AUTHORIZATION, verify_sigv4
 FAILING_POOL: dict[str, Any] = {
     "namespace": "ops",
     "runner_name": "broken",
-    "url": "https://runner.example.com/x?token=abc",
+    "url": "https://kit:pa55word@runner.example.com/x?token=abc",
     "headers": {"authorization": "Bearer s3cret-value"},
     "pool_error": {
         "pool": "ops/broken",
@@ -92,8 +92,9 @@ def test_pools_table_shows_health_error_and_times_never_headers() -> None:
     assert "serverless_http_error: endpoint answered HTTP 503: down" in failing
     assert "2026-12-01 08:00:00Z" in failing
     assert "2026-12-01 08:05:30Z" in failing
-    assert "https://runner.example.com/x " in failing + " "  # the query is not shown
+    assert "https://***@runner.example.com/x " in failing + " "  # no query, no userinfo
     assert "token=abc" not in text
+    assert "pa55word" not in text
     assert "s3cret" not in text
     assert re.search(r"ops/echo\s+ok\s+-\s+-\s+-\s+-\s+http://127\.0\.0\.1:9/", healthy)
 

@@ -33,6 +33,7 @@ out["built_at_import"] = app.deps.cache_info().currsize
 for hook in runtime.before:
     hook()
 first = app.deps()
+out["powertools_before_snapshot"] = "aws_lambda_powertools.metrics" in sys.modules
 out["built_before_snapshot"] = app.deps.cache_info().currsize
 random.seed(7)  # the state every copy of the snapshot would share
 for hook in runtime.after:
@@ -81,6 +82,7 @@ def test_hooks_warm_before_the_snapshot_and_rebuild_after_restore(
         "before": 1,
         "after": 1,
         "built_at_import": 0,
+        "powertools_before_snapshot": True,
         "built_before_snapshot": 1,
         "dropped_after_restore": True,
         "reseeded": True,
