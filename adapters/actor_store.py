@@ -22,9 +22,10 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, TypeVar
 
 from adapters.aws import LazyClient, is_conditional_check_failed
+from adapters.dynamodb.items import format_time, json_attr, parse_time
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import (
     ActorError,
@@ -39,31 +40,12 @@ from core.errors import (
 from core.events import ErrorEvent
 from core.events import append_errors as _append_errors
 from core.models import ActorRecord, ActorStatus, MessageRecord
+from core.ports import ActorExistsError
 
 _APPEND_TRIES: Final = 8
 UNDECODABLE: Final = "record_undecodable"
 
 logger = logging.getLogger(__name__)
-
-
-class ActorExistsError(Exception):
-    """An actor with this ``actor_id`` already exists."""
-
-    def __init__(self, actor_id: str) -> None:
-        super().__init__(f"actor {actor_id!r} already exists")
-        self.actor_id = actor_id
-
-
-def iso(dt: datetime) -> str:
-    """Fixed-width ISO-8601 UTC (``2026-01-02T03:04:05.000006Z``): sorts lexicographically."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(text: str) -> datetime:
-    """Inverse of ``iso``."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _now() -> datetime:
@@ -78,11 +60,6 @@ def with_timestamps(record: _Record, now: datetime) -> _Record:
     return record.model_copy(
         update={"created_at": record.created_at or now, "updated_at": record.updated_at or now}
     )
-
-
-def json_attr(value: Any) -> dict[str, str]:
-    """A JSON value as a compact JSON text attribute (NaN/Infinity refused: not JSON)."""
-    return {"S": json.dumps(value, separators=(",", ":"), allow_nan=False)}
 
 
 def encode_fields(
@@ -103,7 +80,7 @@ def encode_fields(
     for name in time_fields:
         value = getattr(record, name)
         if value is not None:
-            item[name] = {"S": iso(value)}
+            item[name] = {"S": format_time(value)}
 
 
 def decode_fields(
@@ -119,7 +96,7 @@ def decode_fields(
             doc[name] = json.loads(item[name]["S"])
     for name in time_fields:
         if name in item:
-            doc[name] = parse_iso(item[name]["S"])
+            doc[name] = parse_time(item[name]["S"])
 
 
 def encode_cursor(actor_id: str) -> str:
@@ -133,65 +110,6 @@ def decode_cursor(cursor: str) -> str:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("malformed cursor") from exc
-
-
-@runtime_checkable
-class ActorStore(Protocol):
-    """Actors by id, listed by namespace."""
-
-    def create(self, actor: ActorRecord) -> ActorRecord:
-        """Store a new actor; raises ``ActorExistsError`` if the id is taken."""
-
-    def get(self, actor_id: str) -> ActorRecord | None:
-        """The actor, or ``None``."""
-
-    def get_many(self, actor_ids: Sequence[str]) -> dict[str, ActorRecord]:
-        """The actors that exist among ``actor_ids``, by id (one batched read)."""
-
-    def list(
-        self, namespace: str, *, limit: int = 100, cursor: str | None = None
-    ) -> tuple[builtins.list[ActorRecord], str | None]:
-        """A page of actors of ``namespace`` by ``actor_id``, and the next page's cursor."""
-
-    def set_failure_reason(
-        self,
-        actor_id: str,
-        reason: ActorFailureReason | None,
-        *,
-        only_if_empty: bool = False,
-        only_if_code: str | None = None,
-    ) -> bool:
-        """Set (or clear, with ``None``) the failure reason; ``True`` if written."""
-
-    def append_errors(self, actor_id: str, events: Sequence[ErrorEvent], *, cap: int) -> None:
-        """Append error events to ``extra.errors`` (newest ``cap`` kept)."""
-
-    def set_status(
-        self,
-        actor_id: str,
-        status: ActorStatus,
-        *,
-        last_actor_error: ActorFailed | None = None,
-        stop_error: ActorError | None = None,
-    ) -> None:
-        """Set the actor's status (``stopped`` by the error policy, with the error that stopped
-        it), and its last actor error."""
-
-    def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
-        """Remember (or forget) the last ``actor_failed`` error of the actor's own code."""
-
-    def set_start_error(self, actor_id: str, error: RunnerPoolError | None) -> None:
-        """A pending message's latest start failed with ``error`` (``None``: forget it)."""
-
-    def clear_on_init(self, actor_id: str) -> None:
-        """An execution reached ``init``: forget the start error, the failure reason and the
-        last actor error (they described earlier executions)."""
-
-    def resume(self, actor_id: str) -> bool:
-        """``stopped`` -> ``active``, forgetting the stop error; ``False`` if not stopped."""
-
-    def delete(self, actor_id: str) -> bool:
-        """Remove the actor; ``False`` if it did not exist."""
 
 
 # --- item codec ----------------------------------------------------------------------------
@@ -385,7 +303,7 @@ class DynamoDBActorStore(LazyClient):
         only_if_code: str | None = None,
     ) -> bool:
         conditions = ["attribute_exists(actor_id)"]
-        values: dict[str, Any] = {":now": {"S": iso(_now())}}
+        values: dict[str, Any] = {":now": {"S": format_time(_now())}}
         if only_if_empty:
             conditions.append("attribute_not_exists(failure_code)")
         if only_if_code is not None:
@@ -435,7 +353,7 @@ class DynamoDBActorStore(LazyClient):
         stop_error: ActorError | None = None,
     ) -> None:
         update = "SET #st = :st, updated_at = :now"
-        values: dict[str, Any] = {":st": {"S": status}, ":now": {"S": iso(_now())}}
+        values: dict[str, Any] = {":st": {"S": status}, ":now": {"S": format_time(_now())}}
         if last_actor_error is not None:
             update += ", last_actor_error = :e"
             values[":e"] = {"S": json.dumps(last_actor_error.to_json())}
@@ -447,7 +365,7 @@ class DynamoDBActorStore(LazyClient):
         self._write(actor_id, update, values, ExpressionAttributeNames={"#st": "status"})
 
     def set_last_actor_error(self, actor_id: str, error: ActorFailed | None) -> None:
-        values: dict[str, Any] = {":now": {"S": iso(_now())}}
+        values: dict[str, Any] = {":now": {"S": format_time(_now())}}
         if error is None:
             update = "SET updated_at = :now REMOVE last_actor_error"
         else:
@@ -481,7 +399,7 @@ class DynamoDBActorStore(LazyClient):
         return True
 
     def set_start_error(self, actor_id: str, error: RunnerPoolError | None) -> None:
-        values: dict[str, Any] = {":now": {"S": iso(_now())}}
+        values: dict[str, Any] = {":now": {"S": format_time(_now())}}
         if error is None:
             update = "SET updated_at = :now REMOVE start_error"
         else:
@@ -494,14 +412,18 @@ class DynamoDBActorStore(LazyClient):
             actor_id,
             "SET updated_at = :now "
             "REMOVE start_error, failure_reason, failure_code, last_actor_error",
-            {":now": {"S": iso(_now())}},
+            {":now": {"S": format_time(_now())}},
         )
 
     def resume(self, actor_id: str) -> bool:
         return self._write(
             actor_id,
             "SET #st = :active, updated_at = :now REMOVE stop_error",
-            {":active": {"S": "active"}, ":stopped": {"S": "stopped"}, ":now": {"S": iso(_now())}},
+            {
+                ":active": {"S": "active"},
+                ":stopped": {"S": "stopped"},
+                ":now": {"S": format_time(_now())},
+            },
             condition="#st = :stopped",
             ExpressionAttributeNames={"#st": "status"},
         )
@@ -540,7 +462,7 @@ class DynamoDBActorStore(LazyClient):
                 ":state": json_attr(state),
                 ":next": {"N": str(expected_version + 1)},
                 ":expected": {"N": str(expected_version)},
-                ":now": {"S": iso(now)},
+                ":now": {"S": format_time(now)},
             },
         }
 
@@ -605,7 +527,7 @@ class InMemoryActorStore:
                 return False
             if only_if_code is not None and current != only_if_code:
                 return False
-            item["updated_at"] = {"S": iso(_now())}
+            item["updated_at"] = {"S": format_time(_now())}
             if reason is None:
                 item.pop("failure_reason", None)
                 item.pop("failure_code", None)
@@ -641,7 +563,7 @@ class InMemoryActorStore:
             if item is None:
                 return
             item["status"] = {"S": status}
-            item["updated_at"] = {"S": iso(_now())}
+            item["updated_at"] = {"S": format_time(_now())}
             if last_actor_error is not None:
                 item["last_actor_error"] = {"S": json.dumps(last_actor_error.to_json())}
             if stop_error is not None:
@@ -658,7 +580,7 @@ class InMemoryActorStore:
                 item.pop("start_error", None)
             else:
                 item["start_error"] = json_attr(error.to_json())
-            item["updated_at"] = {"S": iso(_now())}
+            item["updated_at"] = {"S": format_time(_now())}
 
     def clear_on_init(self, actor_id: str) -> None:
         with self.lock:
@@ -667,7 +589,7 @@ class InMemoryActorStore:
                 return
             for name in ("start_error", "failure_reason", "failure_code", "last_actor_error"):
                 item.pop(name, None)
-            item["updated_at"] = {"S": iso(_now())}
+            item["updated_at"] = {"S": format_time(_now())}
 
     def resume(self, actor_id: str) -> bool:
         with self.lock:
@@ -676,7 +598,7 @@ class InMemoryActorStore:
                 return False
             item["status"] = {"S": "active"}
             item.pop("stop_error", None)
-            item["updated_at"] = {"S": iso(_now())}
+            item["updated_at"] = {"S": format_time(_now())}
             return True
 
     def delete(self, actor_id: str) -> bool:
@@ -692,7 +614,7 @@ class InMemoryActorStore:
                 item.pop("last_actor_error", None)
             else:
                 item["last_actor_error"] = {"S": json.dumps(error.to_json())}
-            item["updated_at"] = {"S": iso(_now())}
+            item["updated_at"] = {"S": format_time(_now())}
 
     # Used by InMemoryMessageStore.commit_success, under this store's lock.
     def _check_version(self, actor_id: str, expected_version: int) -> bool:
@@ -703,7 +625,7 @@ class InMemoryActorStore:
         item = self._items[actor_id]
         item["state"] = {"S": json.dumps(state)}
         item["state_version"] = {"N": str(int(item["state_version"]["N"]) + 1)}
-        item["updated_at"] = {"S": iso(now)}
+        item["updated_at"] = {"S": format_time(now)}
         item.pop("failure_reason", None)
         item.pop("failure_code", None)
         item.pop("start_error", None)

@@ -30,9 +30,8 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final
 
 from pydantic import JsonValue
 
@@ -41,20 +40,20 @@ from adapters.actor_store import (
     InMemoryActorStore,
     decode_fields,
     encode_fields,
-    iso,
-    json_attr,
     with_timestamps,
 )
 from adapters.aws import LazyClient, error_code, is_conditional_check_failed
+from adapters.dynamodb.items import format_time, json_attr
 from adapters.settings import in_lambda as _in_lambda
-from adapters.slots import DynamoDBSlotStore, InMemorySlotStore, SlotLease
+from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
 from core.errors import DurableStoreRequiredError, ExecutionLeaseLostError, StoreCommitFailedError
 from core.models import TERMINAL_STATUSES, MessageRecord, MessageStatus
+from core.ports import Claim, Disposition, Effect, ReopenOutcome, SlotLease, StoredMessage
 
 
 def encode_message_cursor(record: MessageRecord) -> str:
     """An opaque page cursor (same style as the actor list's): the last message of the page."""
-    created = iso(record.created_at) if record.created_at else ""
+    created = format_time(record.created_at) if record.created_at else ""
     raw = json.dumps({"c": created, "m": record.message_id}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
@@ -76,11 +75,6 @@ def decode_message_cursor(cursor: str) -> tuple[str, str]:
     return doc["c"], doc["m"]
 
 
-Effect = Literal["dlq", "reply"]
-ClaimOutcome = Literal["claimed", "missing", "terminal", "busy"]
-Disposition = Literal["retry", "discard", "dead_letter", "stop"]
-ReopenOutcome = Literal["reopened", "missing", "not_retryable"]
-
 OPEN_INDEX: Final = "open_by_actor"
 RUNNING_INDEX: Final = "running_by_shard"
 RUNNING_SHARDS: Final = 16
@@ -100,7 +94,7 @@ class CommitRefusedError(StoreCommitFailedError):
 
 def open_key(created_at: datetime | None, message_id: str) -> str:
     """The ``open_by_actor`` sort key: creation order, the id breaking ties."""
-    return f"{iso(created_at) if created_at else ''}#{message_id}"
+    return f"{format_time(created_at) if created_at else ''}#{message_id}"
 
 
 def running_shard(actor_id: str) -> str:
@@ -112,145 +106,6 @@ _EFFECT_ATTR: Final[dict[str, str]] = {"dlq": "dlq_sent_at", "reply": "replied_a
 _JSON_FIELDS: Final = ("input", "result", "error")
 _TEXT_FIELDS: Final = ("disposition", "runner_id", "reply_to")
 _TIME_FIELDS: Final = ("created_at", "updated_at", "started_at", "finished_at", "next_attempt_at")
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    """A message record plus the execution bookkeeping kept beside it."""
-
-    record: MessageRecord
-    lease_owner: str | None = None
-    lease_until: float | None = None
-    dlq_sent: bool = False
-    replied: bool = False
-    attempt_base: int = 0
-    retries: int = 0
-    open_key: str | None = None
-
-    @property
-    def budget_attempts(self) -> int:
-        """Attempts that count against the policy's ``max_attempts`` (since the last retry)."""
-        return max(self.record.attempts - self.attempt_base, 0)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The result of ``claim``: ``claimed`` (with the record as it now is) or why not."""
-
-    outcome: ClaimOutcome
-    message: StoredMessage | None = None
-
-
-@runtime_checkable
-class MessageStore(Protocol):
-    """Messages by ``(actor_id, message_id)``, and executions' writes to them."""
-
-    def create(self, message: MessageRecord) -> MessageRecord:
-        """Store a new message; if it exists already, return the stored one (idempotent)."""
-
-    def get(self, actor_id: str, message_id: str) -> MessageRecord | None:
-        """The message, or ``None``."""
-
-    def list_running(self, older_than: datetime, limit: int = 100) -> list[MessageRecord]:
-        """Messages with status ``running`` last updated before ``older_than``, oldest first."""
-
-    def list_for_actor(
-        self,
-        actor_id: str,
-        *,
-        status: MessageStatus | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        oldest_first: bool = False,
-    ) -> tuple[list[MessageRecord], str | None]:
-        """A page of the actor's messages by ``created_at`` (newest first unless
-        ``oldest_first``), optionally of one ``status``, and the next page's cursor."""
-
-    def discard(
-        self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
-    ) -> bool:
-        """A message that is not final and not held by an execution ends ``discarded``
-        (disposition ``discard``); ``False`` if it is final or held."""
-
-    def load(self, actor_id: str, message_id: str) -> StoredMessage | None:
-        """The message with its lease and outbox marks."""
-
-    def claim(
-        self,
-        actor_id: str,
-        message_id: str,
-        *,
-        owner: str,
-        lease_s: float,
-        now: datetime,
-        count_attempt: bool = True,
-    ) -> Claim:
-        """Take the message's lease for ``lease_s`` and count an attempt."""
-
-    def mark_running(
-        self, actor_id: str, message_id: str, *, owner: str, runner_id: str, now: datetime
-    ) -> bool:
-        """Status ``running`` on ``runner_id`` (after ``init``); ``False`` if the lease is lost."""
-
-    def finish_failure(
-        self,
-        actor_id: str,
-        message_id: str,
-        *,
-        owner: str,
-        status: MessageStatus,
-        error: dict[str, JsonValue] | None,
-        disposition: Disposition,
-        now: datetime,
-        next_attempt_at: datetime | None = None,
-    ) -> bool:
-        """Record a failed attempt's outcome and drop the lease; ``False`` if the lease is lost."""
-
-    def release(self, actor_id: str, message_id: str, *, owner: str, now: datetime) -> None:
-        """Drop the lease; a held, unfinished message goes back to ``pending`` (handed back)."""
-
-    def commit_success(
-        self,
-        actor_id: str,
-        message_id: str,
-        *,
-        owner: str,
-        expected_version: int,
-        state: JsonValue,
-        result: JsonValue,
-        now: datetime,
-        slot: SlotLease | None = None,
-    ) -> bool:
-        """Atomically: the actor's new state (if still at ``expected_version``) and the result;
-        and, when the store knows the slots table, the release of ``slot`` in the same write.
-
-        Returns ``True`` if ``slot`` was released too. Raises ``ExecutionLeaseLostError`` if this
-        execution no longer holds the message (or it is final already) and
-        ``StoreCommitFailedError`` if the actor's state moved on.
-        """
-
-    def mark_effect(self, actor_id: str, message_id: str, effect: Effect, *, now: datetime) -> None:
-        """Mark an outbox side effect (``dlq`` or ``reply``) as done."""
-
-    def note_waiting(
-        self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
-    ) -> bool:
-        """Say why a pending, unheld message waits (e.g. ``no_capacity``) if it has no error."""
-
-    def give_up(
-        self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
-    ) -> StoredMessage | None:
-        """Dead-letter a message nobody holds (the host's own redrive limit); ``None`` if it is
-        final already or a live execution holds it."""
-
-    def reopen(
-        self, actor_id: str, message_id: str, *, now: datetime
-    ) -> tuple[ReopenOutcome, StoredMessage | None]:
-        """A ``dead_lettered``/``discarded`` message back to ``pending`` with a fresh attempt
-        budget (its history kept)."""
-
-    def oldest_open(self, actor_id: str) -> tuple[str, str] | None:
-        """``(message_id, open_key)`` of the actor's oldest message that is not final."""
 
 
 # --- item codec ----------------------------------------------------------------------------
@@ -352,7 +207,7 @@ class DynamoDBMessageStore(LazyClient):
 
     def _final_sets(self, now: datetime, values: dict[str, Any]) -> list[str]:
         """SET clauses every final write adds (``finished_at``, and ``expires_at`` if kept)."""
-        values[":now"] = {"S": iso(now)}
+        values[":now"] = {"S": format_time(now)}
         sets = ["finished_at = :now"]
         expires = _expires_at(now, self.retention_s)
         if expires is not None:
@@ -398,7 +253,7 @@ class DynamoDBMessageStore(LazyClient):
                 "KeyConditionExpression": "running_shard = :s AND running_since < :t",
                 "ExpressionAttributeValues": {
                     ":s": {"S": str(shard)},
-                    ":t": {"S": iso(older_than)},
+                    ":t": {"S": format_time(older_than)},
                 },
                 "Limit": limit,
             }
@@ -414,7 +269,7 @@ class DynamoDBMessageStore(LazyClient):
                 if not last:
                     break
                 kwargs["ExclusiveStartKey"] = last
-        out.sort(key=lambda m: iso(m.updated_at) if m.updated_at else "")
+        out.sort(key=lambda m: format_time(m.updated_at) if m.updated_at else "")
         return out[:limit]
 
     def list_for_actor(
@@ -531,7 +386,7 @@ class DynamoDBMessageStore(LazyClient):
         values: dict[str, Any] = {
             ":owner": {"S": owner},
             ":until": {"N": repr(now.timestamp() + lease_s)},
-            ":now": {"S": iso(now)},
+            ":now": {"S": format_time(now)},
             ":now_epoch": {"N": repr(now.timestamp())},
             **_TERMINAL_VALUES,
         }
@@ -576,7 +431,7 @@ class DynamoDBMessageStore(LazyClient):
             ExpressionAttributeValues={
                 ":running": {"S": "running"},
                 ":rid": {"S": runner_id},
-                ":now": {"S": iso(now)},
+                ":now": {"S": format_time(now)},
                 ":owner": {"S": owner},
                 ":shard": {"S": running_shard(actor_id)},
             },
@@ -597,7 +452,7 @@ class DynamoDBMessageStore(LazyClient):
         values: dict[str, Any] = {
             ":st": {"S": status},
             ":disp": {"S": disposition},
-            ":now": {"S": iso(now)},
+            ":now": {"S": format_time(now)},
             ":owner": {"S": owner},
         }
         sets = ["#st = :st", "disposition = :disp", "updated_at = :now"]
@@ -610,7 +465,7 @@ class DynamoDBMessageStore(LazyClient):
             removes.extend(["next_attempt_at", "open_key"])
         elif next_attempt_at is not None:
             sets.append("next_attempt_at = :next")
-            values[":next"] = {"S": iso(next_attempt_at)}
+            values[":next"] = {"S": format_time(next_attempt_at)}
         return self._update(
             actor_id,
             message_id,
@@ -632,7 +487,7 @@ class DynamoDBMessageStore(LazyClient):
             ExpressionAttributeNames={"#st": "status"},
             ExpressionAttributeValues={
                 ":owner": {"S": owner},
-                ":now": {"S": iso(now)},
+                ":now": {"S": format_time(now)},
                 ":pending": {"S": "pending"},
                 **_TERMINAL_VALUES,
             },
@@ -652,7 +507,7 @@ class DynamoDBMessageStore(LazyClient):
             ExpressionAttributeNames={"#st": "status", "#err": "error"},
             ExpressionAttributeValues={
                 ":err": json_attr(error),
-                ":now": {"S": iso(now)},
+                ":now": {"S": format_time(now)},
                 ":pending": {"S": "pending"},
             },
         )
@@ -716,7 +571,7 @@ class DynamoDBMessageStore(LazyClient):
                     ":pending": {"S": "pending"},
                     ":retry": {"S": "retry"},
                     ":open": {"S": open_key(record.created_at, record.message_id)},
-                    ":now": {"S": iso(now)},
+                    ":now": {"S": format_time(now)},
                     ":one": {"N": "1"},
                     **_RETRYABLE_VALUES,
                 },
@@ -818,7 +673,7 @@ class DynamoDBMessageStore(LazyClient):
             message_id,
             UpdateExpression=f"SET {_EFFECT_ATTR[effect]} = :now",
             ConditionExpression="attribute_exists(message_id)",
-            ExpressionAttributeValues={":now": {"S": iso(now)}},
+            ExpressionAttributeValues={":now": {"S": format_time(now)}},
         )
 
 
@@ -849,7 +704,7 @@ class InMemoryMessageStore:
         self._lock = actors.lock if actors is not None else threading.RLock()
 
     def _finish(self, item: dict[str, Any], now: datetime) -> None:
-        item["finished_at"] = {"S": iso(now)}
+        item["finished_at"] = {"S": format_time(now)}
         expires = _expires_at(now, self.retention_s)
         if expires is not None:
             item["expires_at"] = {"N": str(int(expires))}
@@ -875,7 +730,7 @@ class InMemoryMessageStore:
         return stored.record if stored else None
 
     def list_running(self, older_than: datetime, limit: int = 100) -> list[MessageRecord]:
-        cutoff = iso(older_than)
+        cutoff = format_time(older_than)
         with self._lock:
             items = sorted(
                 (
@@ -930,7 +785,7 @@ class InMemoryMessageStore:
             item["status"] = {"S": "discarded"}
             item["disposition"] = {"S": "discard"}
             item["error"] = json_attr(error)
-            item["updated_at"] = {"S": iso(now)}
+            item["updated_at"] = {"S": format_time(now)}
             self._finish(item, now)
             return True
 
@@ -969,7 +824,7 @@ class InMemoryMessageStore:
                 return Claim("busy", stored_from_item(item))
             item["lease_owner"] = {"S": owner}
             item["lease_until"] = {"N": repr(now.timestamp() + lease_s)}
-            item["updated_at"] = {"S": iso(now)}
+            item["updated_at"] = {"S": format_time(now)}
             if count_attempt:
                 item["attempts"] = {"N": str(int(item["attempts"]["N"]) + 1)}
             return Claim("claimed", stored_from_item(item))
@@ -983,7 +838,9 @@ class InMemoryMessageStore:
                 return False
             item["status"] = {"S": "running"}
             item["runner_id"] = {"S": runner_id}
-            item["started_at"] = item["updated_at"] = item["running_since"] = {"S": iso(now)}
+            item["started_at"] = item["updated_at"] = item["running_since"] = {
+                "S": format_time(now)
+            }
             item["running_shard"] = {"S": running_shard(actor_id)}
             return True
 
@@ -1005,7 +862,7 @@ class InMemoryMessageStore:
                 return False
             item["status"] = {"S": status}
             item["disposition"] = {"S": disposition}
-            item["updated_at"] = {"S": iso(now)}
+            item["updated_at"] = {"S": format_time(now)}
             if error is not None:
                 item["error"] = json_attr(error)
             item.pop("running_shard", None)
@@ -1013,7 +870,7 @@ class InMemoryMessageStore:
             if status in TERMINAL_STATUSES:
                 self._finish(item, now)
             elif next_attempt_at is not None:
-                item["next_attempt_at"] = {"S": iso(next_attempt_at)}
+                item["next_attempt_at"] = {"S": format_time(next_attempt_at)}
             item.pop("lease_owner", None)
             item.pop("lease_until", None)
             return True
@@ -1025,7 +882,7 @@ class InMemoryMessageStore:
                 for name in ("lease_owner", "lease_until", "running_shard", "running_since"):
                     item.pop(name, None)
                 item["status"] = {"S": "pending"}
-                item["updated_at"] = {"S": iso(now)}
+                item["updated_at"] = {"S": format_time(now)}
 
     def note_waiting(
         self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
@@ -1040,7 +897,7 @@ class InMemoryMessageStore:
             ):
                 return False
             item["error"] = json_attr(error)
-            item["updated_at"] = {"S": iso(now)}
+            item["updated_at"] = {"S": format_time(now)}
             return True
 
     def give_up(
@@ -1055,7 +912,7 @@ class InMemoryMessageStore:
             item["status"] = {"S": "dead_lettered"}
             item["disposition"] = {"S": "dead_letter"}
             item["error"] = json_attr(error)
-            item["updated_at"] = {"S": iso(now)}
+            item["updated_at"] = {"S": format_time(now)}
             item.pop("lease_owner", None)
             item.pop("lease_until", None)
             self._finish(item, now)
@@ -1076,7 +933,7 @@ class InMemoryMessageStore:
             item["attempt_base"] = {"N": item["attempts"]["N"]}
             item["retries"] = {"N": str(int(item.get("retries", {"N": "0"})["N"]) + 1)}
             item["open_key"] = {"S": open_key(record.created_at, record.message_id)}
-            item["updated_at"] = {"S": iso(now)}
+            item["updated_at"] = {"S": format_time(now)}
             for name in (
                 "finished_at",
                 "expires_at",
@@ -1112,7 +969,7 @@ class InMemoryMessageStore:
             self.actors._apply_commit(actor_id, state=state, now=now)
             item["status"] = {"S": "succeeded"}
             item["result"] = json_attr(result)
-            item["updated_at"] = {"S": iso(now)}
+            item["updated_at"] = {"S": format_time(now)}
             self._finish(item, now)
             for name in ("lease_owner", "lease_until", "error", "disposition"):
                 item.pop(name, None)
@@ -1124,4 +981,4 @@ class InMemoryMessageStore:
         with self._lock:
             item = self._items.get((actor_id, message_id))
             if item is not None:
-                item[_EFFECT_ATTR[effect]] = {"S": iso(now)}
+                item[_EFFECT_ATTR[effect]] = {"S": format_time(now)}

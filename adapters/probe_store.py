@@ -8,46 +8,11 @@ a cleared error) deletes the item.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from adapters.aws import LazyClient, is_conditional_check_failed
 from core.models import PoolKey
-
-
-@dataclass(frozen=True)
-class ProbeState:
-    """How often a pool's probes failed in a row and when it may be probed next."""
-
-    pool_id: str
-    failures: int = 0
-    next_probe_at: float = 0.0
-    """Epoch seconds; a claim moves it forward by the lease while a round runs."""
-    last_error_code: str | None = None
-
-    @property
-    def next_probe_time(self) -> datetime:
-        return datetime.fromtimestamp(self.next_probe_at, tz=UTC)
-
-
-@runtime_checkable
-class ProbeStore(Protocol):
-    """Probe backoff by pool."""
-
-    def get(self, pool: PoolKey) -> ProbeState | None:
-        """The pool's state, or ``None`` (never failed since the last reset)."""
-
-    def claim(self, pool: PoolKey, *, now: float, lease_s: float) -> ProbeState | None:
-        """Take the pool's probe round if it is due; ``None`` if not due or taken by another."""
-
-    def record_failure(
-        self, pool: PoolKey, *, failures: int, next_probe_at: float, error_code: str | None
-    ) -> None:
-        """Store the failed round's count and when to probe next."""
-
-    def reset(self, pool: PoolKey) -> None:
-        """Forget the pool's backoff: it is due at once."""
+from core.ports import ProbeState
 
 
 class DynamoDBProbeStore(LazyClient):

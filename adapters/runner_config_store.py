@@ -12,39 +12,12 @@ import json
 import threading
 import uuid
 from decimal import Decimal
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 
 from adapters.aws import LazyClient, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import DurableStoreRequiredError
 from core.models import PoolKey, RunnerConfig
-
-
-@runtime_checkable
-class RunnerConfigStore(Protocol):
-    """Runner configs by pool ``(namespace, runner_name)``."""
-
-    def put(self, config: RunnerConfig) -> None:
-        """Create or replace the config of ``config.pool`` (a new revision)."""
-
-    def put_if(self, config: RunnerConfig, revision: str | None) -> bool:
-        """Like ``put``, only if the stored revision is still ``revision`` (None: no config);
-        ``False`` if another write came first."""
-
-    def get(self, pool: PoolKey) -> RunnerConfig | None:
-        """The config of ``pool``, or ``None``."""
-
-    def get_with_revision(self, pool: PoolKey) -> tuple[RunnerConfig, str] | None:
-        """The config of ``pool`` and the revision ``put_if`` compares, or ``None``."""
-
-    def delete(self, pool: PoolKey) -> bool:
-        """Remove the config of ``pool``; ``True`` if there was one."""
-
-    def list(self, namespace: str) -> builtins.list[RunnerConfig]:
-        """Every config in ``namespace``, ordered by ``runner_name``."""
-
-    def list_all(self) -> builtins.list[RunnerConfig]:
-        """Every config of every namespace (the pool manager's round), ordered by pool id."""
 
 
 def config_to_document(config: RunnerConfig) -> dict[str, Any]:

@@ -11,45 +11,12 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from adapters.aws import LazyClient, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import DurableStoreRequiredError
-
-
-@dataclass(frozen=True)
-class SlotLease:
-    """One taken slot; give it back with ``release``."""
-
-    pool_id: str
-    slot: int
-    owner: str
-    expires_at: float
-
-
-@runtime_checkable
-class SlotStore(Protocol):
-    """Per-pool slot leases that expire."""
-
-    def acquire(
-        self,
-        pool_id: str,
-        *,
-        total: int,
-        owner: str,
-        lease_s: float,
-        now: float,
-        start: int | None = None,
-    ) -> SlotLease | None:
-        """A free slot among ``total`` (``start`` tried first), or ``None`` if all are held."""
-
-    def release(self, lease: SlotLease) -> None:
-        """Give the slot back (only if this lease still holds it)."""
-
-    def held(self, pool_id: str, *, now: float) -> int:
-        """How many slots of ``pool_id`` are held right now."""
+from core.ports import SlotLease
 
 
 def _order(total: int, rng: random.Random, start: int | None) -> list[int]:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.pool_errors import DynamoDBPoolErrorStore, PoolErrorStore
-from adapters.pool_errors.dynamodb import format_time
+from adapters.dynamodb.items import format_time
+from adapters.pool_errors import DynamoDBPoolErrorStore
 from adapters.settings import Settings
 from core.errors import DurableStoreRequiredError, PoolErrorView, RunnerPoolError
 from core.hysteresis import (
@@ -37,6 +37,7 @@ from core.hysteresis import (
     Success,
 )
 from core.models import PoolKey
+from core.ports import PoolErrorStore
 
 
 def utc_now() -> datetime:

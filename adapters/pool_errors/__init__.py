@@ -2,8 +2,8 @@
 
 from adapters.pool_errors.dynamodb import DynamoDBPoolErrorStore
 from adapters.pool_errors.memory import InMemoryPoolErrorStore
-from adapters.pool_errors.store import ApplyResult, PoolErrorStore
 from core.errors import StoreReadFailedError
+from core.ports import ApplyResult, PoolErrorStore
 
 __all__ = [
     "ApplyResult",

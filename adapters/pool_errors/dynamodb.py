@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from adapters.aws import CONDITIONAL_CHECK_FAILED, LazyClient, error_code
-from adapters.pool_errors.store import ApplyResult
+from adapters.dynamodb.items import format_time, parse_time
 from core.errors import (
     OtherPoolError,
     StoreCommitFailedError,
@@ -46,6 +46,7 @@ from core.errors import (
 )
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
+from core.ports import ApplyResult
 
 logger = logging.getLogger(__name__)
 
@@ -87,18 +88,6 @@ _NAMES: Final = {
 def _names(*placeholders: str) -> dict[str, str]:
     # DynamoDB rejects names that the expressions do not use.
     return {p: _NAMES[p] for p in placeholders}
-
-
-def format_time(value: datetime) -> str:
-    """ISO 8601 in UTC with microseconds and ``Z``: sorts as text, parses back to the instant."""
-    if value.tzinfo is None:
-        raise ValueError("datetimes must be timezone-aware")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str) -> datetime:
-    """Inverse of ``format_time`` (any ISO 8601 with an offset)."""
-    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def state_from_item(item: dict[str, Any] | None) -> PoolState:

@@ -6,11 +6,11 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime
 
-from adapters.pool_errors.store import ApplyResult
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import DurableStoreRequiredError
 from core.hysteresis import HysteresisPolicy, Outcome, PoolState, observe
 from core.models import PoolKey
+from core.ports import ApplyResult
 
 
 class InMemoryPoolErrorStore:

@@ -26,16 +26,8 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import JsonValue, ValidationError
 
-from adapters.actor_store import ActorStore
-from adapters.message_store import (
-    RETRYABLE_STATUSES,
-    CommitRefusedError,
-    MessageStore,
-    StoredMessage,
-)
-from adapters.runner_config_store import RunnerConfigStore
+from adapters.message_store import RETRYABLE_STATUSES, CommitRefusedError
 from adapters.settings import Settings
-from adapters.slots import SlotLease, SlotStore
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from core.actor_status import ActorFacts
 from core.errors import (
@@ -71,8 +63,16 @@ from core.models import (
     PoolKey,
     RunnerConfig,
 )
+from core.policy import decide, infra_backoff_s, is_retryable, visibility_timeout_s
+from core.ports import (
+    ActorStore,
+    MessageStore,
+    RunnerConfigStore,
+    SlotLease,
+    SlotStore,
+    StoredMessage,
+)
 from core.protocol import DoneFrame, ErrorFrame, InitFrame, StoppingFrame, start_body
-from core.retry import decide, infra_backoff_s, is_retryable, visibility_timeout_s
 
 T = TypeVar("T")
 

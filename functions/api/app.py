@@ -281,13 +281,14 @@ def deps() -> ApiDeps:
     """The composition root: settings, DynamoDB stores, the queue and the tracker (once)."""
     import boto3
 
-    from adapters.actor_store import ActorExistsError, DynamoDBActorStore
+    from adapters.actor_store import DynamoDBActorStore
     from adapters.message_store import DynamoDBMessageStore
     from adapters.probe_store import DynamoDBProbeStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.settings import get_settings
     from adapters.sqs import SqsMessageQueue
     from adapters.tracker import build_tracker
+    from core.ports import ActorExistsError
     from functions.api.url_check import make_url_check
 
     settings = get_settings()

@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from adapters.probe_store import ProbeStore
 from adapters.settings import Settings
 from core.backoff import ProbeBackoff
 from core.errors import RunnerNoResponse, RunnerPoolError
 from core.events import ErrorEvent
 from core.models import ActorRecord, MessageRecord, PoolKey, RunnerConfig
+from core.ports import ProbeStore
 
 if TYPE_CHECKING:
-    from adapters.slots import SlotLease, SlotStore
+    from core.ports import SlotLease, SlotStore
 
 
 @dataclass(frozen=True)

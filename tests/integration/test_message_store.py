@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import ActorStore, DynamoDBActorStore, InMemoryActorStore
-from adapters.message_store import DynamoDBMessageStore, InMemoryMessageStore, MessageStore
-from adapters.slots import DynamoDBSlotStore, InMemorySlotStore, SlotStore
+from adapters.actor_store import DynamoDBActorStore, InMemoryActorStore
+from adapters.message_store import DynamoDBMessageStore, InMemoryMessageStore
+from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
 from core.errors import (
     DurableStoreRequiredError,
     ExecutionLeaseLostError,
@@ -17,6 +17,7 @@ from core.errors import (
     StoreCommitFailedError,
 )
 from core.models import ActorRecord, MessageRecord
+from core.ports import ActorStore, MessageStore, SlotStore
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 RETENTION_S = 30 * 86_400
@@ -57,10 +58,6 @@ def store(stores: tuple[ActorStore, MessageStore]) -> MessageStore:
 
 def msg(message_id: str = "m1", actor_id: str = "a1", **kw: Any) -> MessageRecord:
     return MessageRecord(actor_id=actor_id, message_id=message_id, **kw)
-
-
-def test_store_satisfies_protocol(store: MessageStore) -> None:
-    assert isinstance(store, MessageStore)
 
 
 def test_create_is_idempotent(store: MessageStore) -> None:

@@ -6,11 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from adapters.pool_error_store import (
-    DynamoDBPoolErrorStore,
-    InMemoryPoolErrorStore,
-    PoolErrorStore,
-)
+from adapters.pool_error_store import DynamoDBPoolErrorStore, InMemoryPoolErrorStore
 from core.errors import (
     OtherPoolError,
     ServerlessConnectionError,
@@ -27,6 +23,7 @@ from core.hysteresis import (
     observe,
 )
 from core.models import PoolKey
+from core.ports import PoolErrorStore
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = HysteresisPolicy()
@@ -49,10 +46,6 @@ def at(i: int) -> datetime:
 
 def outcome_of(ch: str, i: int) -> Outcome:
     return Failure(ServerlessHttpError(status_code=500 + i)) if ch == "E" else Success()
-
-
-def test_store_satisfies_protocol(store: PoolErrorStore) -> None:
-    assert isinstance(store, PoolErrorStore)
 
 
 def test_never_written_pool_is_healthy(store: PoolErrorStore) -> None:

@@ -13,10 +13,11 @@ import pytest
 
 from adapters.actor_store import DynamoDBActorStore
 from adapters.message_store import DynamoDBMessageStore
-from adapters.probe_store import DynamoDBProbeStore, InMemoryProbeStore, ProbeStore
+from adapters.probe_store import DynamoDBProbeStore, InMemoryProbeStore
 from adapters.settings import Settings, get_settings
 from core.errors import ServerlessHttpError
 from core.models import MessageRecord, PoolKey
+from core.ports import ProbeStore
 from infra.dev_runner import DevRunner
 from infra.local_stack import LambdaContext
 from tests.integration.test_api import call, create_actor, put_config, tracker

@@ -21,13 +21,14 @@ ROTATIONS = 30
 def _deps(table: str) -> Any:
     import boto3
 
-    from adapters.actor_store import ActorExistsError, InMemoryActorStore
+    from adapters.actor_store import InMemoryActorStore
     from adapters.message_store import InMemoryMessageStore
     from adapters.pool_errors import InMemoryPoolErrorStore
     from adapters.probe_store import InMemoryProbeStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.settings import Settings
     from adapters.tracker import PoolErrorTracker
+    from core.ports import ActorExistsError
     from functions.api.routes import ApiDeps
 
     actors = InMemoryActorStore(in_lambda=False)

@@ -8,13 +8,10 @@ from typing import Any
 import pytest
 
 from adapters import settings as settings_mod
-from adapters.runner_config_store import (
-    DynamoDBRunnerConfigStore,
-    InMemoryRunnerConfigStore,
-    RunnerConfigStore,
-)
+from adapters.runner_config_store import DynamoDBRunnerConfigStore, InMemoryRunnerConfigStore
 from core.errors import DurableStoreRequiredError
 from core.models import ErrorPolicy, PoolKey, RunnerConfig
+from core.ports import RunnerConfigStore
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
@@ -30,10 +27,6 @@ def make(name: str = "echo", namespace: str = "ns", **kw: Any) -> RunnerConfig:
     return RunnerConfig(
         namespace=namespace, runner_name=name, url="https://runner.example.com/x", **kw
     )
-
-
-def test_store_satisfies_protocol(store: RunnerConfigStore) -> None:
-    assert isinstance(store, RunnerConfigStore)
 
 
 def test_get_missing_is_none(store: RunnerConfigStore) -> None:

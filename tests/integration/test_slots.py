@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from adapters.slots import DynamoDBSlotStore, InMemorySlotStore, SlotStore
+from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
 from core.errors import DurableStoreRequiredError
+from core.ports import SlotStore
 
 
 @pytest.fixture(params=["dynamodb", "memory"])

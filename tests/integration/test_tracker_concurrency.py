@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from adapters.pool_error_store import ApplyResult, DynamoDBPoolErrorStore, PoolErrorStore
+from adapters.pool_error_store import DynamoDBPoolErrorStore
 from adapters.tracker import PoolErrorTracker
 from core.errors import ServerlessConnectionError, ServerlessHttpError
 from core.hysteresis import (
@@ -35,6 +35,7 @@ from core.hysteresis import (
     observe,
 )
 from core.models import PoolKey
+from core.ports import ApplyResult, PoolErrorStore
 from infra.moto_server import MotoServer
 from infra.template import create_tables
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import ActorExistsError, InMemoryActorStore
+from adapters.actor_store import InMemoryActorStore
 from adapters.message_store import InMemoryMessageStore
 from adapters.pool_errors import InMemoryPoolErrorStore
 from adapters.probe_store import InMemoryProbeStore
@@ -20,6 +20,7 @@ from adapters.settings import Settings
 from adapters.tracker import PoolErrorStatus, PoolErrorTracker
 from core.errors import NoCapacity, RunnerNoResponse, ServerlessHttpError
 from core.models import MessageEnvelope, PoolKey
+from core.ports import ActorExistsError
 from functions.api.app import handle
 from functions.api.routes import ApiDeps
 from functions.api.url_check import make_url_check

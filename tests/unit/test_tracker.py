@@ -10,12 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adapters import settings as settings_mod
-from adapters.pool_error_store import (
-    ApplyResult,
-    DynamoDBPoolErrorStore,
-    InMemoryPoolErrorStore,
-    PoolErrorStore,
-)
+from adapters.pool_error_store import DynamoDBPoolErrorStore, InMemoryPoolErrorStore
 from adapters.settings import Settings
 from adapters.tracker import PoolErrorStatus, PoolErrorTracker, build_tracker
 from core.errors import (
@@ -26,6 +21,7 @@ from core.errors import (
 )
 from core.hysteresis import HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
+from core.ports import ApplyResult, PoolErrorStore
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POOL = PoolKey(namespace="ns", runner_name="echo")

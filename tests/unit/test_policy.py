@@ -16,7 +16,7 @@ from core.errors import (
 )
 from core.execution import fits_deadline, reply_body
 from core.models import ErrorPolicy, MessageRecord
-from core.retry import (
+from core.policy import (
     SQS_MAX_VISIBILITY_S,
     backoff_s,
     decide,

@@ -1,5 +1,5 @@
-"""The actor host's failure policy, as pure decisions: retryable or not, backoff, and the answer
-to the three questions (what happens to the actor, to the message, and what the sender hears).
+"""The failure policy as pure decisions: retryable or not, the one backoff function, and the
+answer to the three questions (what happens to the actor, to the message, what the sender hears).
 
 Randomness is a parameter (``rand`` in ``[0, 1)``), so every decision is reproducible in tests.
 The message record's ``attempts`` is the source of truth for "how many times did this run";

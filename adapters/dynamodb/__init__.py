@@ -1,0 +1,1 @@
+"""The DynamoDB stores: one module per store, one item codec (``items``)."""
