@@ -31,7 +31,6 @@ from core.errors import (
     ActorError,
     ActorFailed,
     ActorFailureReason,
-    DurableStoreRequiredError,
     ErrorDecodeError,
     OtherFailureReason,
     RunnerPoolError,
@@ -39,6 +38,7 @@ from core.errors import (
 )
 from core.events import ErrorEvent
 from core.events import append_errors as _append_errors
+from core.exceptions import DurableStoreRequiredError
 from core.models import ActorRecord, ActorStatus, MessageRecord
 from core.ports import ActorExistsError
 

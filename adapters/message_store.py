@@ -46,7 +46,11 @@ from adapters.aws import LazyClient, error_code, is_conditional_check_failed
 from adapters.dynamodb.items import format_time, json_attr
 from adapters.settings import in_lambda as _in_lambda
 from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
-from core.errors import DurableStoreRequiredError, ExecutionLeaseLostError, StoreCommitFailedError
+from core.exceptions import (
+    DurableStoreRequiredError,
+    ExecutionLeaseLostError,
+    StoreCommitFailedError,
+)
 from core.models import TERMINAL_STATUSES, MessageRecord, MessageStatus
 from core.ports import Claim, Disposition, Effect, ReopenOutcome, SlotLease, StoredMessage
 

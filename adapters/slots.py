@@ -15,7 +15,7 @@ from typing import Any
 
 from adapters.aws import LazyClient, is_conditional_check_failed
 from adapters.settings import in_lambda as _in_lambda
-from core.errors import DurableStoreRequiredError
+from core.exceptions import DurableStoreRequiredError
 from core.ports import SlotLease
 
 

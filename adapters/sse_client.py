@@ -35,14 +35,13 @@ from httpx_sse import SSEError
 from adapters import outbound
 from core.errors import (
     InternalError,
-    RunnerError,
-    RunnerNoResponseError,
     RunnerPoolError,
     ServerlessConnectionError,
     ServerlessHttpError,
     ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
 )
+from core.exceptions import RunnerError, RunnerNoResponseError
 from core.models import PoolKey, RunnerConfig, header_problem
 from core.protocol import (
     START_PATH,

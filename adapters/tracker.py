@@ -27,7 +27,8 @@ from typing import Any
 from adapters.dynamodb.items import format_time
 from adapters.pool_errors import DynamoDBPoolErrorStore
 from adapters.settings import Settings
-from core.errors import DurableStoreRequiredError, PoolErrorView, RunnerPoolError
+from core.errors import PoolErrorView, RunnerPoolError
+from core.exceptions import DurableStoreRequiredError
 from core.hysteresis import (
     DEFAULT_POLICY,
     Failure,

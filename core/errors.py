@@ -23,7 +23,7 @@ ActorError (API-facing ``error`` of an actor; omitted when there is none):
 
 Gateway codes (group ``guard``): actor_runner_failed, actor_ready_timeout.
 
-Kit runtime codes (raised as ``KitError``):
+Kit runtime codes (raised as ``core.exceptions.KitError``):
     durable_store_required:<facet>                 in-memory store wired inside Lambda
     missing_execution_id                           an execution without its persisted message_id
     execution_busy                                 another execution holds the actor
@@ -37,6 +37,12 @@ field in order and re-encodes to identical JSON. A known code with fields this b
 input (not an object, no string ``code``, a known field of the wrong type) raises
 ``ErrorDecodeError``; stores isolate such a record as ``record_undecodable`` (see below).
 
+Message-level codes (``core.execution``, a message record's ``error``):
+    receive_limit_reached{receive_count, max_receive_count, reason, last_error}
+    store_commit_failed{message, aws_code, retryable}
+    (``actor_failed`` with ``error_code`` state_too_large / result_too_large: a ``done`` the
+    kit cannot store; never retried)
+
 Record codes (what a reader shows instead of a record it cannot decode, and message outcomes):
     record_undecodable{message, raw}               a stored error that does not decode at all
     actor_deleted{message}                         a pending message of a deleted actor (discarded)
@@ -46,10 +52,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal, TypeAlias, TypeVar
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -60,7 +67,6 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
@@ -117,12 +123,16 @@ class ErrorDecodeError(ValueError):
 
 
 def _cut(value: Any) -> Any:
-    """Pydantic ``before`` hook: cap free text at 512 bytes on a character boundary."""
     if isinstance(value, bytes | bytearray):
         value = bytes(value).decode("utf-8", "replace")
     if isinstance(value, str):
         return truncate_utf8(value, MAX_ERROR_BYTES)
     return value
+
+
+ErrorText = Annotated[str, BeforeValidator(_cut)]
+"""Free text inside an error (bodies, payloads, messages): cut to 512 UTF-8 bytes on a
+character boundary, so one record never outgrows its item."""
 
 
 class _Coded(BaseModel):
@@ -135,6 +145,8 @@ class _Coded(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     _wire_order: tuple[str, ...] = PrivateAttr(default=())
+    summary_format: ClassVar[str] = ""
+    """``summary`` as a ``str.format`` template over the fields (empty: the code)."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -156,6 +168,8 @@ class _Coded(BaseModel):
     @property
     def summary(self) -> str:
         """One human line, used in ``str(RunnerError)`` and logs."""
+        if self.summary_format:
+            return self.summary_format.format_map(dict(self))
         return str(self.to_json()["code"])
 
 
@@ -187,9 +201,7 @@ class ServerlessHttpError(_Coded):
 
     code: Literal["serverless_http_error"] = "serverless_http_error"
     status_code: int
-    body: str = ""
-
-    _cut_body = field_validator("body", mode="before")(_cut)
+    body: ErrorText = ""
 
     @property
     def summary(self) -> str:
@@ -202,33 +214,23 @@ class ServerlessStreamEndedEarly(_Coded):
     """The stream ended before the runner sent its ``init`` frame."""
 
     code: Literal["serverless_stream_ended_early"] = "serverless_stream_ended_early"
-
-    @property
-    def summary(self) -> str:
-        return "stream ended before the init frame"
+    summary_format = "stream ended before the init frame"
 
 
 class ServerlessConnectionError(_Coded):
     """The transport failed (refused, DNS, TLS, reset, timeout, wrong content type, blocked...)."""
 
     code: Literal["serverless_connection_error"] = "serverless_connection_error"
-    message: str
+    message: ErrorText
     reason: ConnectionReason
-
-    _cut_message = field_validator("message", mode="before")(_cut)
-
-    @property
-    def summary(self) -> str:
-        return f"{self.reason}: {self.message}"
+    summary_format = "{reason}: {message}"
 
 
 class ServerlessInvalidBase64(_Coded):
     """An event's data is not standard base64."""
 
     code: Literal["serverless_invalid_base64"] = "serverless_invalid_base64"
-    raw_payload: str
-
-    _cut_raw = field_validator("raw_payload", mode="before")(_cut)
+    raw_payload: ErrorText
 
     @property
     def summary(self) -> str:
@@ -239,51 +241,32 @@ class ServerlessInvalidPayload(_Coded):
     """The decoded event is not a valid protocol v1 frame."""
 
     code: Literal["serverless_invalid_payload"] = "serverless_invalid_payload"
-    message: str
-    raw_payload: str
-
-    _cut_fields = field_validator("message", "raw_payload", mode="before")(_cut)
-
-    @property
-    def summary(self) -> str:
-        return self.message
+    message: ErrorText
+    raw_payload: ErrorText
+    summary_format = "{message}"
 
 
 class InternalError(_Coded):
     """The kit failed while starting a runner (a bug or an unexpected exception)."""
 
     code: Literal["internal_error"] = "internal_error"
-    message: str
-
-    _cut_message = field_validator("message", mode="before")(_cut)
-
-    @property
-    def summary(self) -> str:
-        return self.message
+    message: ErrorText
+    summary_format = "{message}"
 
 
 class OtherPoolError(_Other):
     """A pool error with a code this build does not know."""
 
 
-KnownPoolError: TypeAlias = Annotated[
-    ServerlessHttpError
-    | ServerlessStreamEndedEarly
-    | ServerlessConnectionError
-    | ServerlessInvalidBase64
-    | ServerlessInvalidPayload
-    | InternalError,
-    Field(discriminator="code"),
-]
-RunnerPoolError: TypeAlias = (
+_KnownPoolError: TypeAlias = (
     ServerlessHttpError
     | ServerlessStreamEndedEarly
     | ServerlessConnectionError
     | ServerlessInvalidBase64
     | ServerlessInvalidPayload
     | InternalError
-    | OtherPoolError
 )
+RunnerPoolError: TypeAlias = _KnownPoolError | OtherPoolError
 
 # --- Actor failure reasons and API-facing actor errors ---------------------------------------
 
@@ -292,10 +275,7 @@ class NoCapacity(_Coded):
     """The actor is waiting for a runner slot in its pool."""
 
     code: Literal["no_capacity"] = "no_capacity"
-
-    @property
-    def summary(self) -> str:
-        return "waiting for a runner slot"
+    summary_format = "waiting for a runner slot"
 
 
 class RunnerNoResponse(_Coded):
@@ -303,49 +283,33 @@ class RunnerNoResponse(_Coded):
 
     code: Literal["runner_no_response"] = "runner_no_response"
     runner_id: str
-
-    @property
-    def summary(self) -> str:
-        return f"runner {self.runner_id} stopped responding"
+    summary_format = "runner {runner_id} stopped responding"
 
 
 class OtherFailureReason(_Other):
     """A stored failure reason with a code this build does not know."""
 
 
-KnownFailureReason: TypeAlias = Annotated[
-    NoCapacity | RunnerNoResponse, Field(discriminator="code")
-]
-ActorFailureReason: TypeAlias = NoCapacity | RunnerNoResponse | OtherFailureReason
+_KnownFailureReason: TypeAlias = NoCapacity | RunnerNoResponse
+ActorFailureReason: TypeAlias = _KnownFailureReason | OtherFailureReason
 
-
-def _pool_error_field(value: Any) -> RunnerPoolError:
-    if isinstance(
-        value,
-        ServerlessHttpError
-        | ServerlessStreamEndedEarly
-        | ServerlessConnectionError
-        | ServerlessInvalidBase64
-        | ServerlessInvalidPayload
-        | InternalError
-        | OtherPoolError,
-    ):
-        return value
-    return decode_pool_error(value)
-
-
-ERROR_OBJECT_SCHEMA: Final[dict[str, Any]] = {
-    "type": "object",
-    "required": ["code"],
-    "properties": {"code": {"type": "string"}},
-    "additionalProperties": True,
-}
+# Fields holding an error: any JSON object in the schema, decoded (unknown codes kept) on the
+# way in, the wire form on the way out.
+_AS_WIRE: Final = PlainSerializer(lambda err: err.to_json(), return_type=dict)
+_ANY_ERROR_SCHEMA: Final = WithJsonSchema(
+    {
+        "type": "object",
+        "required": ["code"],
+        "properties": {"code": {"type": "string"}},
+        "additionalProperties": True,
+    }
+)
 
 PoolErrorField = Annotated[
     RunnerPoolError,
-    PlainValidator(_pool_error_field),
-    PlainSerializer(lambda err: err.to_json(), return_type=dict),
-    WithJsonSchema(ERROR_OBJECT_SCHEMA),
+    PlainValidator(lambda v: v if isinstance(v, RunnerPoolError) else decode_pool_error(v)),
+    _AS_WIRE,
+    _ANY_ERROR_SCHEMA,
 ]
 """A pydantic field type for a ``RunnerPoolError`` (unknown codes kept as ``OtherPoolError``)."""
 
@@ -358,10 +322,7 @@ class PoolErrorView(_Coded):
     first_seen: str | None = None
     last_seen: str | None = None
     count: int | None = None
-
-    @property
-    def summary(self) -> str:
-        return f"pool error: {self.error.summary}"
+    summary_format = "pool error: {error.summary}"
 
 
 class ActorFailed(_Coded):
@@ -369,33 +330,24 @@ class ActorFailed(_Coded):
 
     code: Literal["actor_failed"] = "actor_failed"
     error_code: str
-    message: str = ""
-
-    _cut_message = field_validator("message", mode="before")(_cut)
-
-    @property
-    def summary(self) -> str:
-        return f"{self.error_code}: {self.message}"
+    message: ErrorText = ""
+    summary_format = "{error_code}: {message}"
 
 
 class OtherActorError(_Other):
     """An API-facing actor error with a code this build does not know."""
 
 
-KnownActorError: TypeAlias = Annotated[
-    PoolErrorView | NoCapacity | RunnerNoResponse | ActorFailed, Field(discriminator="code")
-]
-ActorError: TypeAlias = (
-    PoolErrorView | NoCapacity | RunnerNoResponse | ActorFailed | OtherActorError
-)
+_KnownActorError: TypeAlias = PoolErrorView | NoCapacity | RunnerNoResponse | ActorFailed
+ActorError: TypeAlias = _KnownActorError | OtherActorError
 
 # --- Decoding ------------------------------------------------------------------------------
 
 _M = TypeVar("_M", bound=_Other)
 
-_POOL_ADAPTER: Final = TypeAdapter(KnownPoolError)
-_REASON_ADAPTER: Final = TypeAdapter(KnownFailureReason)
-_ACTOR_ADAPTER: Final = TypeAdapter(KnownActorError)
+_POOL_ADAPTER: Final = TypeAdapter(Annotated[_KnownPoolError, Field(discriminator="code")])
+_REASON_ADAPTER: Final = TypeAdapter(Annotated[_KnownFailureReason, Field(discriminator="code")])
+_ACTOR_ADAPTER: Final = TypeAdapter(Annotated[_KnownActorError, Field(discriminator="code")])
 
 
 def _as_object(raw: Mapping[str, Any] | str | bytes) -> dict[str, Any]:
@@ -450,126 +402,21 @@ def decode_actor_error(raw: Mapping[str, Any] | str | bytes) -> ActorError:
     return result
 
 
-def encode_error(err: _Coded | _Other) -> dict[str, JsonValue]:
-    """The wire form of any error value."""
-    return err.to_json()
-
-
 FailureReasonField = Annotated[
     ActorFailureReason,
     PlainValidator(lambda v: v if isinstance(v, _Coded | _Other) else decode_failure_reason(v)),
-    PlainSerializer(lambda err: err.to_json(), return_type=dict),
-    WithJsonSchema(ERROR_OBJECT_SCHEMA),
+    _AS_WIRE,
+    _ANY_ERROR_SCHEMA,
 ]
 """A pydantic field type holding an ``ActorFailureReason``."""
 
 ActorErrorField = Annotated[
     ActorError,
     PlainValidator(lambda v: v if isinstance(v, _Coded | _Other) else decode_actor_error(v)),
-    PlainSerializer(lambda err: err.to_json(), return_type=dict),
-    WithJsonSchema(ERROR_OBJECT_SCHEMA),
+    _AS_WIRE,
+    _ANY_ERROR_SCHEMA,
 ]
 """A pydantic field type holding an API-facing ``ActorError``."""
-
-# --- Exceptions ----------------------------------------------------------------------------
-
-
-class RunnerError(Exception):
-    """Control flow: carries a typed ``RunnerPoolError``; raise it ``from`` the transport cause."""
-
-    def __init__(self, error: RunnerPoolError) -> None:
-        super().__init__(error.code)
-        self.error = error
-
-    @property
-    def code(self) -> str:
-        return self.error.code
-
-    def __str__(self) -> str:
-        return f"{self.error.code}: {self.error.summary}"
-
-
-class RunnerNoResponseError(Exception):
-    """Control flow: the runner sent ``init`` and then went silent or ended without ``done``."""
-
-    def __init__(self, runner_id: str, detail: str = "") -> None:
-        super().__init__(runner_id)
-        self.reason = RunnerNoResponse(runner_id=runner_id)
-        self.detail = detail
-
-    @property
-    def code(self) -> str:
-        return self.reason.code
-
-    def __str__(self) -> str:
-        suffix = f" ({self.detail})" if self.detail else ""
-        return f"runner_no_response: {self.reason.summary}{suffix}"
-
-
-class KitError(Exception):
-    """The kit's own runtime failure, with a stable ``code`` (see ``RUNTIME_CODES``)."""
-
-    code: str = "kit_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
-
-
-class DurableStoreRequiredError(KitError):
-    """An in-memory store was wired into code running inside Lambda."""
-
-    def __init__(self, facet: str) -> None:
-        if facet not in STORE_FACETS:
-            raise ValueError(f"unknown store facet {facet!r}")
-        self.facet = facet
-        self.code = f"durable_store_required:{facet}"
-        super().__init__(
-            f"the {facet} is in-memory but this code runs in Lambda; "
-            "wire the DynamoDB store (state would vanish between invocations)"
-        )
-
-
-class MissingExecutionIdError(KitError):
-    """An execution arrived without the persisted ``message_id`` that anchors its idempotency."""
-
-    code = "missing_execution_id"
-
-
-class ExecutionBusyError(KitError):
-    """Another execution holds the actor; this one must wait and retry."""
-
-    code = "execution_busy"
-
-
-class ExecutionLeaseLostError(KitError):
-    """This execution lost its lease on the actor; it must not commit."""
-
-    code = "execution_lease_lost"
-
-
-class StoreCommitFailedError(KitError):
-    """The state and result could not be committed."""
-
-    code = "store_commit_failed"
-
-
-class StoreReadFailedError(KitError):
-    """A store could not be read (the AWS error code is in the message)."""
-
-    code = "store_read_failed"
-
-
-KIT_ERROR_TYPES: Final[tuple[type[KitError], ...]] = (
-    MissingExecutionIdError,
-    ExecutionBusyError,
-    ExecutionLeaseLostError,
-    StoreCommitFailedError,
-    StoreReadFailedError,
-)
 
 ALL_CODES: Final = tuple(
     dict.fromkeys(

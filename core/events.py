@@ -1,7 +1,8 @@
 """Telemetry path for errors: ``ErrorEvent`` values, the per-invocation errors channel, and the
 capped ``extra.errors`` list persisted on an actor.
 
-The control-flow path is ``core.errors.RunnerError``; this module never raises for bad telemetry.
+The control-flow path is ``core.exceptions.RunnerError``; this module never raises for bad
+telemetry.
 """
 
 from __future__ import annotations

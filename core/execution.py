@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, JsonValue
 
-from core.errors import ActorFailed
+from core.errors import ActorFailed, ErrorText
 from core.models import MessageRecord
-from core.truncate import MAX_ERROR_BYTES, truncate_utf8
 
 ITEM_LIMIT_BYTES: Final = 400 * 1024
 """DynamoDB's item size limit (attribute names and values together)."""
@@ -30,11 +29,6 @@ lease and outbox marks, index keys."""
 
 STATE_TOO_LARGE: Final = "state_too_large"
 RESULT_TOO_LARGE: Final = "result_too_large"
-KIT_ACTOR_ERROR_CODES: Final = (STATE_TOO_LARGE, RESULT_TOO_LARGE)
-"""``actor_failed`` codes the kit itself gives a ``done`` it cannot store (never retryable)."""
-
-MESSAGE_ERROR_CODES: Final = ("receive_limit_reached", "store_commit_failed")
-"""Codes of the host's own message-level errors (``ReceiveLimitReached``, ``CommitFailed``)."""
 
 
 def fits_deadline(remaining_s: float, *, margin_s: float, lifespan_s: float) -> bool:
@@ -114,14 +108,9 @@ class CommitFailed(_MessageError):
     cancelled again and again (a version that moved, conflicts: retryable)."""
 
     code: Literal["store_commit_failed"] = "store_commit_failed"
-    message: str
+    message: ErrorText
     aws_code: str | None = None
     retryable: bool = False
-
-    @field_validator("message", mode="before")
-    @classmethod
-    def _cut(cls, value: Any) -> Any:
-        return truncate_utf8(value, MAX_ERROR_BYTES) if isinstance(value, str) else value
 
     @property
     def summary(self) -> str:

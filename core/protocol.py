@@ -25,7 +25,8 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 from pydantic import ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from core.errors import RunnerError, ServerlessInvalidBase64, ServerlessInvalidPayload
+from core.errors import ServerlessInvalidBase64, ServerlessInvalidPayload
+from core.exceptions import RunnerError
 
 PROTOCOL_VERSION: Final = 1
 """The protocol version this kit speaks (``protocol_version`` in bodies, ``v`` in ``init``)."""
@@ -83,7 +84,6 @@ class StoppingFrame:
 
 
 Frame: TypeAlias = InitFrame | OutputFrame | DoneFrame | ErrorFrame | StoppingFrame
-TerminalFrame: TypeAlias = DoneFrame | ErrorFrame | StoppingFrame
 
 _DATA_FRAME_ADAPTER: Final = TypeAdapter(
     Annotated[InitFrame | OutputFrame | DoneFrame | ErrorFrame, Field(discriminator="type")]

@@ -158,7 +158,7 @@ class Observer:
         )
 
     def _events(self, at: float, events: Sequence[bytes | tuple[bytes, bytes | None]]) -> None:
-        from core.errors import RunnerError
+        from core.exceptions import RunnerError
         from core.protocol import StoppingFrame, decode_frame
 
         read = self.obs.reads

@@ -2,7 +2,7 @@
 
 from adapters.pool_errors.dynamodb import DynamoDBPoolErrorStore
 from adapters.pool_errors.memory import InMemoryPoolErrorStore
-from core.errors import StoreReadFailedError
+from core.exceptions import StoreReadFailedError
 from core.ports import ApplyResult, PoolErrorStore
 
 __all__ = [

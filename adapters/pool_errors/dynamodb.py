@@ -38,12 +38,8 @@ from typing import Any, Final
 
 from adapters.aws import CONDITIONAL_CHECK_FAILED, LazyClient, error_code
 from adapters.dynamodb.items import format_time, parse_time
-from core.errors import (
-    OtherPoolError,
-    StoreCommitFailedError,
-    StoreReadFailedError,
-    decode_pool_error,
-)
+from core.errors import OtherPoolError, decode_pool_error
+from core.exceptions import StoreCommitFailedError, StoreReadFailedError
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
 from core.ports import ApplyResult

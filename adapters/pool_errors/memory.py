@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from adapters.settings import in_lambda as _in_lambda
-from core.errors import DurableStoreRequiredError
+from core.exceptions import DurableStoreRequiredError
 from core.hysteresis import HysteresisPolicy, Outcome, PoolState, observe
 from core.models import PoolKey
 from core.ports import ApplyResult

@@ -32,20 +32,22 @@ from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from core.actor_status import ActorFacts
 from core.errors import (
     ActorFailed,
-    ExecutionLeaseLostError,
     InternalError,
-    MissingExecutionIdError,
     NoCapacity,
     PoolErrorView,
-    RunnerError,
     RunnerNoResponse,
-    RunnerNoResponseError,
     RunnerPoolError,
     ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
-    StoreCommitFailedError,
 )
 from core.events import ErrorEvent, ErrorsChannel
+from core.exceptions import (
+    ExecutionLeaseLostError,
+    MissingExecutionIdError,
+    RunnerError,
+    RunnerNoResponseError,
+    StoreCommitFailedError,
+)
 from core.execution import (
     CommitFailed,
     ReceiveLimitReached,

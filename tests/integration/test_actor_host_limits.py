@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from adapters.message_store import CONFLICT_TRIES, DynamoDBMessageStore, open_key
-from core.errors import StoreCommitFailedError
+from core.exceptions import StoreCommitFailedError
 from core.models import ErrorPolicy, MessageRecord
 from infra.dev_runner import DevRunner, message_event
 from tests.fixtures.sqs_events import envelope_body, sqs_event, sqs_record

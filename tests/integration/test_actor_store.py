@@ -10,13 +10,13 @@ import pytest
 from adapters.actor_store import DynamoDBActorStore, InMemoryActorStore
 from core.errors import (
     ActorFailed,
-    DurableStoreRequiredError,
     NoCapacity,
     OtherFailureReason,
     RunnerNoResponse,
     ServerlessHttpError,
 )
 from core.events import ErrorEvent, read_errors
+from core.exceptions import DurableStoreRequiredError
 from core.models import ActorRecord, ErrorPolicy
 from core.ports import ActorExistsError, ActorStore
 

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from adapters.sse_client import AsyncRunnerClient, RunnerClient, StartLimits, StartTarget, probe
-from core.errors import RunnerError, RunnerNoResponseError, ServerlessHttpError
+from core.errors import ServerlessHttpError
+from core.exceptions import RunnerError, RunnerNoResponseError
 from core.models import PoolKey
 from core.protocol import DoneFrame, Frame, InitFrame, start_body
 from infra.dev_runner import FAULTS, DevRunner, describe_fault, is_fault

@@ -26,7 +26,8 @@ import httpx
 import pytest
 
 from adapters.sse_client import AsyncRunnerClient, RunnerClient, StartLimits, StartTarget, probe
-from core.errors import RunnerError, ServerlessHttpError
+from core.errors import ServerlessHttpError
+from core.exceptions import RunnerError
 from core.models import PoolKey
 from core.protocol import (
     DoneFrame,

@@ -10,10 +10,10 @@ import pytest
 from adapters.actor_store import DynamoDBActorStore, InMemoryActorStore
 from adapters.message_store import DynamoDBMessageStore, InMemoryMessageStore
 from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
-from core.errors import (
+from core.errors import NoCapacity
+from core.exceptions import (
     DurableStoreRequiredError,
     ExecutionLeaseLostError,
-    NoCapacity,
     StoreCommitFailedError,
 )
 from core.models import ActorRecord, MessageRecord

@@ -13,7 +13,8 @@ from botocore.stub import Stubber
 
 from adapters.pool_error_store import DynamoDBPoolErrorStore, StoreReadFailedError
 from adapters.tracker import PoolErrorTracker
-from core.errors import ServerlessHttpError, StoreCommitFailedError
+from core.errors import ServerlessHttpError
+from core.exceptions import StoreCommitFailedError
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, PoolState, Success
 from core.models import PoolKey
 

@@ -9,7 +9,7 @@ import pytest
 
 from adapters import settings as settings_mod
 from adapters.runner_config_store import DynamoDBRunnerConfigStore, InMemoryRunnerConfigStore
-from core.errors import DurableStoreRequiredError
+from core.exceptions import DurableStoreRequiredError
 from core.models import ErrorPolicy, PoolKey, RunnerConfig
 from core.ports import RunnerConfigStore
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
-from core.errors import DurableStoreRequiredError
+from core.exceptions import DurableStoreRequiredError
 from core.ports import SlotStore
 
 

@@ -20,14 +20,13 @@ from adapters.sse_client import (
     probe,
 )
 from core.errors import (
-    RunnerError,
-    RunnerNoResponseError,
     ServerlessConnectionError,
     ServerlessHttpError,
     ServerlessInvalidBase64,
     ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
 )
+from core.exceptions import RunnerError, RunnerNoResponseError
 from core.models import PoolKey
 from core.protocol import (
     DoneFrame,

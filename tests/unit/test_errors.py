@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core import errors as E
+from core import exceptions as X
 from core.truncate import truncate_utf8
 
 GOLDEN_CODES = [
@@ -324,9 +325,9 @@ def test_runner_error_str_and_chain() -> None:
             raise cause
         except ConnectionRefusedError as exc:
             err = E.ServerlessConnectionError(message="refused", reason="connect")
-            raise E.RunnerError(err) from exc
+            raise X.RunnerError(err) from exc
 
-    with pytest.raises(E.RunnerError) as info:
+    with pytest.raises(X.RunnerError) as info:
         start()
     assert str(info.value) == "serverless_connection_error: connect: refused"
     assert info.value.__cause__ is cause
@@ -335,7 +336,7 @@ def test_runner_error_str_and_chain() -> None:
 
 @pytest.mark.parametrize("facet", E.STORE_FACETS)
 def test_durable_store_required_codes(facet: str) -> None:
-    err = E.DurableStoreRequiredError(facet)
+    err = X.DurableStoreRequiredError(facet)
     assert err.code == f"durable_store_required:{facet}"
     assert str(err).startswith(f"durable_store_required:{facet}: ")
 
@@ -343,21 +344,21 @@ def test_durable_store_required_codes(facet: str) -> None:
 @pytest.mark.parametrize(
     ("cls", "code"),
     [
-        (E.MissingExecutionIdError, "missing_execution_id"),
-        (E.ExecutionBusyError, "execution_busy"),
-        (E.ExecutionLeaseLostError, "execution_lease_lost"),
-        (E.StoreCommitFailedError, "store_commit_failed"),
-        (E.StoreReadFailedError, "store_read_failed"),
+        (X.MissingExecutionIdError, "missing_execution_id"),
+        (X.ExecutionBusyError, "execution_busy"),
+        (X.ExecutionLeaseLostError, "execution_lease_lost"),
+        (X.StoreCommitFailedError, "store_commit_failed"),
+        (X.StoreReadFailedError, "store_read_failed"),
     ],
 )
-def test_kit_error_codes(cls: type[E.KitError], code: str) -> None:
+def test_kit_error_codes(cls: type[X.KitError], code: str) -> None:
     assert cls("x").code == code
     assert str(cls("x")) == f"{code}: x"
 
 
 def test_unknown_facet_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown store facet"):
-        E.DurableStoreRequiredError("nope")
+        X.DurableStoreRequiredError("nope")
 
 
 def test_importing_core_loads_no_boto3_or_httpx() -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from adapters import outbound
 from adapters.sse_client import AsyncRunnerClient, RunnerClient, StartTarget
-from core.errors import RunnerError, ServerlessConnectionError
+from core.errors import ServerlessConnectionError
+from core.exceptions import RunnerError
 from core.models import PoolKey
 
 

@@ -30,14 +30,13 @@ from core.errors import (
     CONNECTION_REASONS,
     POOL_ERROR_CODES,
     InternalError,
-    RunnerError,
-    RunnerNoResponseError,
     ServerlessConnectionError,
     ServerlessHttpError,
     ServerlessInvalidBase64,
     ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
 )
+from core.exceptions import RunnerError, RunnerNoResponseError
 from core.models import PoolKey, RunnerConfig
 from core.protocol import DoneFrame, ErrorFrame, Frame, InitFrame, OutputFrame, StoppingFrame
 

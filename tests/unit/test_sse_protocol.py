@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from core.errors import RunnerError, ServerlessInvalidBase64, ServerlessInvalidPayload
+from core.errors import ServerlessInvalidBase64, ServerlessInvalidPayload
+from core.exceptions import RunnerError
 from core.protocol import (
     PROTOCOL_VERSION,
     DoneFrame,

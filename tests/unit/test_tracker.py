@@ -13,12 +13,8 @@ from adapters import settings as settings_mod
 from adapters.pool_error_store import DynamoDBPoolErrorStore, InMemoryPoolErrorStore
 from adapters.settings import Settings
 from adapters.tracker import PoolErrorStatus, PoolErrorTracker, build_tracker
-from core.errors import (
-    DurableStoreRequiredError,
-    PoolErrorView,
-    ServerlessConnectionError,
-    ServerlessHttpError,
-)
+from core.errors import PoolErrorView, ServerlessConnectionError, ServerlessHttpError
+from core.exceptions import DurableStoreRequiredError
 from core.hysteresis import HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
 from core.ports import ApplyResult, PoolErrorStore
