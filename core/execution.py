@@ -1,5 +1,5 @@
-"""Pure decisions of one execution: may it start before the deadline, does its answer fit what
-one DynamoDB item holds, and what the sender hears.
+"""Pure decisions of one execution: does its answer fit what one DynamoDB item holds, and what
+the sender hears (whether it may start is ``core.policy.fits_deadline``).
 
 It also holds the host's own message-level errors (``receive_limit_reached`` and the commit's
 ``store_commit_failed``): values written to a message record's ``error``, shaped like every
@@ -29,21 +29,6 @@ lease and outbox marks, index keys."""
 
 STATE_TOO_LARGE: Final = "state_too_large"
 RESULT_TOO_LARGE: Final = "result_too_large"
-
-
-def fits_deadline(remaining_s: float, *, margin_s: float, lifespan_s: float) -> bool:
-    """An execution may start only if it can run its whole ``request_lifespan`` before the
-    Lambda's remaining time minus a safety margin (so it never gets killed mid-commit)."""
-    return remaining_s - margin_s >= lifespan_s
-
-
-def effective_lifespan_s(request_lifespan: int, *, max_lifespan_s: int) -> int:
-    """The lifespan an execution runs with: the config's, capped at what the host can hold.
-
-    The API refuses a longer one when a config is saved; the cap covers configs saved before a
-    deployment lowered the actor host's timeout, so they run (shorter) instead of never fitting.
-    """
-    return max(1, min(request_lifespan, max_lifespan_s))
 
 
 def stored_json(value: JsonValue) -> str:

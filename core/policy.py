@@ -1,5 +1,6 @@
-"""The failure policy as pure decisions: retryable or not, the one backoff function, and the
-answer to the three questions (what happens to the actor, to the message, what the sender hears).
+"""The failure and deadline policy as pure decisions: retryable or not, the one backoff function,
+whether work fits before a deadline, and the answer to the three questions (what happens to the
+actor, to the message, what the sender hears).
 
 Randomness is a parameter (``rand`` in ``[0, 1)``), so every decision is reproducible in tests.
 The message record's ``attempts`` is the source of truth for "how many times did this run";
@@ -47,15 +48,43 @@ def is_retryable(error: Any, *, actor_retryable: bool = True) -> bool:
     return True
 
 
-def backoff_s(attempt: int, *, base_s: float, max_s: float, rand: float) -> float:
-    """Exponential backoff with full jitter: ``rand * min(max_s, base_s * 2**(attempt-1))``.
+def backoff_s(
+    attempt: int,
+    *,
+    base_s: float,
+    max_s: float,
+    rand: float,
+    jitter: float = 1.0,
+    factor: float = 2.0,
+) -> float:
+    """Exponential backoff: ``min(max_s, base_s * factor**(attempt-1))``, the last ``jitter``
+    share of it randomized by ``rand``: ``ceiling * (1 - jitter + jitter * rand)``.
 
-    ``attempt`` is the number of the attempt that just failed (1 for the first).
+    ``attempt`` is the number of the attempt that just failed (1 for the first). ``jitter=1`` is
+    full jitter (``rand * ceiling``, retries); ``jitter=0.1`` waits 90-100 % of the ceiling
+    (probes: never much earlier than planned, still spread over ticks).
     """
     exponent = max(attempt, 1) - 1
     # Cap the exponent first so huge attempt counts never overflow a float.
-    ceiling = min(max_s, base_s * math.pow(2.0, min(exponent, 64)))
-    return max(0.0, min(rand, 1.0)) * ceiling
+    ceiling = min(max_s, base_s * math.pow(factor, min(exponent, 64)))
+    share = max(0.0, min(jitter, 1.0))
+    return ceiling * (1.0 - share + share * max(0.0, min(rand, 1.0)))
+
+
+def fits_deadline(remaining_s: float, *, margin_s: float, lifespan_s: float) -> bool:
+    """Work may start only if its whole ``lifespan_s`` fits in the time left minus a safety
+    margin (an execution is never killed mid-commit; a probe's timeout is never reported as
+    the endpoint's error)."""
+    return remaining_s - margin_s >= lifespan_s
+
+
+def effective_lifespan_s(request_lifespan: int, *, max_lifespan_s: int) -> int:
+    """The lifespan an execution runs with: the config's, capped at what the host can hold.
+
+    The API refuses a longer one when a config is saved; the cap covers configs saved before a
+    deployment lowered the actor host's timeout, so they run (shorter) instead of never fitting.
+    """
+    return max(1, min(request_lifespan, max_lifespan_s))
 
 
 def visibility_timeout_s(delay_s: float) -> int:

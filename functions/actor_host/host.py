@@ -51,8 +51,6 @@ from core.exceptions import (
 from core.execution import (
     CommitFailed,
     ReceiveLimitReached,
-    effective_lifespan_s,
-    fits_deadline,
     oversized_done,
     reply_body,
     stored_json,
@@ -65,7 +63,14 @@ from core.models import (
     PoolKey,
     RunnerConfig,
 )
-from core.policy import decide, infra_backoff_s, is_retryable, visibility_timeout_s
+from core.policy import (
+    decide,
+    effective_lifespan_s,
+    fits_deadline,
+    infra_backoff_s,
+    is_retryable,
+    visibility_timeout_s,
+)
 from core.ports import (
     ActorStore,
     MessageStore,

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import random
 import threading
-import time
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
 from adapters import observability, snapstart
+from adapters.clock import SYSTEM_CLOCK
 from adapters.observability import Invocation
 from core.models import RunnerConfig
 from functions.pool_manager.manager import (
@@ -79,8 +78,7 @@ def deps() -> PoolManagerDeps:
         actors=DynamoDBActorStore(settings.actors_table, dynamodb),
         messages=DynamoDBMessageStore(settings.messages_table, dynamodb),
         probe=make_probe(settings),
-        now=lambda: datetime.now(UTC),
-        clock=time.monotonic,
+        clock=SYSTEM_CLOCK,
         rand=random.random,
         slots=DynamoDBSlotStore(settings.slots_table, dynamodb),
     )

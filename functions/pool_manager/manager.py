@@ -15,25 +15,31 @@ Everything is bounded by the Lambda's remaining time: a probe starts only if its
 
 from __future__ import annotations
 
-import builtins
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.settings import Settings
-from core.backoff import ProbeBackoff
 from core.errors import RunnerNoResponse, RunnerPoolError
 from core.events import ErrorEvent
-from core.models import ActorRecord, MessageRecord, PoolKey, RunnerConfig
-from core.ports import ProbeStore
+from core.models import PoolKey, RunnerConfig
+from core.policy import backoff_s, fits_deadline
 
 if TYPE_CHECKING:
-    from core.ports import SlotLease, SlotStore
+    from core.ports import (
+        ActorStore,
+        Clock,
+        MessageStore,
+        ProbeStore,
+        RunnerConfigStore,
+        SlotLease,
+        SlotStore,
+    )
 
 
 @dataclass(frozen=True)
@@ -45,40 +51,24 @@ class ProbeOutcome:
     error: RunnerPoolError | None
 
 
-class RunnerConfigs(Protocol):
-    def list_all(self) -> builtins.list[RunnerConfig]: ...
-
-
 class Tracker(Protocol):
+    """What a round needs of the pool error tracker (``adapters.tracker``)."""
+
     def report_error(self, pool: PoolKey, error: RunnerPoolError) -> None: ...
     def report_success(self, pool: PoolKey) -> None: ...
     def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, Any]: ...
-
-
-class Actors(Protocol):
-    def get(self, actor_id: str) -> ActorRecord | None: ...
-    def set_failure_reason(
-        self,
-        actor_id: str,
-        reason: Any,
-        *,
-        only_if_empty: bool = False,
-        only_if_code: str | None = None,
-    ) -> bool: ...
-    def append_errors(self, actor_id: str, events: Sequence[ErrorEvent], *, cap: int) -> None: ...
-
-
-class Messages(Protocol):
-    def list_running(self, older_than: datetime, limit: int = 100) -> list[MessageRecord]: ...
 
 
 logger = logging.getLogger(__name__)
 READ_FAILED = "tracker_read_failed"
 """Logged when a round cannot read the tracker at all."""
 _REPORT_LOCK = threading.Lock()
+PROBE_JITTER = 0.1
+"""A failing pool's next probe comes 90-100 % of its backoff later: spread over ticks, never
+much earlier than planned."""
 
 ProbeFn = Callable[[RunnerConfig, float], ProbeOutcome]
-"""``(config, deadline as time.monotonic()) -> outcome``: one probe start."""
+"""``(config, deadline on deps.clock.monotonic()) -> outcome``: one probe start."""
 
 
 @dataclass
@@ -86,14 +76,13 @@ class PoolManagerDeps:
     """What a round touches; ``app.deps()`` builds the real ones."""
 
     settings: Settings
-    runner_configs: RunnerConfigs
+    runner_configs: RunnerConfigStore
     tracker: Tracker
     probes: ProbeStore
-    actors: Actors
-    messages: Messages
+    actors: ActorStore
+    messages: MessageStore
     probe: ProbeFn
-    now: Callable[[], datetime]
-    clock: Callable[[], float]
+    clock: Clock
     rand: Callable[[], float]
     max_workers: int = 8
     slots: SlotStore | None = None
@@ -127,7 +116,7 @@ class RoundReport:
 def run_round(deps: PoolManagerDeps, *, budget_s: float) -> RoundReport:
     """One scheduled round within ``budget_s`` seconds."""
     report = RoundReport()
-    end = deps.clock() + max(budget_s, 0.0)
+    end = deps.clock.monotonic() + max(budget_s, 0.0)
     configs = deps.runner_configs.list_all()
     report.pools = len(configs)
     try:
@@ -188,10 +177,15 @@ def _guarded(
     return run
 
 
+def _probe_s(settings: Settings) -> float:
+    """The longest one probe start can take: connecting, then waiting for ``init``."""
+    return settings.connect_timeout_s + settings.init_timeout_s
+
+
 def _fits(deps: PoolManagerDeps, end: float) -> bool:
     """A probe may start only if its whole init timeout fits before the round's end."""
-    settings = deps.settings
-    return deps.clock() + settings.connect_timeout_s + settings.init_timeout_s <= end
+    remaining = end - deps.clock.monotonic()
+    return fits_deadline(remaining, margin_s=0.0, lifespan_s=_probe_s(deps.settings))
 
 
 def _record(
@@ -213,9 +207,8 @@ def _probe_failing(
     if not _fits(deps, end):
         report.skipped_for_time.append(pool.id)
         return
-    now_s = deps.now().timestamp()
-    lease_s = settings.success_threshold * (settings.connect_timeout_s + settings.init_timeout_s)
-    claim = deps.probes.claim(pool, now=now_s, lease_s=lease_s)
+    lease_s = settings.success_threshold * _probe_s(settings)
+    claim = deps.probes.claim(pool, now=deps.clock.now().timestamp(), lease_s=lease_s)
     if claim is None:
         report.not_due.append(pool.id)
         return
@@ -233,16 +226,18 @@ def _probe_failing(
             break
     report.probed[pool.id] = results
     if failed is not None:
-        backoff = ProbeBackoff(
+        failures = claim.failures + 1
+        delay = backoff_s(
+            failures,
             base_s=settings.probe_backoff_base_s,
             max_s=max(settings.probe_backoff_max_s, settings.probe_backoff_base_s),
+            rand=deps.rand(),
+            jitter=PROBE_JITTER,
         )
-        failures = claim.failures + 1
-        delay = backoff.delay(failures, rand=deps.rand())
         deps.probes.record_failure(
             pool,
             failures=failures,
-            next_probe_at=deps.now().timestamp() + delay,
+            next_probe_at=deps.clock.now().timestamp() + delay,
             error_code=failed.error.code if failed.error is not None else None,
         )
         report.backed_off[pool.id] = delay
@@ -254,7 +249,7 @@ def _probe_failing(
         deps.probes.record_failure(
             pool,
             failures=claim.failures,
-            next_probe_at=deps.now().timestamp(),
+            next_probe_at=deps.clock.now().timestamp(),
             error_code=claim.last_error_code,
         )
 
@@ -288,8 +283,7 @@ def _take_slots(deps: PoolManagerDeps, config: RunnerConfig, wanted: int) -> lis
     when the deps have no slot store."""
     if deps.slots is None:
         return [None] * wanted
-    settings = deps.settings
-    lease_s = settings.connect_timeout_s + settings.init_timeout_s + 5.0
+    lease_s = _probe_s(deps.settings) + 5.0
     leases: list[SlotLease | None] = []
     for n in range(wanted):
         lease = deps.slots.acquire(
@@ -297,7 +291,7 @@ def _take_slots(deps: PoolManagerDeps, config: RunnerConfig, wanted: int) -> lis
             total=config.max_runners,
             owner=f"pool-manager-{uuid.uuid4().hex}",
             lease_s=lease_s,
-            now=deps.now().timestamp(),
+            now=deps.clock.now().timestamp(),
             start=n,
         )
         if lease is None:
@@ -310,7 +304,7 @@ def _mark_silent(
     deps: PoolManagerDeps, configs: dict[PoolKey, RunnerConfig], report: RoundReport
 ) -> None:
     settings = deps.settings
-    now = deps.now()
+    now = deps.clock.now()
     margin = timedelta(seconds=settings.silent_after_s)
     for message in deps.messages.list_running(older_than=now - margin, limit=100):
         if not message.runner_id:

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 
 from core.gateway import GatewayPolicy, PoolFailed, Ready, TimedOut, wait_for_result
+from tests.helpers.clock import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.pool_checks: list[float] = []
+@dataclass
+class Scene:
+    """The fake scene, and when the pool was looked at on it."""
 
-    def sleep(self, s: float) -> None:
-        assert s >= 0
-        self.t += s
+    clock: FakeClock = field(default_factory=FakeClock)
+    pool_checks: list[float] = field(default_factory=list)
+
+    @property
+    def t(self) -> float:
+        return self.clock.monotonic()
 
 
 def run(
-    clock: Clock,
+    scene: Scene,
     *,
     result_at: float | None = None,
     error_at: float | None = None,
@@ -28,39 +31,38 @@ def run(
     max_wait_s: float | None = None,
 ) -> Ready[str] | PoolFailed[str] | TimedOut:
     def check_result() -> str | None:
-        return "done" if result_at is not None and clock.t >= result_at else None
+        return "done" if result_at is not None and scene.t >= result_at else None
 
     def check_pool() -> str | None:
-        clock.pool_checks.append(clock.t)
-        return "broken" if error_at is not None and clock.t >= error_at else None
+        scene.pool_checks.append(scene.t)
+        return "broken" if error_at is not None and scene.t >= error_at else None
 
-    now: Callable[[], float] = lambda: clock.t  # noqa: E731
     return wait_for_result(
         check_result=check_result,
         check_pool=check_pool,
         policy=policy or GatewayPolicy(),
-        clock=now,
-        sleep=clock.sleep,
+        clock=scene.clock.monotonic,
+        sleep=scene.clock.sleep,
         max_wait_s=max_wait_s,
     )
 
 
 def test_pool_error_is_seen_at_the_first_check() -> None:
-    clock = Clock()
-    outcome = run(clock, error_at=0.0)
+    scene = Scene()
+    outcome = run(scene, error_at=0.0)
     assert isinstance(outcome, PoolFailed)
     assert outcome.pool_error == "broken"
     assert outcome.waited_s == pytest.approx(1.0)
-    assert clock.pool_checks == [pytest.approx(1.0)]
+    assert scene.pool_checks == [pytest.approx(1.0)]
 
 
 def test_pool_checks_follow_the_grid() -> None:
-    clock = Clock()
-    outcome = run(clock)
+    scene = Scene()
+    outcome = run(scene)
     assert isinstance(outcome, TimedOut)
     assert outcome.waited_s == pytest.approx(25.0)
     expected = [1.0 + 2.0 * i for i in range(13)]  # 1, 3, ... 25
-    assert clock.pool_checks == [pytest.approx(t) for t in expected]
+    assert scene.pool_checks == [pytest.approx(t) for t in expected]
 
 
 @pytest.mark.parametrize(
@@ -72,31 +74,31 @@ def test_pool_checks_follow_the_grid() -> None:
     ],
 )
 def test_result_is_returned_at_the_next_poll(result_at: float, expected: float) -> None:
-    clock = Clock()
-    outcome = run(clock, result_at=result_at)
+    scene = Scene()
+    outcome = run(scene, result_at=result_at)
     assert isinstance(outcome, Ready)
     assert outcome.result == "done"
     assert outcome.waited_s == pytest.approx(expected)
 
 
 def test_result_wins_over_a_pool_error_seen_at_the_same_time() -> None:
-    clock = Clock()
-    outcome = run(clock, result_at=1.0, error_at=1.0)
+    scene = Scene()
+    outcome = run(scene, result_at=1.0, error_at=1.0)
     assert isinstance(outcome, Ready)
 
 
 def test_max_wait_caps_the_timeout() -> None:
-    clock = Clock()
-    outcome = run(clock, max_wait_s=2.2)
+    scene = Scene()
+    outcome = run(scene, max_wait_s=2.2)
     assert isinstance(outcome, TimedOut)
     assert outcome.waited_s == pytest.approx(2.2)
 
 
 def test_negative_budget_times_out_at_once() -> None:
-    clock = Clock()
-    outcome = run(clock, max_wait_s=-1)
+    scene = Scene()
+    outcome = run(scene, max_wait_s=-1)
     assert isinstance(outcome, TimedOut)
-    assert clock.t == 0.0
+    assert scene.t == 0.0
 
 
 @pytest.mark.parametrize(
@@ -114,44 +116,44 @@ def test_policy_rejects_bad_values(kwargs: dict[str, float]) -> None:
 
 
 def _started_run(
-    clock: Clock, *, started_at: float, error_at: float, result_at: float | None
+    scene: Scene, *, started_at: float, error_at: float, result_at: float | None
 ) -> Ready[str] | PoolFailed[str] | TimedOut:
     asked: list[float] = []
 
     def check_started() -> bool:
-        asked.append(clock.t)
-        return clock.t >= started_at
+        asked.append(scene.t)
+        return scene.t >= started_at
 
     def check_pool() -> str | None:
-        clock.pool_checks.append(clock.t)
-        return "broken" if clock.t >= error_at else None
+        scene.pool_checks.append(scene.t)
+        return "broken" if scene.t >= error_at else None
 
     return wait_for_result(
-        check_result=lambda: "done" if result_at is not None and clock.t >= result_at else None,
+        check_result=lambda: "done" if result_at is not None and scene.t >= result_at else None,
         check_pool=check_pool,
         policy=GatewayPolicy(),
-        clock=lambda: clock.t,
-        sleep=clock.sleep,
+        clock=scene.clock.monotonic,
+        sleep=scene.clock.sleep,
         check_started=check_started,
     )
 
 
 def test_a_started_runner_is_waited_for_whatever_the_pool_does() -> None:
-    clock = Clock()
-    outcome = _started_run(clock, started_at=0.5, error_at=2.0, result_at=10.0)
+    scene = Scene()
+    outcome = _started_run(scene, started_at=0.5, error_at=2.0, result_at=10.0)
     assert isinstance(outcome, Ready) and outcome.result == "done"
     # The pool was looked at until it showed an error; the message had started: no more checks.
-    assert clock.pool_checks == [pytest.approx(1.0), pytest.approx(3.0)]
+    assert scene.pool_checks == [pytest.approx(1.0), pytest.approx(3.0)]
 
 
 def test_a_started_runner_that_never_finishes_times_out_not_pool_failed() -> None:
-    clock = Clock()
-    outcome = _started_run(clock, started_at=0.0, error_at=0.0, result_at=None)
+    scene = Scene()
+    outcome = _started_run(scene, started_at=0.0, error_at=0.0, result_at=None)
     assert isinstance(outcome, TimedOut)
 
 
 def test_not_started_still_fails_fast() -> None:
-    clock = Clock()
-    outcome = _started_run(clock, started_at=99.0, error_at=0.0, result_at=None)
+    scene = Scene()
+    outcome = _started_run(scene, started_at=99.0, error_at=0.0, result_at=None)
     assert isinstance(outcome, PoolFailed)
     assert outcome.waited_s == pytest.approx(1.0)

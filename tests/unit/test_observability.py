@@ -38,9 +38,9 @@ app.deps = lambda: world.deps
 print("ANSWER", app.lambda_handler(aws_proxy_event("GET", "/actors/a1"), context)["statusCode"])
 """,
     "pool_manager": """
-import random, time
-from datetime import UTC, datetime
+import random
 import functions.pool_manager.app as app
+from adapters.clock import SYSTEM_CLOCK
 from adapters.actor_store import InMemoryActorStore
 from adapters.message_store import InMemoryMessageStore
 from adapters.pool_errors.memory import InMemoryPoolErrorStore
@@ -58,8 +58,7 @@ deps = PoolManagerDeps(
     actors=actors,
     messages=InMemoryMessageStore(actors=actors, in_lambda=False),
     probe=lambda config, deadline: None,
-    now=lambda: datetime.now(UTC),
-    clock=time.monotonic,
+    clock=SYSTEM_CLOCK,
     rand=random.random,
 )
 app.deps = lambda: deps

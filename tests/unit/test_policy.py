@@ -14,12 +14,13 @@ from core.errors import (
     ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
 )
-from core.execution import fits_deadline, reply_body
+from core.execution import reply_body
 from core.models import ErrorPolicy, MessageRecord
 from core.policy import (
     SQS_MAX_VISIBILITY_S,
     backoff_s,
     decide,
+    fits_deadline,
     infra_backoff_s,
     is_retryable,
     visibility_timeout_s,
@@ -71,6 +72,42 @@ def test_actor_failed_follows_the_frame_flag(flag: bool) -> None:
 )
 def test_backoff_full_jitter(attempt: int, rand: float, expected: float) -> None:
     assert backoff_s(attempt, base_s=2.0, max_s=100.0, rand=rand) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("failures", "rand", "expected"),
+    [
+        pytest.param(1, 1.0, 60.0, id="first"),
+        pytest.param(3, 1.0, 240.0, id="third"),
+        pytest.param(10, 1.0, 900.0, id="capped"),
+        pytest.param(10_000, 1.0, 900.0, id="huge_no_overflow"),
+        pytest.param(1, 0.0, 54.0, id="jitter_shortens_by_at_most_a_tenth"),
+        pytest.param(2, 0.5, 114.0, id="half_jitter"),
+    ],
+)
+def test_backoff_partial_jitter_as_probes_use_it(
+    failures: int, rand: float, expected: float
+) -> None:
+    delay = backoff_s(failures, base_s=60.0, max_s=900.0, rand=rand, jitter=0.1)
+    assert delay == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        pytest.param({"jitter": 0.0, "rand": 0.3}, 8.0, id="no_jitter_ignores_rand"),
+        pytest.param({"jitter": 7.0, "rand": 0.25}, 2.0, id="jitter_clamped_to_full"),
+        pytest.param({"jitter": 0.5, "rand": 1.0, "factor": 1.5}, 4.5, id="factor"),
+        pytest.param({"jitter": 1.0, "rand": -2.0}, 0.0, id="rand_clamped"),
+    ],
+)
+def test_backoff_options(kwargs: dict[str, float], expected: float) -> None:
+    assert backoff_s(3, base_s=2.0, max_s=100.0, **kwargs) == pytest.approx(expected)
+
+
+def test_full_jitter_is_exactly_rand_times_the_ceiling() -> None:
+    # The SQS visibility is rounded up: 1 - (1 - r) != r in floats would add a second.
+    assert backoff_s(1, base_s=10.0, max_s=60.0, rand=0.3) == 10.0 * 0.3
 
 
 def test_visibility_timeout_rounds_up_and_clamps() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,14 +15,13 @@ from adapters.probe_store import InMemoryProbeStore
 from adapters.runner_config_store import InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.tracker import PoolErrorTracker
-from core.backoff import ProbeBackoff
 from core.errors import NoCapacity, RunnerNoResponse, ServerlessConnectionError
 from core.events import read_errors
 from core.models import ActorRecord, MessageRecord, PoolKey, RunnerConfig
 from functions.pool_manager.app import handle
 from functions.pool_manager.manager import PoolManagerDeps, ProbeOutcome, run_round
+from tests.helpers.clock import FakeClock
 
-START = datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC)
 REFUSED = ServerlessConnectionError(message="connection refused", reason="connect")
 OK = ProbeOutcome(ok=True, runner_id="r1", error=None)
 FAIL = ProbeOutcome(ok=False, runner_id=None, error=REFUSED)
@@ -30,17 +29,6 @@ FAIL = ProbeOutcome(ok=False, runner_id=None, error=REFUSED)
 
 def pool(name: str) -> PoolKey:
     return PoolKey(namespace="ns", runner_name=name)
-
-
-@dataclass
-class Clock:
-    t: float = 0.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return START + timedelta(seconds=self.t)
 
 
 @dataclass
@@ -62,7 +50,7 @@ class ScriptedProbes:
 @dataclass
 class Env:
     deps: PoolManagerDeps
-    clock: Clock
+    clock: FakeClock
     probes_fn: ScriptedProbes
     tracker: PoolErrorTracker
     configs: InMemoryRunnerConfigStore
@@ -81,7 +69,7 @@ class Env:
 
 @pytest.fixture
 def env() -> Env:
-    clock = Clock()
+    clock = FakeClock()
     tracker = PoolErrorTracker(
         InMemoryPoolErrorStore(in_lambda=False),
         clock=clock.now,
@@ -101,9 +89,8 @@ def env() -> Env:
         actors=actors,
         messages=messages,
         probe=probes_fn,
-        now=clock.now,
-        clock=clock.monotonic,
-        rand=lambda: 0.0,
+        clock=clock,
+        rand=lambda: 1.0,  # the top of the jitter range: the plain 60, 120, 240 s
         max_workers=2,
     )
     return Env(deps, clock, probes_fn, tracker, configs, probe_store, actors, messages)
@@ -152,14 +139,14 @@ def test_backoff_doubles_and_is_respected(env: Env) -> None:
     env.probes_fn.scripts["a"] = [FAIL, FAIL, FAIL]
     env.round()
     assert env.probes_fn.count("a") == 1
-    env.clock.t += 59  # not due yet: the endpoint is not hammered
+    env.clock.advance(59)  # not due yet: the endpoint is not hammered
     assert env.round().not_due == ["ns/a"]
     assert env.probes_fn.count("a") == 1
-    env.clock.t += 1
+    env.clock.advance(1)
     assert env.round().backed_off == {"ns/a": 120.0}
-    env.clock.t += 120
+    env.clock.advance(120)
     assert env.round().backed_off == {"ns/a": 240.0}
-    env.clock.t += 240
+    env.clock.advance(240)
     report = env.round()  # the endpoint was repaired
     assert report.cleared == ["ns/a"]
     assert env.probe_store.get(pool("a")) is None
@@ -171,7 +158,7 @@ def test_reset_backoff_makes_the_pool_due_now(env: Env) -> None:
     env.probes_fn.scripts["a"] = [FAIL]
     env.round()
     env.probe_store.reset(pool("a"))  # what PUT /runner-configs does
-    env.clock.t += 1
+    env.clock.advance(1)
     assert env.round().cleared == ["ns/a"]
 
 
@@ -236,7 +223,7 @@ def test_silent_execution_marks_runner_no_response(
     env: Env, age_s: float, runner: str | None, marked: bool
 ) -> None:
     env.add("a", request_lifespan=300)
-    env.clock.t = 20_000
+    env.clock.advance(20_000)
     running_message(env, "x1", runner=runner, at=env.clock.now() - timedelta(seconds=age_s))
     report = env.round()
     actor = env.actors.get("x1")
@@ -258,7 +245,7 @@ def test_silent_execution_marks_runner_no_response(
 
 def test_silent_overrides_no_capacity(env: Env) -> None:
     env.add("a", request_lifespan=60)
-    env.clock.t = 20_000
+    env.clock.advance(20_000)
     running_message(env, "x1", runner="r2", at=env.clock.now() - timedelta(seconds=500))
     env.actors.set_failure_reason("x1", NoCapacity())
     env.round()
@@ -284,31 +271,23 @@ def test_handle_uses_lambda_remaining_time(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    ("failures", "rand", "expected"),
+    ("rand", "delay"),
     [
-        pytest.param(0, 0.5, 0.0, id="no_failures"),
-        pytest.param(1, 0.0, 60.0, id="first"),
-        pytest.param(3, 0.0, 240.0, id="third"),
-        pytest.param(10, 0.0, 900.0, id="capped"),
-        pytest.param(10_000, 0.0, 900.0, id="huge_no_overflow"),
-        pytest.param(1, 0.999, 60.0 * (1 - 0.1 * 0.999), id="jitter_shortens"),
+        pytest.param(0.0, 54.0, id="bottom_of_the_jitter"),
+        pytest.param(0.5, 57.0, id="middle"),
     ],
 )
-def test_probe_backoff(failures: int, rand: float, expected: float) -> None:
-    assert ProbeBackoff().delay(failures, rand=rand) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        pytest.param({"base_s": 0}, id="zero_base"),
-        pytest.param({"base_s": 10, "max_s": 5}, id="max_below_base"),
-        pytest.param({"jitter": 1.5}, id="jitter_over_one"),
-    ],
-)
-def test_probe_backoff_rejects_bad_values(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
-        ProbeBackoff(**kwargs)
+def test_probe_backoff_jitter_shortens_by_at_most_a_tenth(
+    env: Env, rand: float, delay: float
+) -> None:
+    env.add("a")
+    env.tracker.report_error(pool("a"), REFUSED)
+    env.probes_fn.scripts["a"] = [FAIL]
+    env.deps.rand = lambda: rand
+    assert env.round().backed_off == {"ns/a": pytest.approx(delay)}
+    state = env.probe_store.get(pool("a"))
+    assert state is not None
+    assert state.next_probe_at == pytest.approx(env.clock.now().timestamp() + delay)
 
 
 def test_one_broken_step_does_not_stop_the_round(env: Env) -> None:
