@@ -124,87 +124,32 @@ def test_infra_backoff_grows_with_receive_count() -> None:
 
 
 RETRY = ErrorPolicy(max_attempts=3, backoff_base_s=1.0, backoff_max_s=10.0)
+DISCARD = ErrorPolicy(on_message="discard")
+DEAD_LETTER = ErrorPolicy(on_message="dead_letter")
+STOP = ErrorPolicy(on_actor="stop", max_attempts=2)
+STOP_AND_DISCARD = ErrorPolicy(on_actor="stop", on_message="discard")
 
 
 @pytest.mark.parametrize(
-    ("policy", "attempts", "retryable", "message", "actor", "status", "final"),
+    ("policy", "attempts", "retryable", "expected"),
     [
-        pytest.param(RETRY, 1, True, "retry", "continue", "pending", False, id="retry_first"),
-        pytest.param(RETRY, 2, True, "retry", "continue", "pending", False, id="retry_second"),
-        pytest.param(
-            RETRY, 3, True, "dead_letter", "continue", "dead_lettered", True, id="last_attempt"
-        ),
-        pytest.param(
-            RETRY, 1, False, "dead_letter", "continue", "dead_lettered", True, id="not_retryable"
-        ),
-        pytest.param(
-            ErrorPolicy(on_message="discard"),
-            1,
-            True,
-            "discard",
-            "continue",
-            "discarded",
-            True,
-            id="discard",
-        ),
-        pytest.param(
-            ErrorPolicy(on_message="dead_letter"),
-            1,
-            True,
-            "dead_letter",
-            "continue",
-            "dead_lettered",
-            True,
-            id="dead_letter_at_once",
-        ),
-        pytest.param(
-            ErrorPolicy(on_actor="stop", max_attempts=2),
-            1,
-            True,
-            "retry",
-            "continue",
-            "pending",
-            False,
-            id="stop_waits_for_final",
-        ),
-        pytest.param(
-            ErrorPolicy(on_actor="stop", max_attempts=2),
-            2,
-            True,
-            "dead_letter",
-            "stop",
-            "dead_lettered",
-            True,
-            id="stop_on_final",
-        ),
-        pytest.param(
-            ErrorPolicy(on_actor="stop", on_message="discard"),
-            1,
-            True,
-            "discard",
-            "stop",
-            "discarded",
-            True,
-            id="stop_and_discard",
-        ),
+        pytest.param(RETRY, 1, True, "retry continue pending", id="retry_first"),
+        pytest.param(RETRY, 2, True, "retry continue pending", id="retry_second"),
+        pytest.param(RETRY, 3, True, "dead_letter continue dead_lettered", id="last_attempt"),
+        pytest.param(RETRY, 1, False, "dead_letter continue dead_lettered", id="not_retryable"),
+        pytest.param(DISCARD, 1, True, "discard continue discarded", id="discard"),
+        pytest.param(DEAD_LETTER, 1, True, "dead_letter continue dead_lettered", id="at_once"),
+        pytest.param(STOP, 1, True, "retry continue pending", id="stop_waits_for_final"),
+        pytest.param(STOP, 2, True, "dead_letter stop dead_lettered", id="stop_on_final"),
+        pytest.param(STOP_AND_DISCARD, 1, True, "discard stop discarded", id="stop_and_discard"),
     ],
 )
-def test_decide(
-    policy: ErrorPolicy,
-    attempts: int,
-    retryable: bool,
-    message: str,
-    actor: str,
-    status: str,
-    final: bool,
-) -> None:
+def test_decide(policy: ErrorPolicy, attempts: int, retryable: bool, expected: str) -> None:
+    """``expected`` is the message's fate, the actor's, and the record's status."""
     decision = decide(policy, attempts=attempts, retryable=retryable, rand=1.0)
-    assert (decision.message, decision.actor, decision.status, decision.final) == (
-        message,
-        actor,
-        status,
-        final,
-    )
+    assert f"{decision.message} {decision.actor} {decision.status}" == expected
+    final = not expected.endswith(" pending")  # only a retry leaves the message pending
+    assert decision.final is final
     assert decision.reply is final
 
 
