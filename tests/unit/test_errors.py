@@ -54,43 +54,27 @@ def test_code_is_snake_case(code: str) -> None:
     assert CODE_RE.match(code), code
 
 
-# Every known variant with its exact wire JSON: renaming a code or a field fails here.
-VARIANTS: list[Any] = [
-    pytest.param(
-        E.ServerlessHttpError(status_code=503, body="down"),
-        {"code": "serverless_http_error", "status_code": 503, "body": "down"},
-        id="serverless_http_error",
-    ),
-    pytest.param(
-        E.ServerlessStreamEndedEarly(),
-        {"code": "serverless_stream_ended_early"},
-        id="serverless_stream_ended_early",
-    ),
-    pytest.param(
-        E.ServerlessConnectionError(message="refused", reason="connect"),
-        {"code": "serverless_connection_error", "message": "refused", "reason": "connect"},
-        id="serverless_connection_error",
-    ),
-    pytest.param(
-        E.ServerlessInvalidBase64(raw_payload="!!"),
-        {"code": "serverless_invalid_base64", "raw_payload": "!!"},
-        id="serverless_invalid_base64",
-    ),
-    pytest.param(
-        E.ServerlessInvalidPayload(message="not json", raw_payload="x"),
-        {"code": "serverless_invalid_payload", "message": "not json", "raw_payload": "x"},
-        id="serverless_invalid_payload",
-    ),
-    pytest.param(
-        E.InternalError(message="boom"),
-        {"code": "internal_error", "message": "boom"},
-        id="internal_error",
-    ),
+# Every known pool variant's exact wire JSON: renaming a code or a field fails here.
+POOL_WIRES: list[dict[str, Any]] = [
+    {"code": "serverless_http_error", "status_code": 503, "body": "down"},
+    {"code": "serverless_stream_ended_early"},
+    {"code": "serverless_connection_error", "message": "refused", "reason": "connect"},
+    {"code": "serverless_invalid_base64", "raw_payload": "!!"},
+    {"code": "serverless_invalid_payload", "message": "not json", "raw_payload": "x"},
+    {"code": "internal_error", "message": "boom"},
 ]
 
 
-@pytest.mark.parametrize(("err", "wire"), VARIANTS)
-def test_pool_error_round_trip(err: Any, wire: dict[str, Any]) -> None:
+def variant_of(wire: dict[str, Any]) -> Any:
+    """The variant named after the code (``serverless_http_error`` -> ``ServerlessHttpError``),
+    built from the wire's fields."""
+    cls = getattr(E, "".join(part.title() for part in wire["code"].split("_")))
+    return cls(**{key: value for key, value in wire.items() if key != "code"})
+
+
+@pytest.mark.parametrize("wire", POOL_WIRES, ids=lambda wire: wire["code"])
+def test_pool_error_round_trip(wire: dict[str, Any]) -> None:
+    err = variant_of(wire)
     assert err.to_json() == wire
     assert list(err.to_json()) == list(wire)  # code first, field order stable
     assert E.decode_pool_error(wire) == err
@@ -99,62 +83,46 @@ def test_pool_error_round_trip(err: Any, wire: dict[str, Any]) -> None:
 
 
 def test_every_pool_code_has_a_variant() -> None:
-    covered = {p.values[1]["code"] for p in VARIANTS}
-    assert covered == set(E.POOL_ERROR_CODES)
+    assert [wire["code"] for wire in POOL_WIRES] == list(E.POOL_ERROR_CODES)
+
+
+NO_CAPACITY = {"code": "no_capacity"}
+NO_RESPONSE = {"code": "runner_no_response", "runner_id": "r1"}
+ACTOR_FAILED = {"code": "actor_failed", "error_code": "bad_input", "message": "nope"}
 
 
 @pytest.mark.parametrize(
-    ("decode", "err", "wire"),
+    ("decode", "wire"),
     [
-        pytest.param(
-            E.decode_failure_reason,
-            E.NoCapacity(),
-            {"code": "no_capacity"},
-            id="reason_no_capacity",
-        ),
-        pytest.param(
-            E.decode_failure_reason,
-            E.RunnerNoResponse(runner_id="r1"),
-            {"code": "runner_no_response", "runner_id": "r1"},
-            id="reason_no_response",
-        ),
-        pytest.param(
-            E.decode_actor_error, E.NoCapacity(), {"code": "no_capacity"}, id="actor_no_capacity"
-        ),
-        pytest.param(
-            E.decode_actor_error,
-            E.RunnerNoResponse(runner_id="r1"),
-            {"code": "runner_no_response", "runner_id": "r1"},
-            id="actor_no_response",
-        ),
-        pytest.param(
-            E.decode_actor_error,
-            E.ActorFailed(error_code="bad_input", message="nope"),
-            {"code": "actor_failed", "error_code": "bad_input", "message": "nope"},
-            id="actor_failed",
-        ),
-        pytest.param(
-            E.decode_actor_error,
-            E.PoolErrorView(
-                error=E.ServerlessHttpError(status_code=502, body=""),
-                first_seen="2026-01-01T00:00:00Z",
-                last_seen="2026-01-01T00:01:00Z",
-                count=4,
-            ),
-            {
-                "code": "pool_error",
-                "error": {"code": "serverless_http_error", "status_code": 502, "body": ""},
-                "first_seen": "2026-01-01T00:00:00Z",
-                "last_seen": "2026-01-01T00:01:00Z",
-                "count": 4,
-            },
-            id="actor_pool_error",
-        ),
+        pytest.param(E.decode_failure_reason, NO_CAPACITY, id="reason_no_capacity"),
+        pytest.param(E.decode_failure_reason, NO_RESPONSE, id="reason_no_response"),
+        pytest.param(E.decode_actor_error, NO_CAPACITY, id="actor_no_capacity"),
+        pytest.param(E.decode_actor_error, NO_RESPONSE, id="actor_no_response"),
+        pytest.param(E.decode_actor_error, ACTOR_FAILED, id="actor_failed"),
     ],
 )
-def test_actor_values_round_trip(decode: Any, err: Any, wire: dict[str, Any]) -> None:
+def test_actor_values_round_trip(decode: Any, wire: dict[str, Any]) -> None:
+    err = variant_of(wire)
     assert err.to_json() == wire
     assert decode(wire) == err
+
+
+def test_pool_error_view_round_trip() -> None:
+    err = E.PoolErrorView(
+        error=E.ServerlessHttpError(status_code=502, body=""),
+        first_seen="2026-01-01T00:00:00Z",
+        last_seen="2026-01-01T00:01:00Z",
+        count=4,
+    )
+    wire = {
+        "code": "pool_error",
+        "error": {"code": "serverless_http_error", "status_code": 502, "body": ""},
+        "first_seen": "2026-01-01T00:00:00Z",
+        "last_seen": "2026-01-01T00:01:00Z",
+        "count": 4,
+    }
+    assert err.to_json() == wire
+    assert E.decode_actor_error(wire) == err
 
 
 def test_pool_error_view_keeps_unknown_inner_code() -> None:

@@ -74,35 +74,28 @@ def test_backoff_full_jitter(attempt: int, rand: float, expected: float) -> None
     assert backoff_s(attempt, base_s=2.0, max_s=100.0, rand=rand) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(
-    ("failures", "rand", "expected"),
-    [
-        pytest.param(1, 1.0, 60.0, id="first"),
-        pytest.param(3, 1.0, 240.0, id="third"),
-        pytest.param(10, 1.0, 900.0, id="capped"),
-        pytest.param(10_000, 1.0, 900.0, id="huge_no_overflow"),
-        pytest.param(1, 0.0, 54.0, id="jitter_shortens_by_at_most_a_tenth"),
-        pytest.param(2, 0.5, 114.0, id="half_jitter"),
-    ],
-)
-def test_backoff_partial_jitter_as_probes_use_it(
-    failures: int, rand: float, expected: float
-) -> None:
-    delay = backoff_s(failures, base_s=60.0, max_s=900.0, rand=rand, jitter=0.1)
-    assert delay == pytest.approx(expected)
+PROBE: dict[str, float] = {"base_s": 60.0, "max_s": 900.0, "jitter": 0.1}
+"""The pool manager's probe backoff (settings' defaults, ``PROBE_JITTER``)."""
+SMALL: dict[str, float] = {"base_s": 2.0, "max_s": 100.0}
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "expected"),
+    ("attempt", "kwargs", "expected"),
     [
-        pytest.param({"jitter": 0.0, "rand": 0.3}, 8.0, id="no_jitter_ignores_rand"),
-        pytest.param({"jitter": 7.0, "rand": 0.25}, 2.0, id="jitter_clamped_to_full"),
-        pytest.param({"jitter": 0.5, "rand": 1.0, "factor": 1.5}, 4.5, id="factor"),
-        pytest.param({"jitter": 1.0, "rand": -2.0}, 0.0, id="rand_clamped"),
+        pytest.param(1, {**PROBE, "rand": 1.0}, 60.0, id="probe_first"),
+        pytest.param(3, {**PROBE, "rand": 1.0}, 240.0, id="probe_third"),
+        pytest.param(10, {**PROBE, "rand": 1.0}, 900.0, id="probe_capped"),
+        pytest.param(10_000, {**PROBE, "rand": 1.0}, 900.0, id="probe_huge_no_overflow"),
+        pytest.param(1, {**PROBE, "rand": 0.0}, 54.0, id="probe_jitter_at_most_a_tenth"),
+        pytest.param(2, {**PROBE, "rand": 0.5}, 114.0, id="probe_half_jitter"),
+        pytest.param(3, {**SMALL, "jitter": 0.0, "rand": 0.3}, 8.0, id="no_jitter_ignores_rand"),
+        pytest.param(3, {**SMALL, "jitter": 7.0, "rand": 0.25}, 2.0, id="jitter_clamped"),
+        pytest.param(3, {**SMALL, "jitter": 0.5, "rand": 1.0, "factor": 1.5}, 4.5, id="factor"),
+        pytest.param(3, {**SMALL, "rand": -2.0}, 0.0, id="rand_clamped"),
     ],
 )
-def test_backoff_options(kwargs: dict[str, float], expected: float) -> None:
-    assert backoff_s(3, base_s=2.0, max_s=100.0, **kwargs) == pytest.approx(expected)
+def test_backoff_options(attempt: int, kwargs: dict[str, float], expected: float) -> None:
+    assert backoff_s(attempt, **kwargs) == pytest.approx(expected)
 
 
 def test_full_jitter_is_exactly_rand_times_the_ceiling() -> None:
