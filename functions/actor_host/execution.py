@@ -37,7 +37,6 @@ from core.execution import (
 )
 from core.models import (
     TERMINAL_STATUSES,
-    ActorRecord,
     ErrorPolicy,
     MessageEnvelope,
     RunnerConfig,
@@ -53,7 +52,7 @@ from functions.actor_host.batch import (
     record_info,
 )
 from functions.actor_host.deps import HostDeps
-from functions.actor_host.failures import Failures
+from functions.actor_host.failures import Attempt, Failures
 from functions.actor_host.outbox import NoDeadLetterQueueError, Outbox, dead_letter_mark
 from functions.actor_host.slot import SlotHold, Slots
 from functions.actor_host.telemetry import AttemptError, Telemetry
@@ -206,13 +205,12 @@ class ActorHost:
                 return await self.failures.missing(info, envelope)
             if claim.outcome == "busy" or claim.message is None:
                 return self.failures.busy(info, claim.message)
+            attempt = Attempt(info, actor, claim.message, owner, policy)
             if config is None:
                 error = InternalError(message=f"no runner config for pool {pool.id}")
-                return await self.failures.fail(
-                    info, actor, claim.message, owner, policy, error, retryable=True
-                )
+                return await self.failures.fail(attempt, error, retryable=True)
             try:
-                return await self._run(info, actor, config, claim.message, owner, policy, slot)
+                return await self._run(attempt, config, slot)
             except NoDeadLetterQueueError:
                 raise  # the message is final already: nothing to release
             except Exception:
@@ -275,19 +273,11 @@ class ActorHost:
 
     # --- the runner and the commit ---------------------------------------------------------
 
-    async def _run(
-        self,
-        info: RecordInfo,
-        actor: ActorRecord,
-        config: RunnerConfig,
-        stored: StoredMessage,
-        owner: str,
-        policy: ErrorPolicy,
-        slot: SlotHold,
-    ) -> Verdict:
+    async def _run(self, attempt: Attempt, config: RunnerConfig, slot: SlotHold) -> Verdict:
         deps = self.deps
+        actor = attempt.actor
         pool = actor.pool
-        message = stored.record
+        message = attempt.stored.record
         lifespan = self._lifespan(config)
         # At init, forget what earlier executions left (start error, no_capacity,
         # runner_no_response, actor_failed): only when there is something to forget.
@@ -308,9 +298,7 @@ class ActorHost:
                         runner_id = frame.runner_id
                         init_ms = (deps.clock.monotonic() - started) * 1000.0
                         self.telemetry.time_to_init_ms.append(init_ms)
-                        await self._on_init(
-                            actor, message.message_id, owner, runner_id, clear_on_init
-                        )
+                        await self._on_init(attempt, runner_id, clear_on_init)
                     elif isinstance(frame, DoneFrame | ErrorFrame | StoppingFrame):
                         final = frame
                         break
@@ -328,7 +316,7 @@ class ActorHost:
 
         if error is None:
             if isinstance(final, DoneFrame):
-                return await self._commit(info, actor, stored, owner, final, slot, policy)
+                return await self._commit(attempt, final, slot)
             if isinstance(final, ErrorFrame):
                 error = ActorFailed(error_code=final.code, message=final.message)
                 actor_retryable = final.retryable
@@ -337,9 +325,7 @@ class ActorHost:
                 # A clean early end: the message did not run to completion; retried with the
                 # policy's backoff like any failure (zero backoff burnt max_attempts in 0.4 s).
                 error = RunnerNoResponse(runner_id=runner_id)
-                return await self.failures.fail(
-                    info, actor, stored, owner, policy, error, retryable=True
-                )
+                return await self.failures.fail(attempt, error, retryable=True)
             elif runner_id is None:
                 error = ServerlessStreamEndedEarly()
                 await deps.io(deps.tracker.report_error, pool, error)
@@ -347,16 +333,13 @@ class ActorHost:
                 error = RunnerNoResponse(runner_id=runner_id)
                 await deps.io(deps.actors.set_failure_reason, actor.actor_id, error)
         retryable = is_retryable(error, actor_retryable=actor_retryable)
-        return await self.failures.fail(
-            info, actor, stored, owner, policy, error, retryable=retryable
-        )
+        return await self.failures.fail(attempt, error, retryable=retryable)
 
-    async def _on_init(
-        self, actor: ActorRecord, message_id: str, owner: str, runner_id: str, clear: bool
-    ) -> None:
+    async def _on_init(self, attempt: Attempt, runner_id: str, clear: bool) -> None:
         """The runner started: the pool is healthy, the message runs (and the actor's leftover
         facts go, when it has any)."""
         deps = self.deps
+        actor = attempt.actor
         writes: list[Awaitable[Any]] = [deps.io(deps.tracker.report_success, actor.pool)]
         if clear:  # skip a no-op write
             writes.append(deps.io(deps.actors.clear_on_init, actor.actor_id))
@@ -364,26 +347,18 @@ class ActorHost:
             deps.io(
                 deps.messages.mark_running,
                 actor.actor_id,
-                message_id,
-                owner=owner,
+                attempt.stored.record.message_id,
+                owner=attempt.owner,
                 runner_id=runner_id,
                 now=deps.clock.now(),
             )
         )
         await asyncio.gather(*writes)
 
-    async def _commit(
-        self,
-        info: RecordInfo,
-        actor: ActorRecord,
-        stored: StoredMessage,
-        owner: str,
-        done: DoneFrame,
-        slot: SlotHold,
-        policy: ErrorPolicy,
-    ) -> Verdict:
+    async def _commit(self, attempt: Attempt, done: DoneFrame, slot: SlotHold) -> Verdict:
         deps = self.deps
-        message = stored.record
+        actor = attempt.actor
+        message = attempt.stored.record
         failures = self.failures
         # What one item holds, checked before the write (docs/protocol.md, "Limits"): a done
         # that cannot be stored is the actor's typed error, never an infrastructure retry.
@@ -397,19 +372,17 @@ class ActorHost:
             error = ServerlessInvalidPayload(
                 message="done holds a non-finite number", raw_payload=""
             )
-            return await failures.fail(info, actor, stored, owner, policy, error, retryable=False)
+            return await failures.fail(attempt, error, retryable=False)
         too_large = oversized_done(**sizes)
         if too_large is not None:
             await deps.io(deps.actors.set_last_actor_error, actor.actor_id, too_large)
-            return await failures.fail(
-                info, actor, stored, owner, policy, too_large, retryable=False
-            )
+            return await failures.fail(attempt, too_large, retryable=False)
         try:
             released = await deps.io(
                 deps.messages.commit_success,
                 actor.actor_id,
                 message.message_id,
-                owner=owner,
+                owner=attempt.owner,
                 expected_version=actor.state_version,
                 state=done.state,
                 result=done.output,
@@ -417,17 +390,17 @@ class ActorHost:
                 slot=slot.lease,
             )
         except ExecutionLeaseLostError as exc:
-            return await failures.not_committed(info, actor, stored, exc)
+            return await failures.not_committed(attempt, exc)
         except CommitRefusedError as exc:
             # DynamoDB will refuse this write every time: final for the message (policy applies).
             refused = CommitFailed(message=str(exc), aws_code=exc.aws_code)
-            return await failures.fail(info, actor, stored, owner, policy, refused, retryable=False)
+            return await failures.fail(attempt, refused, retryable=False)
         except StoreCommitFailedError as exc:
             # The state moved on, or conflicts outlasted the bounded retry: another attempt
             # reads the new state; the policy bounds how many.
             self.telemetry.event(exc, scope="handler", tags={"actor_id": actor.actor_id})
             failed = CommitFailed(message=str(exc), retryable=True)
-            return await failures.fail(info, actor, stored, owner, policy, failed, retryable=True)
+            return await failures.fail(attempt, failed, retryable=True)
         if released:
             slot.mark_released()
         if message.reply_to:

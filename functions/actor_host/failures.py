@@ -10,6 +10,7 @@ the queue is about to move it on its own (``give_up``).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal, TypeGuard
 
@@ -34,6 +35,18 @@ from functions.actor_host.batch import Outcome, RecordInfo, Verdict
 from functions.actor_host.deps import HostDeps
 from functions.actor_host.outbox import NoDeadLetterQueueError, Outbox
 from functions.actor_host.telemetry import AttemptError, Telemetry
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One claimed attempt of a message: its SQS record, actor, stored message, the lease
+    owner (this execution) and the error policy that applies."""
+
+    info: RecordInfo
+    actor: ActorRecord
+    stored: StoredMessage
+    owner: str
+    policy: ErrorPolicy
 
 
 def is_pool_error(error: AttemptError) -> TypeGuard[RunnerPoolError]:
@@ -85,19 +98,10 @@ class Failures:
 
     # --- a failed attempt -----------------------------------------------------------------
 
-    async def fail(
-        self,
-        info: RecordInfo,
-        actor: ActorRecord,
-        stored: StoredMessage,
-        owner: str,
-        policy: ErrorPolicy,
-        error: AttemptError,
-        *,
-        retryable: bool,
-    ) -> Verdict:
+    async def fail(self, attempt: Attempt, error: AttemptError, *, retryable: bool) -> Verdict:
         """Answer the three questions for a failed attempt and act on the answers."""
         deps = self.deps
+        actor, stored, owner, policy = attempt.actor, attempt.stored, attempt.owner, attempt.policy
         message = stored.record
         attempts = stored.budget_attempts
         decision = decide(policy, attempts=attempts, retryable=retryable, rand=deps.rand())
@@ -152,7 +156,7 @@ class Failures:
             )
             if not ok:
                 lost = ExecutionLeaseLostError("lease lost before retry")
-                return await self.not_committed(info, actor, stored, lost)
+                return await self.not_committed(attempt, lost)
             self.telemetry.count("RetriesScheduled")
             visibility = visibility_timeout_s(decision.delay_s)
             return Verdict.keep("retry_scheduled", visibility, error.code)
@@ -178,7 +182,7 @@ class Failures:
         )
         if not ok:
             lost = ExecutionLeaseLostError("lease lost before finishing")
-            return await self.not_committed(info, actor, stored, lost)
+            return await self.not_committed(attempt, lost)
         fresh = await deps.io(deps.messages.load, actor.actor_id, message.message_id)
         if fresh is not None:
             await self.outbox.settle(fresh)
@@ -186,18 +190,14 @@ class Failures:
             return Verdict("stopped")
         return Verdict("dead_lettered" if decision.status == "dead_lettered" else "failed")
 
-    async def not_committed(
-        self,
-        info: RecordInfo,
-        actor: ActorRecord,
-        stored: StoredMessage,
-        exc: ExecutionLeaseLostError,
-    ) -> Verdict:
+    async def not_committed(self, attempt: Attempt, exc: ExecutionLeaseLostError) -> Verdict:
         """This execution lost the message: never commit twice, never lose the message."""
         deps = self.deps
-        tags = {"actor_id": actor.actor_id, "sqs": info.message_id}
-        self.telemetry.event(exc, scope="handler", tags=tags)
-        now = await deps.io(deps.messages.load, actor.actor_id, stored.record.message_id)
+        info, actor_id = attempt.info, attempt.actor.actor_id
+        self.telemetry.event(
+            exc, scope="handler", tags={"actor_id": actor_id, "sqs": info.message_id}
+        )
+        now = await deps.io(deps.messages.load, actor_id, attempt.stored.record.message_id)
         if now is not None and now.record.status in TERMINAL_STATUSES:
             await self.outbox.settle(now)  # another delivery finished it
             return Verdict("duplicate")
