@@ -456,6 +456,28 @@ def test_importing_the_handler_loads_no_aws_or_http_client() -> None:
     assert out.strip() == "[]"
 
 
+def test_loggers_built_by_threads_at_once_all_work() -> None:
+    # A fresh interpreter: the first Logger is built here, by three threads at once (as the
+    # chaos host's pollers build their deps); each one must be able to append keys.
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from functions.actor_host.app import get_logger\n"
+        "out = []\n"
+        "threads = [threading.Thread(target=lambda: out.append(get_logger())) for _ in range(3)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "[logger.thread_safe_append_keys(k=1) for logger in out]\n"
+        "print(len(out))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "3"
+
+
 def test_state_moved_underneath_is_not_committed_then_retried() -> None:
     env = Env(rand=0.0)
     env.setup()
