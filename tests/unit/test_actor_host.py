@@ -441,27 +441,29 @@ def test_lambda_handler_takes_the_sam_sample_event_shape(monkeypatch: pytest.Mon
     assert env.messages.get("a1", "m1").status == "succeeded"  # type: ignore[union-attr]
 
 
-def test_importing_the_handler_loads_no_aws_or_http_client() -> None:
-    # Powertools' batch utility imports the (tiny) ``botocore`` package; no session or client.
+def fresh_python(code: str) -> str:
+    """``code``'s stdout in a fresh interpreter (nothing imported or built yet)."""
     import subprocess
     import sys
 
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return run.stdout.strip()
+
+
+def test_importing_the_handler_loads_no_aws_or_http_client() -> None:
+    # Not even botocore: the batch is the host's own (no Powertools batch utility), and
+    # Powertools itself is imported when deps() builds the logger.
     code = (
         "import sys, functions.actor_host.app; "
-        "print(sorted(m for m in ('boto3', 'botocore.session', 'httpx') if m in sys.modules))"
+        "names = ('boto3', 'botocore', 'httpx', 'aws_lambda_powertools'); "
+        "print(sorted(m for m in names if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert fresh_python(code) == "[]"
 
 
 def test_loggers_built_by_threads_at_once_all_work() -> None:
-    # A fresh interpreter: the first Logger is built here, by three threads at once (as the
-    # chaos host's pollers build their deps); each one must be able to append keys.
-    import subprocess
-    import sys
-
+    # The first Logger built by three threads at once (as the chaos host's pollers build their
+    # deps): each one must be able to append keys.
     code = (
         "import threading\n"
         "from functions.actor_host.app import get_logger\n"
@@ -472,10 +474,7 @@ def test_loggers_built_by_threads_at_once_all_work() -> None:
         "[logger.thread_safe_append_keys(k=1) for logger in out]\n"
         "print(len(out))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "3"
+    assert fresh_python(code) == "3"
 
 
 def test_state_moved_underneath_is_not_committed_then_retried() -> None:
