@@ -119,7 +119,7 @@ def handle(
         prefetch=first_actor_of_each_group(records),
     )
     verdicts = run_batch(records, host.execute, held_back=host.held_back, on_finish=host.aclose)
-    response = answer(records, verdicts, queue=deps.queue, logger=deps.logger)
+    response = answer(records, verdicts, deps)
     invocation = invocation if invocation is not None else Invocation(SERVICE)
     invocation.summary.update(
         records=len(records),

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from adapters.sqs import SqsMessageQueue
 from core.models import ActorRecord, MessageEnvelope, PoolKey, RunnerConfig
 from functions.actor_host.deps import HostDeps
 
@@ -181,23 +180,19 @@ def run_batch(
 
 
 def answer(
-    records: Sequence[Mapping[str, Any]],
-    verdicts: Sequence[Verdict],
-    *,
-    queue: SqsMessageQueue | None,
-    logger: Any,
+    records: Sequence[Mapping[str, Any]], verdicts: Sequence[Verdict], deps: HostDeps
 ) -> dict[str, Any]:
-    """Apply the kept records' visibilities in one batched call; returns the event source's
-    ``{"batchItemFailures": [...]}``."""
+    """Apply the kept records' visibilities in one batched call (on ``deps.queue``); returns the
+    event source's ``{"batchItemFailures": [...]}``."""
     kept = [(record, v) for record, v in zip(records, verdicts, strict=True) if v.kept]
-    if kept and queue is not None:
+    if kept and deps.queue is not None:
         entries = [(str(r.get("receiptHandle", "")), v.visibility_s or 0) for r, v in kept]
         try:
-            refused = queue.change_visibility_many(entries)
+            refused = deps.queue.change_visibility_many(entries)
         except Exception:
             # Not fatal: the records keep the queue's visibility timeout and come back later.
-            logger.exception("ChangeMessageVisibility failed")
+            deps.logger.exception("ChangeMessageVisibility failed")
         else:
             if refused:
-                logger.warning("visibility not changed", extra={"receipts": len(refused)})
+                deps.logger.warning("visibility not changed", extra={"receipts": len(refused)})
     return {"batchItemFailures": [{"itemIdentifier": str(r.get("messageId"))} for r, _ in kept]}

@@ -94,15 +94,14 @@ def test_a_kept_record_holds_back_only_its_group() -> None:
     verdicts = run_batch(records, execute, held_back=held_back)
     assert sorted(ran) == ["a1", "b1", "b2"] and held == ["a2"]  # a2 never ran
     assert verdicts == [KEPT, DONE, HELD_BACK, DONE]
-    sqs = RecordingSqs()
-    queue = SqsMessageQueue("https://sqs.test/q.fifo", client=sqs)
-    response = answer(records, verdicts, queue=queue, logger=get_logger())
+    env = Env()
+    response = answer(records, verdicts, env.deps)
     assert response == {
         "batchItemFailures": [{"itemIdentifier": "id-a1"}, {"itemIdentifier": "id-a2"}]
     }
     # One batched call: the kept record's own visibility, 0 for the held-back follower.
-    assert [name for name, _ in sqs.calls] == ["visibility"]
-    assert sqs.visibilities() == {"rh-a1": 7, "rh-a2": 0}
+    assert [name for name, _ in env.sqs.calls] == ["visibility"]
+    assert env.sqs.visibilities() == {"rh-a1": 7, "rh-a2": 0}
 
 
 def test_a_held_back_record_settled_on_its_last_receives_is_done() -> None:
@@ -115,7 +114,7 @@ def test_a_held_back_record_settled_on_its_last_receives_is_done() -> None:
     records = [sqs_record("x", group_id="g"), sqs_record("y", group_id="g", message_id="y")]
     verdicts = run_batch(records, execute, held_back=held_back)
     assert verdicts == [KEPT, Verdict("dead_lettered")]
-    response = answer(records, verdicts, queue=None, logger=get_logger())
+    response = answer(records, verdicts, Env().deps)
     assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
 
 
@@ -130,9 +129,7 @@ def test_all_kept_is_a_partial_response_and_on_finish_runs_on_the_loop() -> None
 
     records = [sqs_record("x", group_id="g", message_id="m")]
     verdicts = run_batch(records, execute, held_back=never_held_back, on_finish=on_finish)
-    assert answer(records, verdicts, queue=None, logger=get_logger()) == {
-        "batchItemFailures": [{"itemIdentifier": "m"}]
-    }
+    assert answer(records, verdicts, Env().deps) == {"batchItemFailures": [{"itemIdentifier": "m"}]}
     assert finished == [True]
 
 
