@@ -1,6 +1,7 @@
 """SQS: send actor messages, change a received message's visibility, dead-letter, reply.
 
-Every call is synchronous boto3; async code calls these through ``asyncio.to_thread``.
+Every call is synchronous boto3; async code calls these through ``asyncio.to_thread``. SQS
+errors are classified here, by ``Error.Code``: callers see ``ReplyRefusedError``, never a code.
 """
 
 from __future__ import annotations
@@ -12,10 +13,40 @@ from typing import Any, Final
 
 from pydantic import JsonValue
 
-from adapters.aws import LazyClient
+from adapters.aws import LazyClient, error_code
 from core.models import MessageEnvelope
 
 _VISIBILITY_BATCH: Final = 10  # ChangeMessageVisibilityBatch takes at most 10 entries
+
+# A receipt that is no longer in flight (its message was deleted, or its visibility already
+# ran out) has no visibility left to change: not a failure.
+_NOT_IN_FLIGHT_CODES: Final = frozenset(
+    {
+        "ReceiptHandleIsInvalid",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+    }
+)
+
+# Errors that mean a reply queue will never accept the reply (so retrying is pointless).
+_REPLY_REFUSED_CODES: Final = frozenset(
+    {
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidAddress",
+        "InvalidParameterValue",
+    }
+)
+
+
+class ReplyRefusedError(Exception):
+    """The reply queue will never take this reply (gone, not ours, or an invalid address)."""
+
+    def __init__(self, reply_to: str, code: str) -> None:
+        super().__init__(f"reply to {reply_to} refused: {code}")
+        self.code = code
 
 
 class SqsMessageQueue(LazyClient):
@@ -38,14 +69,9 @@ class SqsMessageQueue(LazyClient):
             MessageDeduplicationId=dedup_id or envelope.message_id,
         )
 
-    def change_visibility(self, receipt_handle: str, timeout_s: int) -> None:
-        """Make a received message visible again in ``timeout_s`` seconds (its backoff)."""
-        self.client.change_message_visibility(
-            QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=timeout_s
-        )
-
     def change_visibility_many(self, entries: Sequence[tuple[str, int]]) -> list[str]:
-        """``(receipt_handle, timeout_s)`` pairs, 10 per call; returns the handles that failed."""
+        """``(receipt_handle, timeout_s)`` pairs, 10 per call; returns the handles that failed
+        (a receipt no longer in flight is not one: it has no visibility left to change)."""
         failed: list[str] = []
         for start in range(0, len(entries), _VISIBILITY_BATCH):
             chunk = entries[start : start + _VISIBILITY_BATCH]
@@ -56,7 +82,11 @@ class SqsMessageQueue(LazyClient):
                     for i, (handle, timeout) in enumerate(chunk)
                 ],
             )
-            failed.extend(chunk[int(f["Id"])][0] for f in resp.get("Failed", []))
+            failed.extend(
+                chunk[int(f["Id"])][0]
+                for f in resp.get("Failed", [])
+                if f.get("Code") not in _NOT_IN_FLIGHT_CODES
+            )
         return failed
 
 
@@ -116,7 +146,17 @@ class SqsReplies(LazyClient):
         return url
 
     def send(self, reply_to: str, body: Mapping[str, JsonValue]) -> None:
-        """Send ``body`` as JSON; FIFO reply queues dedupe on the message id."""
+        """Send ``body`` as JSON; FIFO reply queues dedupe on the message id. Raises
+        ``ReplyRefusedError`` when the queue will never take it."""
+        try:
+            self._send(reply_to, body)
+        except Exception as exc:
+            code = error_code(exc)
+            if code is not None and code in _REPLY_REFUSED_CODES:
+                raise ReplyRefusedError(reply_to, code) from exc
+            raise
+
+    def _send(self, reply_to: str, body: Mapping[str, JsonValue]) -> None:
         url = self._url(reply_to)
         kwargs: dict[str, Any] = {
             "QueueUrl": url,

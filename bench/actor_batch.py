@@ -164,6 +164,7 @@ class _Bench:
     @classmethod
     def in_memory(cls, url: str) -> _Bench:
         from adapters.actor_store import InMemoryActorStore
+        from adapters.clock import SYSTEM_CLOCK
         from adapters.message_store import InMemoryMessageStore
         from adapters.pool_errors.memory import InMemoryPoolErrorStore
         from adapters.runner_config_store import InMemoryRunnerConfigStore
@@ -173,7 +174,7 @@ class _Bench:
         from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
         from adapters.tracker import build_tracker
         from functions.actor_host.app import get_logger
-        from functions.actor_host.host import HostDeps
+        from functions.actor_host.deps import HostDeps
 
         settings = Settings()
         actors = InMemoryActorStore(in_lambda=False)
@@ -195,6 +196,7 @@ class _Bench:
                 dlq=None,
                 replies=SqsReplies(),
                 logger=get_logger(),
+                clock=SYSTEM_CLOCK,
             )
         )
 

@@ -7,16 +7,19 @@ Heavy modules (boto3, httpx) are imported there, not at import time.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
 from adapters import observability, snapstart
+from adapters.clock import SYSTEM_CLOCK
 from adapters.observability import Invocation
 from core.events import ErrorsChannel
-from core.models import MessageEnvelope
-from functions.actor_host.host import ActorHost, HostDeps, KeepInQueue, Telemetry
-from functions.actor_host.processor import FifoGroupAsyncProcessor, group_of
+from functions.actor_host.batch import answer, first_actor_of_each_group, run_batch
+from functions.actor_host.deps import HostDeps
+from functions.actor_host.execution import ActorHost
+from functions.actor_host.telemetry import add_metrics
 
 if TYPE_CHECKING:
     from adapters.settings import Settings
@@ -24,9 +27,15 @@ if TYPE_CHECKING:
 SERVICE: Final = "actor_host"
 
 
+_LOGGER_LOCK: Final = threading.Lock()
+
+
 def get_logger() -> Any:
     """The Powertools Logger, built on first use (it reads its env; importing must not)."""
-    return observability.get_logger(SERVICE)
+    # Built under a lock: two Loggers set up at once (threads building deps together, as the
+    # chaos host's pollers do) can come out without a formatter, and every log call then fails.
+    with _LOGGER_LOCK:
+        return observability.get_logger(SERVICE)
 
 
 @lru_cache(maxsize=1)
@@ -91,6 +100,7 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
         ),
         "replies": SqsReplies(client=sqs),
         "logger": get_logger(),
+        "clock": SYSTEM_CLOCK,
     }
     return HostDeps(**{**wiring, **overrides})
 
@@ -108,73 +118,17 @@ def handle(
         channel=channel,
         prefetch=first_actor_of_each_group(records),
     )
-    visibility: dict[str, tuple[str, int]] = {}
-
-    async def record_handler(record: Any) -> str:
-        try:
-            return await host.execute(record)
-        except KeepInQueue as keep:
-            visibility[record.message_id] = (record.receipt_handle, keep.visibility_s)
-            raise
-
-    processor = FifoGroupAsyncProcessor(held_back=host.held_back)
-    with processor(records, record_handler, lambda_context=context):
-        processor.run(on_finish=host.aclose)
-
-    # Records held back behind a failed one of their group (and anything not yet given a
-    # visibility) come back at once: FIFO still delivers them only after the earlier one.
-    for failed in processor.failed_records:
-        visibility.setdefault(failed.message_id, (failed.receipt_handle, 0))
-    if visibility and deps.queue is not None:
-        try:
-            refused = deps.queue.change_visibility_many(list(visibility.values()))
-        except Exception:
-            # Not fatal: the records keep the queue's visibility timeout and come back later.
-            deps.logger.exception("ChangeMessageVisibility failed")
-        else:
-            if refused:
-                deps.logger.warning("visibility not changed", extra={"receipts": len(refused)})
-
-    response = processor.response()
+    verdicts = run_batch(records, host.execute, held_back=host.held_back, on_finish=host.aclose)
+    response = answer(records, verdicts, deps)
     invocation = invocation if invocation is not None else Invocation(SERVICE)
     invocation.summary.update(
         records=len(records),
         outcomes=dict(host.telemetry.outcomes),
-        batch_item_failures=len(response.get("batchItemFailures", [])),
+        batch_item_failures=len(response["batchItemFailures"]),
         errors_channel=channel.summary(),
     )
     add_metrics(invocation, host.telemetry)
-    return dict(response)
-
-
-def first_actor_of_each_group(records: list[dict[str, Any]]) -> dict[str, str]:
-    """SQS message id -> actor id of each group's first record (malformed ones skipped)."""
-    out: dict[str, str] = {}
-    seen: set[str] = set()
-    for record in records:
-        group = group_of(record)
-        if group in seen:
-            continue
-        seen.add(group)
-        try:
-            envelope = MessageEnvelope.model_validate_json(record.get("body") or "")
-        except ValueError:
-            continue
-        out[str(record.get("messageId"))] = envelope.actor_id
-    return out
-
-
-def add_metrics(invocation: Invocation, telemetry: Telemetry) -> None:
-    """EMF: executions by outcome (dimension ``outcome``), failed attempts by error ``code``,
-    and the invocation's counters."""
-    for outcome, count in sorted(telemetry.outcomes.items()):
-        invocation.metric("Executions", count, outcome=outcome)
-    for code, count in sorted(telemetry.error_codes.items()):
-        invocation.metric("ExecutionErrors", count, code=code)
-    for name, count in sorted(telemetry.counts.items()):
-        invocation.metric(name, count)
-    for ms in telemetry.time_to_init_ms:
-        invocation.metric("TimeToInit", ms, "Milliseconds")
+    return response
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

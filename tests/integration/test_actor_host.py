@@ -27,7 +27,7 @@ from adapters.tracker import build_tracker
 from core.errors import RunnerNoResponse
 from core.models import ActorRecord, ErrorPolicy, MessageEnvelope, MessageRecord, RunnerConfig
 from functions.actor_host.app import build_deps, handle
-from functions.actor_host.host import HostDeps
+from functions.actor_host.deps import HostDeps
 from infra.dev_runner import DevRunner
 from tests.fixtures.sqs_events import (
     FakeLambdaContext,
@@ -36,6 +36,7 @@ from tests.fixtures.sqs_events import (
     sqs_event,
     sqs_record,
 )
+from tests.helpers.clock import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -599,11 +600,12 @@ def test_waiting_for_a_slot_sets_no_capacity_then_hands_back(
     stack.actor("a1", "full", failure_reason=initial)
     stack.send("a1", "m1")
     # Another Lambda holds the pool's only slot for a long time.
-    held = stack.deps.slots.acquire(
-        "ns/full", total=1, owner="other-lambda", lease_s=600, now=stack.deps.wall()
-    )
+    now = stack.deps.clock.now().timestamp()
+    held = stack.deps.slots.acquire("ns/full", total=1, owner="other-lambda", lease_s=600, now=now)
     assert held is not None
     stack.deps.settings = stack.settings.model_copy(update={"slot_wait_s": 0.3})
+    clock = FakeClock()
+    stack.deps.sleep = clock.asleep  # the slot wait's pauses pass at once
     event = stack.receive()
     before = dev.start_requests
 
@@ -612,6 +614,7 @@ def test_waiting_for_a_slot_sets_no_capacity_then_hands_back(
     response = stack.run(event, remaining_ms=600_000)
 
     assert failures(response) == {event["Records"][0]["messageId"]}
+    assert 0.3 - 0.2 < sum(clock.sleeps) <= 0.3  # polled for about slot_wait_s, no longer
     assert dev.start_requests == before
     actor = stack.actors.get("a1")
     assert actor is not None and actor.failure_reason is not None
@@ -622,11 +625,15 @@ def test_waiting_for_a_slot_sets_no_capacity_then_hands_back(
     # Handed back with a visibility (at least 1 s), not at once: it does not spin the queue.
     assert stack.receive()["Records"] == []
 
-    # The slot comes back: the redelivery runs, and init clears no_capacity (only that code).
+    # The slot comes back, and the hand-back's visibility runs out (made so, not waited for):
+    # the redelivery runs, and init clears no_capacity (only that code).
     stack.deps.slots.release(held)
+    stack.sqs.change_message_visibility(
+        QueueUrl=stack.queue.queue_url,
+        ReceiptHandle=event["Records"][0]["receiptHandle"],
+        VisibilityTimeout=0,
+    )
     again = stack.receive()
-    while not again["Records"]:
-        again = receive_event(stack.sqs, stack.queue.queue_url, wait_s=1)
     assert stack.run(again) == {"batchItemFailures": []}
     actor = stack.actors.get("a1")
     assert actor is not None and actor.state_version == 1

@@ -277,17 +277,22 @@ def test_stopping_is_retried_with_the_policys_backoff(stack: Stack, dev: DevRunn
 # --- the queue's redrive limit -------------------------------------------------------------
 
 
-def test_a_record_handed_back_to_the_redrive_limit_is_dead_lettered_with_its_own_code(
-    stack: Stack, dev: DevRunner
-) -> None:
+def no_slot_free(stack: Stack, dev: DevRunner) -> None:
+    """Actor a1 with message m1 in pool ``full``, whose only slot another Lambda holds; the
+    host hands back at once instead of waiting for it."""
     stack.deps.settings = stack.settings.model_copy(update={"slot_wait_s": 0.0})
     stack.pool("full", dev.url, max_runners=1)
     stack.actor("a1", "full")
     stack.messages.create(MessageRecord(actor_id="a1", message_id="m1"))
-    held = stack.deps.slots.acquire(
-        "ns/full", total=1, owner="other-lambda", lease_s=600, now=stack.deps.wall()
-    )
+    now = stack.deps.clock.now().timestamp()
+    held = stack.deps.slots.acquire("ns/full", total=1, owner="other-lambda", lease_s=600, now=now)
     assert held is not None
+
+
+def test_a_record_handed_back_to_the_redrive_limit_is_dead_lettered_with_its_own_code(
+    stack: Stack, dev: DevRunner
+) -> None:
+    no_slot_free(stack, dev)
     # An earlier receive (98 of 100) is handed back as usual.
     early = sqs_event(sqs_record(envelope_body("a1", "m1"), group_id="a1", receive_count=98))
     assert len(failures(stack.run(early))) == 1
@@ -320,15 +325,8 @@ def test_a_record_handed_back_to_the_redrive_limit_is_dead_lettered_with_its_own
 def test_a_follower_held_back_at_the_redrive_limit_is_recorded_too(
     stack: Stack, dev: DevRunner
 ) -> None:
-    stack.deps.settings = stack.settings.model_copy(update={"slot_wait_s": 0.0})
-    stack.pool("full", dev.url, max_runners=1)
-    stack.actor("a1", "full")
-    stack.messages.create(MessageRecord(actor_id="a1", message_id="m1"))
+    no_slot_free(stack, dev)
     stack.messages.create(MessageRecord(actor_id="a1", message_id="m2"))
-    held = stack.deps.slots.acquire(
-        "ns/full", total=1, owner="other-lambda", lease_s=600, now=stack.deps.wall()
-    )
-    assert held is not None
     # m1 was re-sent (a young record) and waits for a slot; m2 behind it is on its last receives.
     first = sqs_record(envelope_body("a1", "m1"), group_id="a1", receive_count=1)
     follower = sqs_record(envelope_body("a1", "m2"), group_id="a1", receive_count=99)

@@ -1,5 +1,6 @@
-"""actor_host without sockets: the FIFO-group processor, and ``handle`` on in-memory stores with
-the real SSE client over ``httpx.MockTransport`` and the real SQS adapter over a recording client.
+"""actor_host without sockets: the batch (FIFO groups, verdicts), and ``handle`` on in-memory
+stores with the real SSE client over ``httpx.MockTransport`` and the real SQS adapter over a
+recording client.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from adapters.actor_store import InMemoryActorStore
+from adapters.clock import SYSTEM_CLOCK
 from adapters.message_store import InMemoryMessageStore
 from adapters.pool_errors.memory import InMemoryPoolErrorStore
 from adapters.runner_config_store import InMemoryRunnerConfigStore
@@ -23,34 +25,42 @@ from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
 from adapters.tracker import build_tracker
 from core.models import ActorRecord, ErrorPolicy, MessageRecord, PoolKey, RunnerConfig
-from functions.actor_host.app import first_actor_of_each_group, get_logger, handle
-from functions.actor_host.host import HostDeps, record_info
-from functions.actor_host.processor import FifoGroupAsyncProcessor, GroupHeldBack, group_of
+from functions.actor_host.app import get_logger, handle
+from functions.actor_host.batch import (
+    HELD_BACK,
+    Verdict,
+    answer,
+    first_actor_of_each_group,
+    group_of,
+    record_info,
+    run_batch,
+)
+from functions.actor_host.deps import HostDeps
 from tests.fixtures.sqs_events import FakeLambdaContext, envelope_body, sqs_event, sqs_record
 
-# --- the processor -----------------------------------------------------------------------------
+# --- the batch ---------------------------------------------------------------------------------
+
+DONE = Verdict("succeeded")
+KEPT = Verdict.keep("retry_scheduled", 7, "boom")
 
 
-def run_processor(records: list[dict[str, Any]], handler: Any) -> FifoGroupAsyncProcessor:
-    processor = FifoGroupAsyncProcessor()
-    with processor(records, handler):
-        processor.run()
-    return processor
+async def never_held_back(record: Any) -> Verdict:
+    return HELD_BACK
 
 
 def test_groups_run_concurrently_and_in_order_within() -> None:
     order: list[str] = []
     b_started = asyncio.Event()
 
-    async def handler(record: Any) -> str:
-        body = record.body
+    async def execute(record: Any) -> Verdict:
+        body = record["body"]
         if body == "a1":
             # Would deadlock (and time out) if group b waited for group a.
             await asyncio.wait_for(b_started.wait(), timeout=5)
         if body.startswith("b"):
             b_started.set()
         order.append(body)
-        return body
+        return DONE
 
     records = [
         sqs_record("a1", group_id="a"),
@@ -58,41 +68,101 @@ def test_groups_run_concurrently_and_in_order_within() -> None:
         sqs_record("b1", group_id="b"),
         sqs_record("a3", group_id="a"),
     ]
-    processor = run_processor(records, handler)
-    assert processor.response() == {"batchItemFailures": []}
+    assert run_batch(records, execute, held_back=never_held_back) == [DONE] * 4
     assert [x for x in order if x.startswith("a")] == ["a1", "a2", "a3"]
     assert order.index("b1") < order.index("a1")
 
 
-def test_a_failure_holds_back_only_its_group() -> None:
+def test_a_kept_record_holds_back_only_its_group() -> None:
     ran: list[str] = []
+    held: list[str] = []
 
-    async def handler(record: Any) -> str:
-        ran.append(record.body)
-        if record.body == "a1":
-            raise RuntimeError("boom")
-        return record.body
+    async def execute(record: Any) -> Verdict:
+        ran.append(record["body"])
+        return KEPT if record["body"] == "a1" else DONE
+
+    async def held_back(record: Any) -> Verdict:
+        held.append(record["body"])
+        return HELD_BACK
 
     records = [
-        sqs_record("a1", group_id="a", message_id="id-a1"),
+        sqs_record("a1", group_id="a", message_id="id-a1", receipt_handle="rh-a1"),
         sqs_record("b1", group_id="b", message_id="id-b1"),
-        sqs_record("a2", group_id="a", message_id="id-a2"),
+        sqs_record("a2", group_id="a", message_id="id-a2", receipt_handle="rh-a2"),
         sqs_record("b2", group_id="b", message_id="id-b2"),
     ]
-    processor = run_processor(records, handler)
-    assert sorted(ran) == ["a1", "b1", "b2"]  # a2 never ran
-    assert processor.response() == {
+    verdicts = run_batch(records, execute, held_back=held_back)
+    assert sorted(ran) == ["a1", "b1", "b2"] and held == ["a2"]  # a2 never ran
+    assert verdicts == [KEPT, DONE, HELD_BACK, DONE]
+    env = Env()
+    response = answer(records, verdicts, env.deps)
+    assert response == {
         "batchItemFailures": [{"itemIdentifier": "id-a1"}, {"itemIdentifier": "id-a2"}]
     }
-    assert isinstance(processor.exceptions[-1][1], GroupHeldBack)
+    # One batched call: the kept record's own visibility, 0 for the held-back follower.
+    assert [name for name, _ in env.sqs.calls] == ["visibility"]
+    assert env.sqs.visibilities() == {"rh-a1": 7, "rh-a2": 0}
 
 
-def test_all_failed_is_a_partial_response_not_an_exception() -> None:
-    async def handler(record: Any) -> str:
-        raise RuntimeError("down")
+def test_a_held_back_record_settled_on_its_last_receives_is_done() -> None:
+    async def execute(record: Any) -> Verdict:
+        return KEPT
 
-    processor = run_processor([sqs_record("x", group_id="g", message_id="m")], handler)
-    assert processor.response() == {"batchItemFailures": [{"itemIdentifier": "m"}]}
+    async def held_back(record: Any) -> Verdict:
+        return Verdict("dead_lettered")
+
+    records = [sqs_record("x", group_id="g"), sqs_record("y", group_id="g", message_id="y")]
+    verdicts = run_batch(records, execute, held_back=held_back)
+    assert verdicts == [KEPT, Verdict("dead_lettered")]
+    response = answer(records, verdicts, Env().deps)
+    assert response == {"batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+
+
+def test_all_kept_is_a_partial_response_and_on_finish_runs_on_the_loop() -> None:
+    finished: list[bool] = []
+
+    async def execute(record: Any) -> Verdict:
+        return KEPT
+
+    async def on_finish() -> None:
+        finished.append(asyncio.get_running_loop().is_running())
+
+    records = [sqs_record("x", group_id="g", message_id="m")]
+    verdicts = run_batch(records, execute, held_back=never_held_back, on_finish=on_finish)
+    assert answer(records, verdicts, Env().deps) == {"batchItemFailures": [{"itemIdentifier": "m"}]}
+    assert finished == [True]
+
+
+def test_receipts_no_longer_in_flight_are_not_refused() -> None:
+    class Partly(RecordingSqs):
+        def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
+            super().change_message_visibility_batch(**kw)
+            return {
+                "Successful": [],
+                "Failed": [
+                    {"Id": "0", "Code": "ReceiptHandleIsInvalid", "SenderFault": True},
+                    {"Id": "1", "Code": "InternalError", "SenderFault": False},
+                ],
+            }
+
+    queue = SqsMessageQueue("https://sqs.test/q.fifo", client=Partly())
+    assert queue.change_visibility_many([("gone", 0), ("other", 5)]) == ["other"]
+
+
+def test_a_reply_queue_that_does_not_exist_is_refused_by_code() -> None:
+    from botocore.exceptions import ClientError
+
+    from adapters.sqs import ReplyRefusedError
+
+    class NoQueue(RecordingSqs):
+        def send_message(self, **kw: Any) -> dict[str, Any]:
+            error = {"Error": {"Code": "AWS.SimpleQueueService.NonExistentQueue", "Message": "x"}}
+            raise ClientError(error, "SendMessage")  # type: ignore[arg-type]
+
+    replies = SqsReplies(client=NoQueue())
+    with pytest.raises(ReplyRefusedError) as refused:
+        replies.send("https://sqs.test/gone", {"actor_id": "a1"})
+    assert refused.value.code == "AWS.SimpleQueueService.NonExistentQueue"
 
 
 def test_group_of_standard_queue_record_is_its_own() -> None:
@@ -102,13 +172,11 @@ def test_group_of_standard_queue_record_is_its_own() -> None:
 
 
 def test_record_info_tolerates_odd_attributes() -> None:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
     raw = sqs_record("body", group_id="g", receive_count=3)
-    info = record_info(SQSRecord(raw))
+    info = record_info(raw)
     assert (info.receive_count, info.group_id, info.body) == (3, "g", "body")
     raw["attributes"]["ApproximateReceiveCount"] = "not a number"
-    assert record_info(SQSRecord(raw)).receive_count == 1
+    assert record_info(raw).receive_count == 1
 
 
 def test_first_actor_of_each_group_skips_followers_and_malformed() -> None:
@@ -209,6 +277,7 @@ class Env:
             dlq=SqsDeadLetterQueue("https://sqs.test/dlq.fifo", client=self.sqs),
             replies=SqsReplies(client=self.sqs),
             logger=get_logger(),
+            clock=SYSTEM_CLOCK,
             rand=lambda: rand,
         )
 
@@ -369,19 +438,40 @@ def test_lambda_handler_takes_the_sam_sample_event_shape(monkeypatch: pytest.Mon
     assert env.messages.get("a1", "m1").status == "succeeded"  # type: ignore[union-attr]
 
 
-def test_importing_the_handler_loads_no_aws_or_http_client() -> None:
-    # Powertools' batch utility imports the (tiny) ``botocore`` package; no session or client.
+def fresh_python(code: str) -> str:
+    """``code``'s stdout in a fresh interpreter (nothing imported or built yet)."""
     import subprocess
     import sys
 
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return run.stdout.strip()
+
+
+def test_importing_the_handler_loads_no_aws_or_http_client() -> None:
+    # Not even botocore: the batch is the host's own (no Powertools batch utility), and
+    # Powertools itself is imported when deps() builds the logger.
     code = (
         "import sys, functions.actor_host.app; "
-        "print(sorted(m for m in ('boto3', 'botocore.session', 'httpx') if m in sys.modules))"
+        "names = ('boto3', 'botocore', 'httpx', 'aws_lambda_powertools'); "
+        "print(sorted(m for m in names if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert fresh_python(code) == "[]"
+
+
+def test_loggers_built_by_threads_at_once_all_work() -> None:
+    # The first Logger built by three threads at once (as the chaos host's pollers build their
+    # deps): each one must be able to append keys.
+    code = (
+        "import threading\n"
+        "from functions.actor_host.app import get_logger\n"
+        "out = []\n"
+        "threads = [threading.Thread(target=lambda: out.append(get_logger())) for _ in range(3)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "[logger.thread_safe_append_keys(k=1) for logger in out]\n"
+        "print(len(out))\n"
+    )
+    assert fresh_python(code) == "3"
 
 
 def test_state_moved_underneath_is_not_committed_then_retried() -> None:

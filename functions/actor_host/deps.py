@@ -1,0 +1,68 @@
+"""What the actor host runs on: ``HostDeps`` (stores, runner client, queues, clock) and the
+host's own ports for the runner client and the pool error tracker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from adapters.settings import Settings
+from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
+from core.errors import RunnerPoolError
+from core.models import PoolKey, RunnerConfig
+from core.ports import ActorStore, Clock, MessageStore, RunnerConfigStore, SlotStore
+
+T = TypeVar("T")
+
+
+class RunnerClient(Protocol):
+    """What the host needs from ``adapters.sse_client.AsyncRunnerClient``."""
+
+    def start(
+        self, target: Any, body: dict[str, Any], *, deadline: float | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Any]]: ...
+
+
+class Tracker(Protocol):
+    """What the host needs from ``adapters.tracker.PoolErrorTracker``."""
+
+    def report_error(self, pool: PoolKey, error: RunnerPoolError) -> None: ...
+
+    def report_success(self, pool: PoolKey) -> None: ...
+
+
+@dataclass
+class HostDeps:
+    """Everything an execution touches; ``functions.actor_host.app.deps`` builds the real one."""
+
+    settings: Settings
+    actors: ActorStore
+    messages: MessageStore
+    configs: RunnerConfigStore
+    slots: SlotStore
+    tracker: Tracker
+    runner: Callable[[], RunnerClient]
+    target_for: Callable[[RunnerConfig], Any]
+    queue: SqsMessageQueue | None
+    dlq: SqsDeadLetterQueue | None
+    replies: SqsReplies
+    logger: Any
+    clock: Clock
+    rand: Callable[[], float] = field(default=lambda: __import__("random").random())
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    slot_poll_s: float = 0.2
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=32, thread_name_prefix="actor-host")
+    )
+
+    async def io(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking I/O on the host's pool, keeping this task's log keys (contextvars)."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.executor, call)
