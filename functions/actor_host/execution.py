@@ -18,30 +18,32 @@ from adapters.message_store import RETRYABLE_STATUSES, CommitRefusedError
 from core.actor_status import ActorFacts
 from core.errors import (
     ActorFailed,
-    ExecutionLeaseLostError,
     InternalError,
-    RunnerError,
     RunnerNoResponse,
-    RunnerNoResponseError,
     ServerlessInvalidPayload,
     ServerlessStreamEndedEarly,
-    StoreCommitFailedError,
 )
 from core.events import ErrorsChannel
-from core.execution import (
-    CommitFailed,
-    effective_lifespan_s,
-    fits_deadline,
-    oversized_done,
-    stored_json,
+from core.exceptions import (
+    ExecutionLeaseLostError,
+    RunnerError,
+    RunnerNoResponseError,
+    StoreCommitFailedError,
 )
+from core.execution import CommitFailed, oversized_done, stored_json
 from core.models import (
     TERMINAL_STATUSES,
     ErrorPolicy,
     MessageEnvelope,
     RunnerConfig,
 )
-from core.policy import infra_backoff_s, is_retryable, visibility_timeout_s
+from core.policy import (
+    effective_lifespan_s,
+    fits_deadline,
+    infra_backoff_s,
+    is_retryable,
+    visibility_timeout_s,
+)
 from core.ports import StoredMessage
 from core.protocol import DoneFrame, ErrorFrame, InitFrame, StoppingFrame, start_body
 from functions.actor_host.batch import (

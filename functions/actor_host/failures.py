@@ -19,14 +19,13 @@ from pydantic import JsonValue, ValidationError
 from core.errors import (
     ActorError,
     ActorFailed,
-    ExecutionLeaseLostError,
     InternalError,
-    MissingExecutionIdError,
     OtherActorError,
     PoolErrorView,
     RunnerNoResponse,
     RunnerPoolError,
 )
+from core.exceptions import ExecutionLeaseLostError, MissingExecutionIdError
 from core.execution import ReceiveLimitReached
 from core.models import TERMINAL_STATUSES, ActorRecord, ErrorPolicy, MessageEnvelope
 from core.policy import decide, infra_backoff_s, visibility_timeout_s

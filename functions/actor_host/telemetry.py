@@ -8,8 +8,9 @@ from typing import Literal, TypeAlias
 from pydantic import JsonValue
 
 from adapters.observability import Invocation
-from core.errors import ActorFailed, KitError, RunnerNoResponse, RunnerPoolError
+from core.errors import ActorFailed, RunnerNoResponse, RunnerPoolError
 from core.events import ErrorEvent, ErrorsChannel
+from core.exceptions import KitError
 from core.execution import CommitFailed, ReceiveLimitReached
 from core.ports import Clock
 
