@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,8 +22,9 @@ from core.errors import NoCapacity, RunnerNoResponse, ServerlessHttpError
 from core.models import MessageEnvelope, PoolKey
 from core.ports import ActorExistsError
 from functions.api.app import handle
-from functions.api.routes import ApiDeps
+from functions.api.deps import ApiDeps
 from functions.api.url_check import make_url_check
+from tests.helpers.clock import FakeClock
 from tests.unit.test_api_events import aws_proxy_event, response_header, response_json
 
 SECRET = "Bearer s3cret-value"
@@ -41,35 +42,6 @@ def fake_resolver(host: str, port: int) -> list[str]:
     if host in RESOLVE:
         return RESOLVE[host]
     raise OSError(f"no such host {host}")
-
-
-class VirtualClock:
-    """Monotonic seconds and wall time that only move when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.hooks: list[tuple[float, Callable[[], None]]] = []
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return START + timedelta(seconds=self.t)
-
-    def at(self, when: float, hook: Callable[[], None]) -> None:
-        self.hooks.append((when, hook))
-        self.hooks.sort(key=lambda h: h[0])
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        target = self.t + seconds
-        while self.hooks and self.hooks[0][0] <= target:
-            when, hook = self.hooks.pop(0)
-            self.t = max(self.t, when)
-            hook()
-        self.t = target
 
 
 class RecordingQueue:
@@ -106,7 +78,7 @@ class CountingTracker:
 @dataclass
 class World:
     deps: ApiDeps
-    clock: VirtualClock
+    clock: FakeClock
     tracker: PoolErrorTracker
     counting: CountingTracker
     actors: InMemoryActorStore
@@ -147,7 +119,7 @@ class World:
 
 
 def make_world(**settings: Any) -> World:
-    clock = VirtualClock()
+    clock = FakeClock(START)
     tracker = PoolErrorTracker(
         InMemoryPoolErrorStore(in_lambda=False), clock=clock.now, monotonic=clock.monotonic
     )
@@ -167,8 +139,7 @@ def make_world(**settings: Any) -> World:
         probes=probes,
         check_url=make_url_check(fake_resolver, allow_loopback=True),
         actor_exists_error=ActorExistsError,
-        now=clock.now,
-        clock=clock.monotonic,
+        clock=clock,
         sleep=clock.sleep,
         new_id=lambda: f"id{next(counter)}",
     )
