@@ -52,12 +52,8 @@ def create_actor(body: schemas.ActorIn) -> Response[Any]:
     pool_not_configured(deps, pool)
     now = deps.clock.now()
     record = ActorRecord(
+        **body.model_dump(exclude={"actor_id"}),
         actor_id=body.actor_id or deps.new_id(),
-        namespace=body.namespace,
-        runner_name=body.runner_name,
-        key=body.key,
-        state=body.state,
-        error_policy=body.error_policy,
         created_at=now,
         updated_at=now,
     )

@@ -191,11 +191,7 @@ def get_message(actor_id: Name, message_id: MessageId) -> Response[Any]:
     deps = request_deps(router)
     message = deps.messages.get(actor_id, message_id)
     if message is None:
-        raise ApiError(
-            "message_not_found",
-            f"no message {message_id} for actor {actor_id}",
-            metadata={"actor_id": actor_id, "message_id": message_id},
-        )
+        raise _not_found(actor_id, message_id)
     return answer(200, schemas.MessageView.of(message))
 
 
@@ -233,11 +229,7 @@ def retry_message(actor_id: Name, message_id: MessageId) -> Response[Any]:
     deps = request_deps(router)
     outcome, stored = deps.messages.reopen(actor_id, message_id, now=deps.clock.now())
     if outcome == "missing" or stored is None:
-        raise ApiError(
-            "message_not_found",
-            f"no message {message_id} for actor {actor_id}",
-            metadata={"actor_id": actor_id, "message_id": message_id},
-        )
+        raise _not_found(actor_id, message_id)
     if outcome != "reopened":
         raise ApiError(
             "message_not_retryable",
@@ -256,6 +248,14 @@ def retry_message(actor_id: Name, message_id: MessageId) -> Response[Any]:
     )
     location = {"Location": f"/actors/{actor_id}/messages/{message_id}"}
     return answer(202, schemas.MessageView.of(stored.record), location)
+
+
+def _not_found(actor_id: str, message_id: str) -> ApiError:
+    return ApiError(
+        "message_not_found",
+        f"no message {message_id} for actor {actor_id}",
+        metadata={"actor_id": actor_id, "message_id": message_id},
+    )
 
 
 def _message_id_of(cursor: str) -> str:

@@ -218,9 +218,7 @@ def get_runner_config(namespace: Name, runner_name: Name) -> Response[Any]:
     pool = PoolKey(namespace=namespace, runner_name=runner_name)
     config = deps.runner_configs.get(pool)
     if config is None:
-        raise ApiError(
-            "runner_config_not_found", f"no runner config for {pool.id}", metadata={"pool": pool.id}
-        )
+        raise _not_found(pool)
     return answer(200, schemas.RunnerConfigView.of(config, deps.tracker.active_error(pool)))
 
 
@@ -235,9 +233,7 @@ def delete_runner_config(namespace: Name, runner_name: Name) -> Response[Any]:
     deps = request_deps(router)
     pool = PoolKey(namespace=namespace, runner_name=runner_name)
     if not deps.runner_configs.delete(pool):
-        raise ApiError(
-            "runner_config_not_found", f"no runner config for {pool.id}", metadata={"pool": pool.id}
-        )
+        raise _not_found(pool)
     # Retire what the pool's past left: its tracker error and its probe schedule.
     deps.tracker.retire(pool)
     deps.probes.reset(pool)
@@ -259,6 +255,12 @@ def list_runner_configs(
     statuses = deps.tracker.active_errors([c.pool for c in configs]) if configs else {}
     views = [schemas.RunnerConfigView.of(c, statuses.get(c.pool)) for c in configs]
     return answer(200, schemas.RunnerConfigList(runner_configs=views))
+
+
+def _not_found(pool: PoolKey) -> ApiError:
+    return ApiError(
+        "runner_config_not_found", f"no runner config for {pool.id}", metadata={"pool": pool.id}
+    )
 
 
 def _error_entry(error: Any) -> dict[str, JsonValue]:

@@ -30,6 +30,7 @@ from core.models import (
     ActorRecord,
     ErrorPolicy,
     MessageRecord,
+    PoolKey,
     RunnerConfig,
 )
 
@@ -136,18 +137,15 @@ class RunnerConfigPoolError(BaseModel):
     consecutive_successes: int = Field(description="successes in a row since the last failure")
     stale: bool = Field(description="no failure seen for a while (the tracker's stale_after_s)")
 
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _pool_id(cls, pool: Any) -> Any:
+        return pool.id if isinstance(pool, PoolKey) else pool
+
     @classmethod
     def of(cls, status: PoolErrorStatus) -> RunnerConfigPoolError:
-        """The view of the tracker's status."""
-        return cls(
-            pool=status.pool.id,
-            error=status.error,
-            first_seen=status.first_seen,
-            last_seen=status.last_seen,
-            count=status.count,
-            consecutive_successes=status.consecutive_successes,
-            stale=status.stale,
-        )
+        """The view of the tracker's status (the same fields; the pool as its id)."""
+        return cls.model_validate(status, from_attributes=True)
 
 
 class RunnerConfigView(BaseModel):
@@ -250,23 +248,13 @@ class ActorView(BaseModel):
         """The view of ``actor``, its ``error`` decided with its pool's active error."""
         error = actor_error(actor, status)
         events, dropped = read_errors(actor.extra)
-        return cls(
-            actor_id=actor.actor_id,
-            namespace=actor.namespace,
-            runner_name=actor.runner_name,
-            key=actor.key,
-            state=actor.state,
-            state_version=actor.state_version,
-            status=actor.status,
-            error=error.to_json() if error is not None else None,
-            error_policy=actor.error_policy,
-            errors=(
-                {"events": [e.to_json() for e in events], "dropped": dropped}
-                if events or dropped
-                else None
-            ),
-            created_at=actor.created_at,
-            updated_at=actor.updated_at,
+        errors = {"events": [e.to_json() for e in events], "dropped": dropped}
+        return cls.model_validate(
+            {
+                **dict(actor),  # the record's own fields; the rest (failure_reason, ...) ignored
+                "error": error.to_json() if error is not None else None,
+                "errors": errors if events or dropped else None,
+            }
         )
 
 

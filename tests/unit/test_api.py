@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -880,3 +881,42 @@ def test_the_unmodified_sam_sample_event_gets_an_api_answer(world: World) -> Non
 def test_idempotency_header_is_case_insensitive(ready: World, name: str) -> None:
     answer = ready.call("POST", "/actors/a1/messages", body={"input": 1}, headers={name: "k-1"})
     assert response_json(answer)["message_id"] == "k-1"
+
+
+def _times(value: Any, key: str = "") -> list[tuple[str, Any]]:
+    """Every ``(key, value)`` of ``value`` whose key names a time, at any depth."""
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _times(v, k)]
+    if isinstance(value, list):
+        return [found for item in value for found in _times(item, key)]
+    return [(key, value)] if key.endswith(("_at", "_seen")) and value is not None else []
+
+
+@pytest.mark.parametrize("offset_s", [0.0, 1.000006], ids=["whole_second", "microseconds"])
+def test_every_time_the_api_sends_is_utc_microseconds_and_z(offset_s: float) -> None:
+    w = make_world()
+    w.clock.advance(offset_s)
+    w.put_config()
+    w.create_actor()
+    w.tracker.report_error(POOL, HTTP_503)
+    w.actors.set_failure_reason("a1", NoCapacity())  # its error is now the pool's pool_error
+    headers = {"Idempotency-Key": "m"}
+    answers = [
+        w.call("POST", "/actors/a1/messages", body={"input": 1}, headers=headers),
+        w.call("GET", "/runner-configs/ns/echo"),
+        w.call("GET", "/runner-configs", query={"namespace": "ns"}),
+        w.call("GET", "/actors/a1"),
+        w.call("GET", "/actors", query={"namespace": "ns"}),
+        w.call("GET", "/actors/a1/messages/m"),
+        w.call("GET", "/actors/a1/messages"),
+        post_wait(w),  # 503 actor_runner_failed: metadata.pool_error
+    ]
+    times = [found for answer in answers for found in _times(response_json(answer))]
+    keys = {key for key, _ in times}
+    assert {"created_at", "updated_at", "first_seen", "last_seen"} <= keys
+    expected = (START + timedelta(seconds=offset_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for key, value in times:
+        # (an actor's updated_at after set_failure_reason is the store's own stamp)
+        if key != "updated_at":
+            assert value == expected, (key, value)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", value), (key, value)
