@@ -14,6 +14,7 @@ import pytest
 
 from adapters.actor_store import InMemoryActorStore
 from adapters.message_store import InMemoryMessageStore
+from adapters.observability import Invocation
 from adapters.pool_errors import InMemoryPoolErrorStore
 from adapters.probe_store import InMemoryProbeStore
 from adapters.runner_config_store import InMemoryRunnerConfigStore
@@ -22,7 +23,7 @@ from adapters.tracker import PoolErrorStatus, PoolErrorTracker
 from core.errors import NoCapacity, RunnerNoResponse, ServerlessHttpError
 from core.models import MessageEnvelope, PoolKey
 from core.ports import ActorExistsError
-from functions.api.app import handle
+from functions.api.app import handle, serve, summarize
 from functions.api.deps import ApiDeps
 from functions.api.url_check import make_url_check
 from tests.helpers.clock import FakeClock
@@ -920,3 +921,48 @@ def test_every_time_the_api_sends_is_utc_microseconds_and_z(offset_s: float) -> 
         if key != "updated_at":
             assert value == expected, (key, value)
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", value), (key, value)
+
+
+def _summary(w: World, method: str, path: str, **kw: Any) -> Invocation:
+    event = aws_proxy_event(method, path, **kw)
+    invocation = Invocation("api")
+    summarize(event, serve(event, None, w.deps), invocation)
+    return invocation
+
+
+@pytest.mark.parametrize(
+    ("pool_failing", "code", "metric"),
+    [
+        pytest.param(True, "actor_runner_failed", "GatewayRunnerFailed", id="runner_failed"),
+        pytest.param(False, "actor_ready_timeout", "GatewayReadyTimeout", id="ready_timeout"),
+    ],
+)
+def test_the_gateway_metric_comes_from_the_answer_code(
+    ready: World, pool_failing: bool, code: str, metric: str
+) -> None:
+    if pool_failing:
+        ready.tracker.report_error(POOL, HTTP_503)
+    body = {"input": "hi"}
+    invocation = _summary(ready, "POST", "/actors/a1/messages", body=body, query={"wait": "true"})
+    assert invocation.summary["status_code"] == 503
+    assert invocation.summary["code"] == code
+    assert [(m.name, m.value) for m in invocation.metrics] == [(metric, 1)]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw", "status", "code"),
+    [
+        pytest.param("GET", "/actors/a1", {}, 200, None, id="ok"),
+        pytest.param("GET", "/actors/nobody", {}, 404, "actor_not_found", id="route_error"),
+        pytest.param("GET", "/nowhere", {}, 404, "route_not_found", id="no_route"),
+        pytest.param("POST", "/actors", {"body": {}}, 422, "invalid_request", id="validation"),
+        pytest.param("POST", "/actors", {"raw_body": DEEP}, 422, "json_too_deep", id="screen"),
+    ],
+)
+def test_the_summary_names_the_error_code_and_counts_no_gateway_metric(
+    ready: World, method: str, path: str, kw: dict[str, Any], status: int, code: str | None
+) -> None:
+    invocation = _summary(ready, method, path, **kw)
+    assert invocation.summary["status_code"] == status
+    assert invocation.summary["code"] == code
+    assert invocation.metrics == []
