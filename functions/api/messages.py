@@ -72,7 +72,7 @@ def send_message(
     if not wait or message.status in TERMINAL_STATUSES:
         status = 200 if message.status in TERMINAL_STATUSES else 202
         return answer(status, schemas.MessageView.of(message), location)
-    # The wait runs after the resolver returns (``app.handle``): Powertools' resolver is not
+    # The wait runs after the resolver returns (``app.serve``): Powertools' resolver is not
     # re-entrant, so requests are resolved one at a time while their waits overlap.
     leave_wait(partial(_gateway, deps, actor, message, started, location))
     return answer(202, schemas.MessageView.of(message), location)
