@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -27,32 +27,40 @@ from pydantic import JsonValue
 
 from adapters import observability, snapstart
 from adapters.observability import Invocation
-from core.api_errors import API_ERRORS, ApiError, ApiErrorBody
-from functions.api.routes import ApiDeps, router, take_pending_wait
+from core.api_errors import ApiError, ApiErrorBody
+from functions.api import actors, messages, runner_configs
+from functions.api.deps import ApiDeps
+from functions.api.routing import take_pending_wait
 
 TITLE = "runner-kit API"
 VERSION = "1"
 
 app = APIGatewayRestResolver(enable_validation=True)
-app.include_router(router)
+for _routes in (runner_configs, actors, messages):
+    app.include_router(_routes.router)
+
+_served = threading.local()
+"""The error code of the answer this thread is serving (``serve`` reports it with the answer)."""
 
 
-def _answer(code: str, message: str, metadata: dict[str, JsonValue] | None = None) -> Response[Any]:
-    spec = API_ERRORS[code]
-    body = ApiErrorBody(group=spec.group, code=code, message=message, metadata=metadata or {})
-    return Response(
-        status_code=spec.status, content_type="application/json", body=body.model_dump()
-    )
-
-
-@app.exception_handler(ApiError)  # type: ignore[untyped-decorator]
-def _api_error(exc: ApiError) -> Response[Any]:
+def _error_response(exc: ApiError) -> Response[Any]:
+    # Every error answer is built here: its code is known without reading the body back.
+    _served.code = exc.code
     return Response(
         status_code=exc.status,
         content_type="application/json",
         body=exc.body.model_dump(),
         headers=exc.headers or None,
     )
+
+
+@app.exception_handler(ApiError)  # type: ignore[untyped-decorator]
+def _api_error(exc: ApiError) -> Response[Any]:
+    return _error_response(exc)
+
+
+def _answer(code: str, message: str, metadata: dict[str, JsonValue] | None = None) -> Response[Any]:
+    return _error_response(ApiError(code, message, metadata=metadata))
 
 
 @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
@@ -217,37 +225,54 @@ _RESOLVE_LOCK = threading.Lock()
 (one per Lambda anyway; ``runner-kit local`` serves threads). Gateway waits run outside it."""
 
 
+@dataclass(frozen=True)
+class Served:
+    """One request's proxy answer and, if it is an error answer, its code."""
+
+    answer: dict[str, Any]
+    code: str | None = None
+
+
 def handle(event: dict[str, Any], context: Any, deps: ApiDeps) -> dict[str, Any]:
     """Serve one API Gateway proxy event with ``deps`` (unit tests pass in-memory ones)."""
+    return serve(event, context, deps).answer
+
+
+def serve(event: dict[str, Any], context: Any, deps: ApiDeps) -> Served:
+    """``handle``, with the answer's error code (for the summary and the gateway metrics)."""
+    _served.code = None
     try:
         refused = screen_body(event)
         if refused is not None:
-            return _error_proxy(refused)
+            return Served(_error_proxy(refused), _served.code)
         event = _json_content_type(event)
         with _RESOLVE_LOCK:
             take_pending_wait()  # nothing stale from an earlier failed request
             app.append_context(deps=deps)  # type: ignore[no-untyped-call]
             answer = app.resolve(event, context)
             wait = take_pending_wait()
-        if wait is None:
-            return answer
-        try:
-            response = wait(_remaining_s(context))
-        except ApiError as exc:
-            response = _api_error(exc)
-        return _proxy_answer(response)
+        if wait is not None:
+            try:
+                response = wait(_remaining_s(context))
+            except ApiError as exc:
+                response = _error_response(exc)
+            answer = _proxy_answer(response)
+        return Served(answer, _served.code)
     except Exception:
         # A bug: log it, answer 500 in the API's shape (never a stack trace to the client).
         observability.get_logger(SERVICE).exception("unhandled error in the API")
         body = ApiErrorBody(
             group="server", code="server_error", message="internal error; see the logs"
         )
-        return {
-            "statusCode": 500,
-            "headers": {"Content-Type": "application/json"},
-            "body": body.model_dump_json(),
-            "isBase64Encoded": False,
-        }
+        return Served(
+            {
+                "statusCode": 500,
+                "headers": {"Content-Type": "application/json"},
+                "body": body.model_dump_json(),
+                "isBase64Encoded": False,
+            },
+            body.code,
+        )
 
 
 def _remaining_s(context: Any) -> float | None:
@@ -282,6 +307,7 @@ def deps() -> ApiDeps:
     import boto3
 
     from adapters.actor_store import DynamoDBActorStore
+    from adapters.clock import SYSTEM_CLOCK
     from adapters.message_store import DynamoDBMessageStore
     from adapters.probe_store import DynamoDBProbeStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
@@ -303,8 +329,7 @@ def deps() -> ApiDeps:
         probes=DynamoDBProbeStore(settings.pool_probes_table, dynamodb),
         check_url=make_url_check(_resolve, allow_loopback=not settings.in_lambda),
         actor_exists_error=ActorExistsError,
-        now=lambda: datetime.now(UTC),
-        clock=time.monotonic,
+        clock=SYSTEM_CLOCK,
         sleep=time.sleep,
         new_id=lambda: uuid.uuid4().hex,
     )
@@ -341,19 +366,13 @@ def log_keys(event: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def summarize(event: dict[str, Any], answer: dict[str, Any], invocation: Invocation) -> None:
+def summarize(event: dict[str, Any], served: Served, invocation: Invocation) -> None:
     """The invocation summary (method, path, status, error code) and the gateway's metrics."""
-    status = answer.get("statusCode")
-    code = None
-    if isinstance(status, int) and status >= 400:
-        try:
-            code = json.loads(answer.get("body") or "{}").get("code")
-        except (ValueError, AttributeError):
-            code = None
+    status = served.answer.get("statusCode")
     invocation.summary.update(
-        method=event.get("httpMethod"), path=event.get("path"), status_code=status, code=code
+        method=event.get("httpMethod"), path=event.get("path"), status_code=status, code=served.code
     )
-    name = _GATEWAY_METRICS.get(code) if status == 503 and isinstance(code, str) else None
+    name = _GATEWAY_METRICS.get(served.code) if served.code is not None else None
     if name is not None:
         invocation.metric(name, 1)
 
@@ -365,9 +384,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _invoke(event: dict[str, Any], context: Any, invocation: Invocation) -> dict[str, Any]:
-    answer = handle(event, context, deps())
-    summarize(event, answer, invocation)
-    return answer
+    served = serve(event, context, deps())
+    summarize(event, served, invocation)
+    return served.answer
 
 
 # SnapStart: build deps() into the snapshot, rebuild clients after each restore.

@@ -4,11 +4,38 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
-from core.models import MAX_REQUEST_LIFESPAN_S, NAME_PATTERN, SECRET_ARN_PATTERN, ErrorPolicy
+from adapters.dynamodb.items import format_time
+from core.actor_status import ActorFacts
+from core.actor_status import actor_error as actor_error_rule
+from core.errors import ActorError, PoolErrorField, PoolErrorView
+from core.events import read_errors
+from core.models import (
+    MAX_REQUEST_LIFESPAN_S,
+    NAME_PATTERN,
+    REDACTED,
+    SECRET_ARN_PATTERN,
+    ActorRecord,
+    ErrorPolicy,
+    MessageRecord,
+    PoolKey,
+    RunnerConfig,
+)
+
+if TYPE_CHECKING:
+    from adapters.tracker import PoolErrorStatus
 
 MAX_JSON_BYTES = 256 * 1024
 """Cap on a message's ``input`` and an actor's ``state`` as JSON: they live in DynamoDB items
@@ -30,6 +57,22 @@ REPLY_TO_PATTERN = r"^(https?://[^\s/]+/[0-9]{12}/)?[A-Za-z0-9_-]{1,80}(\.fifo)?
 
 MESSAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 """Client-chosen message ids (``Idempotency-Key``): safe in URLs, SQS dedup ids and logs."""
+
+ApiTime = Annotated[
+    datetime,
+    PlainSerializer(format_time, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""Every time the API sends: UTC, microseconds, ``Z`` (``2026-01-02T03:04:05.000006Z``)."""
+
+
+def _none(value: Any) -> bool:
+    return value is None
+
+
+def _omitted_when_none(**kw: Any) -> Any:
+    """A field left out of the JSON when it has no value (``default`` is ``None``)."""
+    return Field(default=None, exclude_if=_none, **kw)
 
 
 class ErrorPolicyIn(ErrorPolicy):
@@ -83,6 +126,28 @@ class RunnerConfigIn(BaseModel):
 DEFAULT_REQUEST_LIFESPAN_S = 300
 
 
+class RunnerConfigPoolError(BaseModel):
+    """A pool's active error as a runner config (and the gateway's 503) shows it."""
+
+    pool: str = Field(description="namespace/runner_name")
+    error: PoolErrorField
+    first_seen: ApiTime
+    last_seen: ApiTime
+    count: int
+    consecutive_successes: int = Field(description="successes in a row since the last failure")
+    stale: bool = Field(description="no failure seen for a while (the tracker's stale_after_s)")
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _pool_id(cls, pool: Any) -> Any:
+        return pool.id if isinstance(pool, PoolKey) else pool
+
+    @classmethod
+    def of(cls, status: PoolErrorStatus) -> RunnerConfigPoolError:
+        """The view of the tracker's status (the same fields; the pool as its id)."""
+        return cls.model_validate(status, from_attributes=True)
+
+
 class RunnerConfigView(BaseModel):
     """A runner config as the API shows it: header values redacted, the pool's active error."""
 
@@ -100,10 +165,20 @@ class RunnerConfigView(BaseModel):
     runners_margin: int
     allow_private_network: bool
     error_policy: ErrorPolicy
-    updated_at: datetime | None = None
-    pool_error: dict[str, JsonValue] | None = Field(
-        default=None, description="the pool's active error; omitted when healthy"
+    updated_at: ApiTime | None = None
+    pool_error: RunnerConfigPoolError | None = _omitted_when_none(
+        description="the pool's active error; omitted when healthy"
     )
+
+    @classmethod
+    def of(cls, config: RunnerConfig, status: PoolErrorStatus | None) -> RunnerConfigView:
+        """The view of ``config``, with its pool's active error (``status``) if any."""
+        fields = config.model_dump(exclude={"headers"})
+        return cls(
+            **fields,
+            headers={name: REDACTED for name in config.headers},
+            pool_error=RunnerConfigPoolError.of(status) if status is not None else None,
+        )
 
 
 class RunnerConfigList(BaseModel):
@@ -129,29 +204,58 @@ class ActorIn(BaseModel):
     _state_size = field_validator("state")(_json_size)
 
 
+def actor_error(actor: ActorRecord, status: PoolErrorStatus | None) -> ActorError | None:
+    """The actor's API ``error``: the one rule of ``core.actor_status`` over its stored facts,
+    with the pool's active error (``status``) as the ``pool_error`` it may show."""
+    pool_error = (
+        PoolErrorView(
+            error=status.error,
+            first_seen=format_time(status.first_seen),
+            last_seen=format_time(status.last_seen),
+            count=status.count,
+        )
+        if status is not None
+        else None
+    )
+    return actor_error_rule(ActorFacts.of(actor), pool_error)
+
+
 class ActorView(BaseModel):
-    """An actor; ``error`` is omitted when there is none."""
+    """An actor; keys with no value (``error`` in particular) are omitted, except ``state``."""
 
     actor_id: str
     namespace: str
     runner_name: str
-    key: str | None = None
+    key: str | None = _omitted_when_none()
     state: JsonValue = None
     state_version: int
     status: str
-    error: dict[str, JsonValue] | None = Field(
-        default=None,
+    error: dict[str, JsonValue] | None = _omitted_when_none(
         description=(
             "why the actor's work is not running now (docs/api.md): pool_error | no_capacity |"
             " runner_no_response | actor_failed; omitted when there is none"
         ),
     )
-    error_policy: ErrorPolicy | None = None
-    errors: dict[str, JsonValue] | None = Field(
-        default=None, description="recent error events: {events: [...], dropped: n}"
+    error_policy: ErrorPolicy | None = _omitted_when_none()
+    errors: dict[str, JsonValue] | None = _omitted_when_none(
+        description="recent error events: {events: [...], dropped: n}"
     )
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: ApiTime | None = _omitted_when_none()
+    updated_at: ApiTime | None = _omitted_when_none()
+
+    @classmethod
+    def of(cls, actor: ActorRecord, status: PoolErrorStatus | None) -> ActorView:
+        """The view of ``actor``, its ``error`` decided with its pool's active error."""
+        error = actor_error(actor, status)
+        events, dropped = read_errors(actor.extra)
+        errors = {"events": [e.to_json() for e in events], "dropped": dropped}
+        return cls.model_validate(
+            {
+                **dict(actor),  # the record's own fields; the rest (failure_reason, ...) ignored
+                "error": error.to_json() if error is not None else None,
+                "errors": errors if events or dropped else None,
+            }
+        )
 
 
 class ActorList(BaseModel):
@@ -178,7 +282,9 @@ class MessageIn(BaseModel):
 
 
 class MessageView(BaseModel):
-    """A message and what became of it."""
+    """A message and what became of it (every key is sent, ``null`` when unset)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     actor_id: str
     message_id: str
@@ -190,11 +296,16 @@ class MessageView(BaseModel):
     disposition: str | None = None
     runner_id: str | None = None
     reply_to: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    next_attempt_at: datetime | None = None
+    created_at: ApiTime | None = None
+    updated_at: ApiTime | None = None
+    started_at: ApiTime | None = None
+    finished_at: ApiTime | None = None
+    next_attempt_at: ApiTime | None = None
+
+    @classmethod
+    def of(cls, message: MessageRecord) -> MessageView:
+        """The view of ``message``."""
+        return cls.model_validate(message)
 
 
 class MessageList(BaseModel):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from core.models import PoolKey
@@ -22,6 +21,7 @@ def _deps(table: str) -> Any:
     import boto3
 
     from adapters.actor_store import InMemoryActorStore
+    from adapters.clock import SYSTEM_CLOCK
     from adapters.message_store import InMemoryMessageStore
     from adapters.pool_errors import InMemoryPoolErrorStore
     from adapters.probe_store import InMemoryProbeStore
@@ -29,7 +29,7 @@ def _deps(table: str) -> Any:
     from adapters.settings import Settings
     from adapters.tracker import PoolErrorTracker
     from core.ports import ActorExistsError
-    from functions.api.routes import ApiDeps
+    from functions.api.deps import ApiDeps
 
     actors = InMemoryActorStore(in_lambda=False)
     return ApiDeps(
@@ -42,8 +42,7 @@ def _deps(table: str) -> Any:
         probes=InMemoryProbeStore(),
         check_url=lambda url, allow: None,
         actor_exists_error=ActorExistsError,
-        now=lambda: datetime.now(UTC),
-        clock=time.monotonic,
+        clock=SYSTEM_CLOCK,
         sleep=time.sleep,
         new_id=lambda: "x",
     )

@@ -490,7 +490,7 @@ def test_iam_is_derived_from_the_code(template: dict[str, Any]) -> None:
 
 def test_a_new_call_in_the_code_needs_a_grant(template: dict[str, Any], tmp_path: Path) -> None:
     root = _code_copy(tmp_path)
-    routes = root / "functions" / "api" / "routes.py"
+    routes = root / "functions" / "api" / "actors.py"
     routes.write_text(routes.read_text() + "\n\ndef _peek(deps):\n    return deps.probes.get(1)\n")
     derived = iam.derived_grants(template, root=root)
     violations = tc.check_iam_least_privilege(template, derived=derived)
@@ -501,7 +501,7 @@ def test_a_call_the_derivation_cannot_follow_fails(
     template: dict[str, Any], tmp_path: Path
 ) -> None:
     root = _code_copy(tmp_path)
-    routes = root / "functions" / "api" / "routes.py"
+    routes = root / "functions" / "api" / "actors.py"
     routes.write_text(routes.read_text() + "\n\ndef _x(deps):\n    return deps.actors.nope()\n")
     with pytest.raises(iam.DerivationError, match="DynamoDBActorStore has no method nope"):
         iam.derived_grants(template, root=root)

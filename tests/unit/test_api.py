@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from adapters.actor_store import InMemoryActorStore
 from adapters.message_store import InMemoryMessageStore
+from adapters.observability import Invocation
 from adapters.pool_errors import InMemoryPoolErrorStore
 from adapters.probe_store import InMemoryProbeStore
 from adapters.runner_config_store import InMemoryRunnerConfigStore
@@ -21,9 +23,10 @@ from adapters.tracker import PoolErrorStatus, PoolErrorTracker
 from core.errors import NoCapacity, RunnerNoResponse, ServerlessHttpError
 from core.models import MessageEnvelope, PoolKey
 from core.ports import ActorExistsError
-from functions.api.app import handle
-from functions.api.routes import ApiDeps
+from functions.api.app import handle, serve, summarize
+from functions.api.deps import ApiDeps
 from functions.api.url_check import make_url_check
+from tests.helpers.clock import FakeClock
 from tests.unit.test_api_events import aws_proxy_event, response_header, response_json
 
 SECRET = "Bearer s3cret-value"
@@ -41,35 +44,6 @@ def fake_resolver(host: str, port: int) -> list[str]:
     if host in RESOLVE:
         return RESOLVE[host]
     raise OSError(f"no such host {host}")
-
-
-class VirtualClock:
-    """Monotonic seconds and wall time that only move when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.hooks: list[tuple[float, Callable[[], None]]] = []
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return START + timedelta(seconds=self.t)
-
-    def at(self, when: float, hook: Callable[[], None]) -> None:
-        self.hooks.append((when, hook))
-        self.hooks.sort(key=lambda h: h[0])
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        target = self.t + seconds
-        while self.hooks and self.hooks[0][0] <= target:
-            when, hook = self.hooks.pop(0)
-            self.t = max(self.t, when)
-            hook()
-        self.t = target
 
 
 class RecordingQueue:
@@ -106,7 +80,7 @@ class CountingTracker:
 @dataclass
 class World:
     deps: ApiDeps
-    clock: VirtualClock
+    clock: FakeClock
     tracker: PoolErrorTracker
     counting: CountingTracker
     actors: InMemoryActorStore
@@ -147,7 +121,7 @@ class World:
 
 
 def make_world(**settings: Any) -> World:
-    clock = VirtualClock()
+    clock = FakeClock(START)
     tracker = PoolErrorTracker(
         InMemoryPoolErrorStore(in_lambda=False), clock=clock.now, monotonic=clock.monotonic
     )
@@ -167,8 +141,7 @@ def make_world(**settings: Any) -> World:
         probes=probes,
         check_url=make_url_check(fake_resolver, allow_loopback=True),
         actor_exists_error=ActorExistsError,
-        now=clock.now,
-        clock=clock.monotonic,
+        clock=clock,
         sleep=clock.sleep,
         new_id=lambda: f"id{next(counter)}",
     )
@@ -909,3 +882,87 @@ def test_the_unmodified_sam_sample_event_gets_an_api_answer(world: World) -> Non
 def test_idempotency_header_is_case_insensitive(ready: World, name: str) -> None:
     answer = ready.call("POST", "/actors/a1/messages", body={"input": 1}, headers={name: "k-1"})
     assert response_json(answer)["message_id"] == "k-1"
+
+
+def _times(value: Any, key: str = "") -> list[tuple[str, Any]]:
+    """Every ``(key, value)`` of ``value`` whose key names a time, at any depth."""
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _times(v, k)]
+    if isinstance(value, list):
+        return [found for item in value for found in _times(item, key)]
+    return [(key, value)] if key.endswith(("_at", "_seen")) and value is not None else []
+
+
+@pytest.mark.parametrize("offset_s", [0.0, 1.000006], ids=["whole_second", "microseconds"])
+def test_every_time_the_api_sends_is_utc_microseconds_and_z(offset_s: float) -> None:
+    w = make_world()
+    w.clock.advance(offset_s)
+    w.put_config()
+    w.create_actor()
+    w.tracker.report_error(POOL, HTTP_503)
+    w.actors.set_failure_reason("a1", NoCapacity())  # its error is now the pool's pool_error
+    headers = {"Idempotency-Key": "m"}
+    answers = [
+        w.call("POST", "/actors/a1/messages", body={"input": 1}, headers=headers),
+        w.call("GET", "/runner-configs/ns/echo"),
+        w.call("GET", "/runner-configs", query={"namespace": "ns"}),
+        w.call("GET", "/actors/a1"),
+        w.call("GET", "/actors", query={"namespace": "ns"}),
+        w.call("GET", "/actors/a1/messages/m"),
+        w.call("GET", "/actors/a1/messages"),
+        post_wait(w),  # 503 actor_runner_failed: metadata.pool_error
+    ]
+    times = [found for answer in answers for found in _times(response_json(answer))]
+    keys = {key for key, _ in times}
+    assert {"created_at", "updated_at", "first_seen", "last_seen"} <= keys
+    expected = (START + timedelta(seconds=offset_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for key, value in times:
+        # (an actor's updated_at after set_failure_reason is the store's own stamp)
+        if key != "updated_at":
+            assert value == expected, (key, value)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", value), (key, value)
+
+
+def _summary(w: World, method: str, path: str, **kw: Any) -> Invocation:
+    event = aws_proxy_event(method, path, **kw)
+    invocation = Invocation("api")
+    summarize(event, serve(event, None, w.deps), invocation)
+    return invocation
+
+
+@pytest.mark.parametrize(
+    ("pool_failing", "code", "metric"),
+    [
+        pytest.param(True, "actor_runner_failed", "GatewayRunnerFailed", id="runner_failed"),
+        pytest.param(False, "actor_ready_timeout", "GatewayReadyTimeout", id="ready_timeout"),
+    ],
+)
+def test_the_gateway_metric_comes_from_the_answer_code(
+    ready: World, pool_failing: bool, code: str, metric: str
+) -> None:
+    if pool_failing:
+        ready.tracker.report_error(POOL, HTTP_503)
+    body = {"input": "hi"}
+    invocation = _summary(ready, "POST", "/actors/a1/messages", body=body, query={"wait": "true"})
+    assert invocation.summary["status_code"] == 503
+    assert invocation.summary["code"] == code
+    assert [(m.name, m.value) for m in invocation.metrics] == [(metric, 1)]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw", "status", "code"),
+    [
+        pytest.param("GET", "/actors/a1", {}, 200, None, id="ok"),
+        pytest.param("GET", "/actors/nobody", {}, 404, "actor_not_found", id="route_error"),
+        pytest.param("GET", "/nowhere", {}, 404, "route_not_found", id="no_route"),
+        pytest.param("POST", "/actors", {"body": {}}, 422, "invalid_request", id="validation"),
+        pytest.param("POST", "/actors", {"raw_body": DEEP}, 422, "json_too_deep", id="screen"),
+    ],
+)
+def test_the_summary_names_the_error_code_and_counts_no_gateway_metric(
+    ready: World, method: str, path: str, kw: dict[str, Any], status: int, code: str | None
+) -> None:
+    invocation = _summary(ready, method, path, **kw)
+    assert invocation.summary["status_code"] == status
+    assert invocation.summary["code"] == code
+    assert invocation.metrics == []
