@@ -460,7 +460,7 @@ def _sink(buffer: io.StringIO) -> Callable[[str], None]:
 
 
 def _closed_port() -> int:
-    from infra.moto_server import free_port
+    from infra.serving import free_port
 
     return free_port()
 

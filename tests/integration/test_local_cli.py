@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from infra.local_stack import LocalStack, default_dev_port, walkthrough
-from infra.moto_server import free_port
+from infra.serving import free_port
 from tests.integration.test_local_stack import wait_for
 
 pytestmark = pytest.mark.integration
