@@ -18,7 +18,8 @@ from adapters.sse_client import AsyncRunnerClient, RunnerClient, StartLimits, St
 from core.errors import RunnerError, RunnerNoResponseError, ServerlessHttpError
 from core.models import PoolKey
 from core.protocol import DoneFrame, Frame, InitFrame, start_body
-from infra.dev_runner import FAULTS, DevRunner, describe_fault, is_fault
+from infra.dev_faults import FAULTS, describe_fault, is_fault
+from infra.dev_runner import DevRunner
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local_stack import LocalStack, default_dev_port, walkthrough
+from infra.local.stack import LocalStack, default_dev_port, walkthrough
 from infra.serving import free_port
 from tests.integration.test_local_stack import wait_for
 

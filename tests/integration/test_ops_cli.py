@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 from infra.moto_server import LOCAL_CREDENTIALS
 from tests.integration.test_local_stack import http, wait_for
 from tests.sigv4 import verify_sigv4
