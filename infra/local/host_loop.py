@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from infra.local.lambda_runtime import ACCOUNT_ID, REGION
@@ -63,30 +64,20 @@ def failed_ids(response: Any, records: list[dict[str, Any]]) -> set[str]:
     return {i for i in ids if isinstance(i, str)}
 
 
+@dataclass
 class SqsPoller:
     """One function's event source mapping; several threads may run it (one receive at a time)."""
 
-    def __init__(
-        self,
-        spec: FunctionSpec,
-        queue_url: str,
-        sqs: Any,
-        invoke: Callable[[dict[str, Any]], Any],
-        *,
-        stop: threading.Event,
-        log: Callable[[str], None],
-        poll_wait_s: float = 1.0,
-    ) -> None:
-        self.spec = spec
-        self.queue_url = queue_url
-        self.sqs = sqs
-        self.invoke = invoke
-        self.stop = stop
-        self.log = log
-        self.poll_wait_s = poll_wait_s
-        self.batches = 0
-        self._receive_lock = threading.Lock()
-        self._count_lock = threading.Lock()
+    spec: FunctionSpec
+    queue_url: str
+    sqs: Any
+    invoke: Callable[[dict[str, Any]], Any]
+    stop: threading.Event
+    log: Callable[[str], None]
+    poll_wait_s: float = 1.0
+    batches: int = 0
+    _receive_lock: threading.Lock = field(default_factory=threading.Lock)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def queue_arn(self) -> str:

@@ -6,25 +6,19 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 
+@dataclass
 class Ticker:
     """Invokes a scheduled function every ``every_s`` seconds until ``stop`` is set."""
 
-    def __init__(
-        self,
-        invoke: Callable[[dict[str, Any]], Any],
-        every_s: float,
-        *,
-        stop: threading.Event,
-        log: Callable[[str], None],
-    ) -> None:
-        self.invoke = invoke
-        self.every_s = every_s
-        self.stop = stop
-        self.log = log
-        self.ticks = 0
+    invoke: Callable[[dict[str, Any]], Any]
+    every_s: float
+    stop: threading.Event
+    log: Callable[[str], None]
+    ticks: int = 0
 
     def tick_once(self) -> Any:
         """One scheduled invocation (EventBridge Scheduler sends an empty event)."""

@@ -132,13 +132,13 @@ class LocalStack(Service):
         self.environ: dict[str, str] = {}
         self.api_server: ApiServer | None = None
         self.poller: SqsPoller | None = None
+        self._stop = threading.Event()
         self.ticker = Ticker(
             lambda event: self.invoke(POOL_MANAGER_FUNCTION, event),
             tick_s,
-            stop=threading.Event(),
+            stop=self._stop,
             log=self._log,
         )
-        self._stop = self.ticker.stop
         self._saved_env: dict[str, str | None] = {}
         self._threads: list[threading.Thread] = []
 
