@@ -151,6 +151,15 @@ class FaultStream(BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.close_connection = True
 
+    def _empty(self, status: int, header: str, value: str) -> None:
+        """An answer without a body, with one header of its own; the connection closes."""
+        self.send_response(status)
+        self.send_header(header, value)
+        self.send_header("content-length", "0")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
     def _json(self, status: int, value: Any) -> None:
         self._plain(status, json.dumps(value), "application/json")
 
@@ -247,19 +256,9 @@ class FaultStream(BaseHTTPRequestHandler):
         elif fault == "wrong_content_type":
             self._plain(200, "<html><body>not an event stream</body></html>", "text/html")
         elif fault == "empty_body":
-            self.send_response(200)
-            self.send_header("content-type", EVENT_STREAM)
-            self.send_header("content-length", "0")
-            self.send_header("connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self._empty(200, "content-type", EVENT_STREAM)
         elif fault == "redirect_metadata":
-            self.send_response(302)
-            self.send_header("location", METADATA_REDIRECT)
-            self.send_header("content-length", "0")
-            self.send_header("connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self._empty(302, "location", METADATA_REDIRECT)
         elif fault == "cut_mid_chunk":
             self._begin_stream()
             event = message_event(self._init())

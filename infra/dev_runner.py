@@ -190,11 +190,11 @@ class DevRunner(Service):
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        hang_s: float = 30.0,
-        slow_init_s: float = 10.0,
-        ping_interval_s: float = 0.05,
-        keepalive_s: float = 0.5,
-        oversized_bytes: int = 1024 * 1024 + 65536,
+        hang_s: float = FaultTimings.hang_s,
+        slow_init_s: float = FaultTimings.slow_init_s,
+        ping_interval_s: float = FaultTimings.ping_interval_s,
+        keepalive_s: float = FaultTimings.keepalive_s,
+        oversized_bytes: int = FaultTimings.oversized_bytes,
     ) -> None:
         self.host = host
         self.port = port
