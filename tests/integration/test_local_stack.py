@@ -14,9 +14,10 @@ import pytest
 
 from infra.local.host_loop import failed_ids
 from infra.local.http import api_gateway_event
-from infra.local.lambda_runtime import ACTOR_HOST_FUNCTION
+from infra.local.lambda_runtime import ACTOR_HOST_FUNCTION, LambdaContext
 from infra.local.stack import LocalStack
 from infra.template import function_specs, queue_specs
+from tests.helpers.clock import T0, FakeClock
 
 WAIT_S = 30.0
 
@@ -76,6 +77,21 @@ def test_api_event_has_the_rest_proxy_shape() -> None:
     assert event["requestContext"]["stage"] == "local"
     assert json.loads(event["body"]) == {"input": 1}
     assert event["isBase64Encoded"] is False
+
+
+def test_api_event_time_is_the_clock_s() -> None:
+    event = api_gateway_event("GET", "/actors", {}, b"", clock=FakeClock())
+    assert event["requestContext"]["requestTimeEpoch"] == int(T0.timestamp() * 1000)
+
+
+def test_the_lambda_context_counts_down_on_its_clock() -> None:
+    clock = FakeClock()
+    context = LambdaContext("runner-kit-local-x", 128, timeout_s=10, clock=clock)
+    assert context.get_remaining_time_in_millis() == 10_000
+    clock.advance(2.5)
+    assert context.get_remaining_time_in_millis() == 7_500
+    clock.advance(60)
+    assert context.get_remaining_time_in_millis() == 0
 
 
 def test_function_specs_come_from_the_template() -> None:
