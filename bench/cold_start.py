@@ -38,7 +38,7 @@ from typing import Final
 ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from infra.local_stack import function_specs  # noqa: E402
+from infra.template import function_specs  # noqa: E402
 
 GOALS: Final = {"api": 2.0, "pool_manager": 2.0, "actor_host": 2.5}
 BASELINE: Final = "import boto3"

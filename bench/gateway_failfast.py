@@ -49,7 +49,7 @@ def _event(method: str, path: str, body: Any, query: dict[str, str] | None = Non
     """A REST proxy event as the deployed API (and ``runner-kit local``) sends it."""
     from urllib.parse import urlencode
 
-    from infra.local_stack import api_gateway_event
+    from infra.local.http import api_gateway_event
 
     raw_path = f"{path}?{urlencode(query)}" if query else path
     headers = {"content-type": "application/json"}

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -222,18 +221,8 @@ class ApiClient:
             headers={"accept": "application/json"},
         )
 
-    def __enter__(self) -> ApiClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
+        """Close the connection pool (``with contextlib.closing(client):``)."""
         self._http.close()
 
     def get(self, path: str, params: Mapping[str, str | int | None] | None = None) -> Any:

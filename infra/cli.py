@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(verbose=args.verbose)
     if args.command == "local":
-        from infra.local_stack import main as local_main
+        from infra.local.command import main as local_main
 
         return local_main(api_port=args.port, tick_s=args.tick, dev_port=args.dev_port)
     if args.command in operator_parsers:

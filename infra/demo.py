@@ -10,26 +10,25 @@
 6. the errors channel of the actor that saw the failures.
 
 Everything talks HTTP to the local API, exactly as a client of the deployed API would (minus IAM
-signing). Parts other engineers have not landed yet are reported as such, and the demo still
-exits 0; a part that is built but does not behave makes it exit 1.
+signing). It exits 0 when every step showed what it should, 1 when one did not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
-import importlib.util
 import io
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
+
+from infra.demo_tools import Answer, Api, Out, brief, pool_error_text, wait_until
+from infra.dev_runner import DevRunner
+from infra.local.stack import LocalStack
+from infra.serving import free_port
 
 NAMESPACE: Final = "demo"
 THRESHOLD: Final = 3
@@ -56,121 +55,23 @@ FAULT_KINDS: Final = (
     ("pings_forever", "pings, never init"),
     ("redirect_metadata", "302 to 169.254.169.254"),
 )
-PARTS: Final = {
-    "api": "functions.api.app",
-    "actor_host": "functions.actor_host.app",
-    "pool_manager": "functions.pool_manager.app",
-    "dev runner": "infra.dev_runner",
-}
-
-
-# ---------------------------------------------------------------------------- output
-
-
-class Out:
-    """Readable lines; counts expectations that failed."""
-
-    def __init__(self, write: Callable[[str], None]) -> None:
-        self.write = write
-        self.failed: list[str] = []
-        self.skipped: list[str] = []
-
-    def step(self, n: int, total: int, title: str) -> None:
-        self.write(f"\n[{n}/{total}] {title}")
-
-    def line(self, text: str) -> None:
-        self.write(f"      {text}")
-
-    def ok(self, text: str) -> None:
-        self.write(f"   ok {text}")
-
-    def bad(self, text: str) -> None:
-        self.failed.append(text)
-        self.write(f"  BAD {text}")
-
-    def skip(self, text: str) -> None:
-        self.skipped.append(text)
-        self.write(f" SKIP {text}")
-
-
-def brief(value: Any, limit: int = 110) -> str:
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def pool_error_text(error: Any) -> str:
-    """``serverless_http_error 503``, ``pool_error: serverless_connection_error/content_type``."""
-    if not isinstance(error, dict):
-        return str(error)
-    prefix = "pool_error: " if error.get("code") == "pool_error" else ""
-    inner = error
-    while isinstance(inner.get("error"), dict):  # pool_error{error: {error?: RunnerPoolError}}
-        inner = inner["error"]
-    code = str(inner.get("code"))
-    if "reason" in inner:
-        return f"{prefix}{code}/{inner['reason']}"
-    if "status_code" in inner:
-        return f"{prefix}{code} {inner['status_code']}"
-    return prefix + code
-
-
-# ---------------------------------------------------------------------------- HTTP
-
-
-@dataclass
-class Answer:
-    status: int
-    body: Any
-    headers: dict[str, str]
-    seconds: float
-
-
-@dataclass
-class Api:
-    base: str
-    calls: int = field(default=0)
-
-    def call(self, method: str, path: str, body: Any = None, timeout: float = 60) -> Answer:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)  # noqa: S310
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        started = time.monotonic()
-        self.calls += 1
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
-                raw, status, headers = resp.read(), resp.status, dict(resp.headers)
-        except urllib.error.HTTPError as err:
-            raw, status, headers = err.read(), err.code, dict(err.headers)
-        seconds = time.monotonic() - started
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw.decode("utf-8", "replace")
-        return Answer(status, parsed, headers, seconds)
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float, every_s: float = 0.2) -> Any:
-    """The first truthy value of ``check()``, or None after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(every_s)
 
 
 # ---------------------------------------------------------------------------- the story
 
 
 class Story:
+    """The six steps, told through the API of a started ``LocalStack`` with its dev runner."""
+
     TOTAL = 6
 
-    def __init__(self, stack: Any, out: Out) -> None:
+    def __init__(self, stack: LocalStack, out: Out) -> None:
+        if stack.dev_runner is None:
+            raise ValueError("the demo needs the stack's dev runner")
         self.stack = stack
         self.out = out
         self.api = Api(stack.api_url)
-        self.runner = stack.dev_runner
+        self.runner: DevRunner = stack.dev_runner
         self.actor_id = ""
         self.failed_message: str | None = None
         self.narrow_actors: tuple[str, ...] = ()
@@ -196,11 +97,11 @@ class Story:
 
     def pool_error(self, runner_name: str) -> Any:
         answer = self.api.call("GET", f"/runner-configs/{NAMESPACE}/{runner_name}")
-        return answer.body.get("pool_error") if isinstance(answer.body, dict) else None
+        return answer.fields.get("pool_error")
 
     def message(self, actor_id: str, message_id: str) -> dict[str, Any]:
         answer = self.api.call("GET", f"/actors/{actor_id}/messages/{message_id}")
-        return answer.body if isinstance(answer.body, dict) else {}
+        return answer.fields
 
     # steps
 
@@ -216,7 +117,7 @@ class Story:
         self.actor_id = self.create_actor("echo", state={"count": 0})
         self.out.ok(f"POST /actors -> {self.actor_id}")
         answer = self.send(self.actor_id, {"hello": "world"}, wait=True)
-        body = answer.body if isinstance(answer.body, dict) else {}
+        body = answer.fields
         if answer.status == 200 and body.get("status") == "succeeded":
             self.out.ok(
                 f"POST .../messages?wait=true -> 200 succeeded in {answer.seconds:.2f} s, "
@@ -253,7 +154,7 @@ class Story:
         self.runner.set_fault("http_503")
         self.out.line("dev runner fault switch -> http_503")
         answer = self.send(self.actor_id, {"during": "outage"})
-        if isinstance(answer.body, dict) and answer.body.get("message_id"):
+        if answer.fields.get("message_id"):
             self.failed_message = str(answer.body["message_id"])
         self.out.ok(f"POST /actors/{self.actor_id}/messages -> {answer.status} (queued)")
         started = time.monotonic()
@@ -297,7 +198,7 @@ class Story:
                 f"pool_error {pool_error_text(config.get('pool_error'))}"
             )
         answer = self.send(self.actor_id, {"client": "waits"}, wait=True)
-        body = answer.body if isinstance(answer.body, dict) else {}
+        body = answer.fields
         if answer.status == 503 and body.get("code") == "actor_runner_failed":
             self.out.ok(
                 f"gateway: POST .../messages?wait=true -> 503 actor_runner_failed in "
@@ -316,7 +217,7 @@ class Story:
             actor_id = self.create_actor(fault, error_policy=policy)
             self.send(actor_id, {"fault": fault})
             sent.append((fault, actor_id))
-        refused = f"http://127.0.0.1:{_closed_port()}"
+        refused = f"http://127.0.0.1:{free_port()}"
         self.put_config("closed_port", refused)
         sent.append(("closed_port", self.create_actor("closed_port", error_policy=policy)))
         self.send(sent[-1][1], {"fault": "closed_port"})
@@ -373,7 +274,7 @@ class Story:
                 f"{record.get('attempts')} attempt(s), result {brief(record.get('result'), 60)}"
             )
         answer = self.send(self.actor_id, {"after": "fix"}, wait=True)
-        body = answer.body if isinstance(answer.body, dict) else {}
+        body = answer.fields
         (self.out.ok if body.get("status") == "succeeded" else self.out.bad)(
             f"POST .../messages?wait=true -> {answer.status} {body.get('status')} "
             f"in {answer.seconds:.2f} s"
@@ -390,13 +291,13 @@ class Story:
 
     def poisoned(self) -> None:
         self.out.step(5, self.TOTAL, "A poisoned message is dead-lettered and its sender told")
-        sqs = self.stack._sqs
+        sqs = self.stack.sqs
         reply_url = sqs.create_queue(QueueName="runner-kit-replies-demo")["QueueUrl"]
         self.put_config("poison", self.runner.fault_url("actor_error"))
         policy = {**FAST_RETRY, "on_message": "dead_letter", "max_attempts": 2}
         actor_id = self.create_actor("poison", error_policy=policy)
         answer = self.send(actor_id, {"bad": "input"}, reply_to=reply_url)
-        message_id = answer.body.get("message_id") if isinstance(answer.body, dict) else None
+        message_id = answer.fields.get("message_id")
         self.out.ok(
             f"POST .../messages (reply_to {reply_url.rsplit('/', 1)[-1]}) -> "
             f"{answer.status}; the actor's own code raises on it"
@@ -459,48 +360,19 @@ def _sink(buffer: io.StringIO) -> Callable[[str], None]:
     return write
 
 
-def _closed_port() -> int:
-    from infra.moto_server import free_port
-
-    return free_port()
-
-
-def missing_parts() -> list[str]:
-    """The parts of the stack that do not import yet (other issues still in progress)."""
-    # find_spec, not import: importing a handler before the stack sets the environment would
-    # build its logger with the wrong level.
-    return [f"{label} ({module})" for label, module in PARTS.items() if not _exists(module)]
-
-
-def _exists(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def run(write: Callable[[str], None] | None = None, *, verbose: bool = False) -> int:
-    """Tell the story; 0 when every step showed what it should (or is not built yet)."""
+    """Tell the story; 0 when every step showed what it should."""
     if write is None:
         stream = sys.stdout  # bound now: the story runs with stdout redirected
 
         def write(line: str) -> None:
             print(line, file=stream, flush=True)
 
-    from infra.local_stack import LocalStack
-
     out = Out(write)
     started = time.monotonic()
     write(
         "runner-kit demo: actors on serverless endpoints, every failure typed, nothing in the cloud"
     )
-    missing = missing_parts()
-    if missing:
-        write("\nNot built yet, so the story cannot run end to end:")
-        for part in missing:
-            write(f"  - {part}")
-        write("What exists is covered by `make test`; `runner-kit local` serves what is built.")
-        return 0
     logs = io.StringIO()
     stack = LocalStack(
         api_port=0,
@@ -533,7 +405,7 @@ def run(write: Callable[[str], None] | None = None, *, verbose: bool = False) ->
             except Exception as exc:  # a broken step must not hide the rest of the story
                 out.bad(f"{step.__name__} raised {type(exc).__name__}: {exc}")
         with contextlib.suppress(Exception):
-            stack.dev_runner.set_fault(None)
+            story.runner.set_fault(None)
     elapsed = time.monotonic() - started
     write("")
     if out.failed:

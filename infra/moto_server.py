@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,8 +21,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
+
+from infra.serving import LOOPBACK, Service, free_port, http_url
 
 LOCAL_CREDENTIALS: Final = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -33,14 +33,7 @@ LOCAL_CREDENTIALS: Final = {
 }
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class MotoServer:
+class MotoServer(Service):
     """Start ``moto.server`` on 127.0.0.1 and stop it on exit."""
 
     def __init__(self, port: int = 0, start_timeout_s: float = 30.0) -> None:
@@ -50,7 +43,7 @@ class MotoServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return http_url(LOOPBACK, self.port)
 
     def environ(self) -> dict[str, str]:
         """Environment that points boto3 (and child processes) at this server."""
@@ -61,7 +54,8 @@ class MotoServer:
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.url,
         }
 
-    def start(self) -> MotoServer:
+    def start(self) -> Self:
+        """Start the server process and wait until it answers."""
         env = {**os.environ, **LOCAL_CREDENTIALS}
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "infra.moto_server", "--port", str(self.port)],
@@ -82,6 +76,7 @@ class MotoServer:
         raise RuntimeError(f"moto server did not start on {self.url}")
 
     def stop(self) -> None:
+        """Terminate the server process (killed after 10 s)."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -90,17 +85,6 @@ class MotoServer:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _serialized_dynamodb(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

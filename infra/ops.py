@@ -12,6 +12,7 @@ and with its userinfo as ``***``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -276,7 +277,7 @@ def run(
 ) -> int:
     """Run one operator command; print its answer (or its error); the exit status."""
     try:
-        with connect() as client:
+        with contextlib.closing(connect()) as client:
             answer, text = _work(args, client)
     except OpsError as exc:
         if args.json:

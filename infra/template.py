@@ -1,7 +1,8 @@
-"""Read ``template.yaml`` and create its tables and queues on any endpoint (moto, local stack).
+"""Read ``template.yaml``: its functions, tables and queues; create the tables and queues anywhere.
 
-The template is the one description of what is deployed; tests and the local stack build their
-DynamoDB tables and SQS queues from it, so they cannot drift from what ``sam deploy`` creates.
+The template is the one description of what is deployed and this module its one reader: the
+local stack runs its functions, tests build their DynamoDB tables and SQS queues from it (so
+they cannot drift from what ``sam deploy`` creates), and the template rules check it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from typing import Any, Final
 import yaml
 
 TEMPLATE_PATH: Final = Path(__file__).resolve().parent.parent / "template.yaml"
+FUNCTION_TYPE: Final = "AWS::Serverless::Function"
+LAMBDA_DEFAULT_TIMEOUT_S: Final = 3
+LAMBDA_DEFAULT_MEMORY_MB: Final = 128
+SQS_DEFAULT_BATCH_SIZE: Final = 10
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -71,6 +76,79 @@ def resources(template: Mapping[str, Any], type_: str) -> dict[str, dict[str, An
         for logical_id, res in template.get("Resources", {}).items()
         if res.get("Type") == type_
     }
+
+
+def functions(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every SAM function's properties, with ``Globals.Function`` merged in (env merged too)."""
+    defaults = template.get("Globals", {}).get("Function", {})
+    out: dict[str, dict[str, Any]] = {}
+    for logical_id, props in resources(template, FUNCTION_TYPE).items():
+        merged = {**defaults, **props}
+        env = {
+            **defaults.get("Environment", {}).get("Variables", {}),
+            **props.get("Environment", {}).get("Variables", {}),
+        }
+        merged["Environment"] = {"Variables": env}
+        out[logical_id] = merged
+    return out
+
+
+def function_timeout(template: Mapping[str, Any], props: Mapping[str, Any]) -> int:
+    """The function's timeout in seconds (parameter defaults resolved; Lambda's default is 3)."""
+    return int(resolve(template, props.get("Timeout", LAMBDA_DEFAULT_TIMEOUT_S)))
+
+
+def handler_module(handler: str) -> tuple[str, str]:
+    """``functions/api/app.lambda_handler`` -> (``functions.api.app``, ``lambda_handler``)."""
+    path, _, attr = handler.rpartition(".")
+    return path.replace("/", "."), attr
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the local stack needs of one ``AWS::Serverless::Function``."""
+
+    logical_id: str
+    handler: str
+    timeout_s: int
+    memory_mb: int
+    environment: dict[str, Any]
+    sqs_queue: str | None = None
+    batch_size: int = SQS_DEFAULT_BATCH_SIZE
+
+    @property
+    def module(self) -> str:
+        return handler_module(self.handler)[0]
+
+    @property
+    def attr(self) -> str:
+        return handler_module(self.handler)[1]
+
+
+def function_specs(template: Mapping[str, Any] | None = None) -> dict[str, FunctionSpec]:
+    """Every function of the template, with Globals merged and parameter defaults resolved."""
+    template = template if template is not None else load_template()
+    specs: dict[str, FunctionSpec] = {}
+    for logical_id, props in functions(template).items():
+        queue, batch = None, SQS_DEFAULT_BATCH_SIZE
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") == "SQS":
+                ref = event["Properties"]["Queue"]
+                queue = ref["Fn::GetAtt"][0] if isinstance(ref, dict) else None
+                batch = int(resolve(template, event["Properties"].get("BatchSize", batch)))
+        memory = props.get("MemorySize", LAMBDA_DEFAULT_MEMORY_MB)
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            handler=props.get("Handler", ""),
+            timeout_s=function_timeout(template, props),
+            memory_mb=int(resolve(template, memory)),
+            environment={
+                k: resolve(template, v) for k, v in props["Environment"]["Variables"].items()
+            },
+            sqs_queue=queue,
+            batch_size=batch,
+        )
+    return specs
 
 
 @dataclass(frozen=True)

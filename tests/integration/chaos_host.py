@@ -26,7 +26,7 @@ import boto3
 
 from adapters.settings import get_settings
 from functions.actor_host.app import build_deps, handle
-from infra.local_stack import failed_ids, sqs_event
+from infra.local.host_loop import failed_ids, sqs_event
 from tests.fixtures.sqs_events import FakeLambdaContext
 
 POLLERS = 3

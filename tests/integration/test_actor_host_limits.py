@@ -21,7 +21,8 @@ import pytest
 from adapters.message_store import CONFLICT_TRIES, DynamoDBMessageStore, open_key
 from core.exceptions import StoreCommitFailedError
 from core.models import ErrorPolicy, MessageRecord
-from infra.dev_runner import DevRunner, message_event
+from infra.dev_faults import message_event
+from infra.dev_runner import DevRunner
 from tests.fixtures.sqs_events import envelope_body, sqs_event, sqs_record
 from tests.integration import test_actor_host
 from tests.integration.test_actor_host import Stack, failures

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from infra.dev_runner import DevRunner
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.integration.test_local_stack import wait_for
 
 FAST = {

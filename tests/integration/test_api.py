@@ -263,7 +263,8 @@ class HostPump:
 
     def _run(self) -> None:
         from functions.actor_host.app import lambda_handler
-        from infra.local_stack import LambdaContext, failed_ids, sqs_event
+        from infra.local.host_loop import failed_ids, sqs_event
+        from infra.local.lambda_runtime import LambdaContext
 
         arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
             "Attributes"

@@ -20,7 +20,7 @@ from schemathesis.checks import (
 )
 
 from functions.api.openapi import OPENAPI_PATH
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.integration.test_local_stack import http
 
 schema = schemathesis.openapi.from_path(str(OPENAPI_PATH))

@@ -19,7 +19,8 @@ from core.errors import ServerlessHttpError
 from core.exceptions import RunnerError, RunnerNoResponseError
 from core.models import PoolKey
 from core.protocol import DoneFrame, Frame, InitFrame, start_body
-from infra.dev_runner import FAULTS, DevRunner, describe_fault, is_fault
+from infra.dev_faults import FAULTS, describe_fault, is_fault
+from infra.dev_runner import DevRunner
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.integration.test_endpoint_sdk import load_example, stdlib_host
 from tests.integration.test_local_stack import http
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_malformed_request_line_is_a_json_400(stack: LocalStack) -> None:
 
 
 def test_a_burst_of_100_connections_is_held_and_answered(stack: LocalStack) -> None:
-    assert stack._http is not None and stack._http.request_queue_size >= 100
+    assert stack.api_server is not None and stack.api_server.request_queue_size >= 100
     sockets = [
         socket.create_connection(("127.0.0.1", stack.api_port), timeout=60) for _ in range(100)
     ]

@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 
-from infra.local_stack import (
-    ACTOR_HOST_FUNCTION,
-    LocalStack,
-    api_gateway_event,
-    failed_ids,
-    function_specs,
-)
-from infra.template import queue_specs
+from infra.local.host_loop import failed_ids
+from infra.local.http import api_gateway_event
+from infra.local.lambda_runtime import ACTOR_HOST_FUNCTION, LambdaContext
+from infra.local.stack import LocalStack
+from infra.template import function_specs, queue_specs
+from tests.helpers.clock import T0, FakeClock
 
 WAIT_S = 30.0
 
@@ -81,6 +79,21 @@ def test_api_event_has_the_rest_proxy_shape() -> None:
     assert event["isBase64Encoded"] is False
 
 
+def test_api_event_time_is_the_clock_s() -> None:
+    event = api_gateway_event("GET", "/actors", {}, b"", clock=FakeClock())
+    assert event["requestContext"]["requestTimeEpoch"] == int(T0.timestamp() * 1000)
+
+
+def test_the_lambda_context_counts_down_on_its_clock() -> None:
+    clock = FakeClock()
+    context = LambdaContext("runner-kit-local-x", 128, timeout_s=10, clock=clock)
+    assert context.get_remaining_time_in_millis() == 10_000
+    clock.advance(2.5)
+    assert context.get_remaining_time_in_millis() == 7_500
+    clock.advance(60)
+    assert context.get_remaining_time_in_millis() == 0
+
+
 def test_function_specs_come_from_the_template() -> None:
     specs = function_specs()
     host = specs[ACTOR_HOST_FUNCTION]
@@ -111,7 +124,7 @@ class FakeActorHost:
         for r in records:
             if "poison" in r["body"] and self.stack is not None:
                 # Retry at once (as a backoff of 0 would), so redrive is reached quickly.
-                self.stack._sqs.change_message_visibility(
+                self.stack.sqs.change_message_visibility(
                     QueueUrl=self.stack.queue_urls["ActorMessagesQueue"],
                     ReceiptHandle=r["receiptHandle"],
                     VisibilityTimeout=0,
@@ -128,15 +141,16 @@ class FakeActorHost:
 @pytest.fixture(scope="module")
 def fake_stack() -> Iterator[tuple[LocalStack, FakeActorHost]]:
     fake = FakeActorHost()
-    stack = LocalStack(api_port=0, tick_s=3600, dev_runner=False, quiet=True)
-    stack._handlers[ACTOR_HOST_FUNCTION] = fake
+    stack = LocalStack(
+        api_port=0, tick_s=3600, dev_runner=False, quiet=True, handlers={ACTOR_HOST_FUNCTION: fake}
+    )
     fake.stack = stack
     with stack:
         yield stack, fake
 
 
 def _counts(stack: LocalStack) -> tuple[int, int]:
-    attrs = stack._sqs.get_queue_attributes(
+    attrs = stack.sqs.get_queue_attributes(
         QueueUrl=stack.queue_urls["ActorMessagesQueue"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
@@ -151,7 +165,7 @@ def test_poller_deletes_successes_and_keeps_only_failures(
 ) -> None:
     stack, fake = fake_stack
     url = stack.queue_urls["ActorMessagesQueue"]
-    stack._sqs.send_message_batch(
+    stack.sqs.send_message_batch(
         QueueUrl=url,
         Entries=[
             {
@@ -182,7 +196,7 @@ def test_a_message_that_always_fails_is_redriven_by_the_queue(
     fake_stack: tuple[LocalStack, FakeActorHost],
 ) -> None:
     stack, fake = fake_stack
-    stack._sqs.send_message(
+    stack.sqs.send_message(
         QueueUrl=stack.queue_urls["ActorMessagesQueue"],
         MessageBody="poison-1",
         MessageGroupId="poison",
@@ -191,7 +205,7 @@ def test_a_message_that_always_fails_is_redriven_by_the_queue(
     dlq = stack.queue_urls["ActorMessagesDLQ"]
 
     def dead_lettered() -> list[dict[str, Any]]:
-        got = stack._sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
+        got = stack.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
         return list(got.get("Messages", []))
 
     moved = wait_for("the poison message in the DLQ", dead_lettered)
@@ -223,8 +237,13 @@ def test_stop_restores_the_environment() -> None:
     import os
 
     before = dict(os.environ)
-    stack = LocalStack(api_port=0, tick_s=3600, dev_runner=False, quiet=True)
-    stack._handlers[ACTOR_HOST_FUNCTION] = FakeActorHost()
+    stack = LocalStack(
+        api_port=0,
+        tick_s=3600,
+        dev_runner=False,
+        quiet=True,
+        handlers={ACTOR_HOST_FUNCTION: FakeActorHost()},
+    )
     with stack:
         assert os.environ["ACTORS_TABLE"] == stack.table_names["ActorsTable"]
     assert dict(os.environ) == before

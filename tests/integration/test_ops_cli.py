@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 from infra.moto_server import LOCAL_CREDENTIALS
 from tests.integration.test_local_stack import http, wait_for
 from tests.sigv4 import verify_sigv4
@@ -136,7 +136,7 @@ def test_an_api_error_answer_exits_1_with_its_code(stack: LocalStack) -> None:
 
 
 def test_an_unreachable_api_exits_1() -> None:
-    from infra.moto_server import free_port
+    from infra.serving import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     status, _, err = run_cli(["pools", "--api", url, "--namespace", NS])

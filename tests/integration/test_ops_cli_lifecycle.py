@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.integration.test_local_stack import http, wait_for
 from tests.integration.test_ops_cli import run_cli
 

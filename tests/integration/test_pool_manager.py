@@ -19,7 +19,7 @@ from core.errors import ServerlessHttpError
 from core.models import MessageRecord, PoolKey
 from core.ports import ProbeStore
 from infra.dev_runner import DevRunner
-from infra.local_stack import LambdaContext
+from infra.local.lambda_runtime import LambdaContext
 from tests.integration.test_api import call, create_actor, put_config, tracker
 from tests.integration.test_api import dev_runner as dev_runner  # a fixture
 from tests.integration.test_api import stack as stack  # a fixture

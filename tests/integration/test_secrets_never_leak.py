@@ -23,7 +23,7 @@ import boto3
 import pytest
 
 from infra import probe as probe_cli
-from infra.local_stack import LocalStack
+from infra.local.stack import LocalStack
 from tests.integration.test_local_stack import http, wait_for
 
 # Each secret carries a marker; a marker found anywhere but the config's headers is a leak.

@@ -37,7 +37,8 @@ from core.protocol import (
     StoppingFrame,
     start_body,
 )
-from infra.dev_runner import FAULTS, DevRunner
+from infra.dev_faults import FAULTS
+from infra.dev_runner import DevRunner
 
 pytestmark = pytest.mark.integration
 

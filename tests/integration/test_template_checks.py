@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from infra import iam
+from infra import iam, template_production, template_rules
 from infra import template_check as tc
-from infra.template import TEMPLATE_PATH, load_template
+from infra.template import FUNCTION_TYPE, TEMPLATE_PATH, functions, load_template, resources
 
 ROOT = TEMPLATE_PATH.parent
 TRANSFORM_SCRIPT = ROOT / "infra" / "sam_transform.py"
@@ -136,9 +136,9 @@ def test_transformed_has_the_deployed_pieces(transformed: dict[str, Any]) -> Non
 
 
 def test_transformed_roles_grant_no_wildcard_resource(transformed: dict[str, Any]) -> None:
-    assert tc.check_no_wildcard_resource(transformed) == []
+    assert template_production.check_no_wildcard_resource(transformed) == []
     # SAM added no role or managed policy of its own (its SQS poller policy is on "*").
-    roles = tc.resources(transformed, "AWS::IAM::Role")
+    roles = resources(transformed, "AWS::IAM::Role")
     assert set(roles) == {"ActorHostRole", "ApiRole", "PoolManagerRole", "PoolManagerScheduleRole"}
     assert all("ManagedPolicyArns" not in props for props in roles.values())
     assert "DynamoDBCrudPolicy" not in json.dumps(transformed)
@@ -376,21 +376,22 @@ def test_code_reading_an_undeclared_table_is_caught(
 ) -> None:
     code = tmp_path / "store.py"
     code.write_text("def table(settings):\n    return settings.leases_table\n")
-    violations = tc.check_tables_declared(template, paths=[code])
+    violations = template_rules.check_tables_declared(template, paths=[code])
     assert [v.message for v in violations] == [
         "code reads settings.leases_table, which Settings (and so the template) lacks"
     ]
 
 
 def test_code_today_reads_only_declared_settings(template: dict[str, Any]) -> None:
-    assert [v for v in tc.check_tables_declared(template) if v.rule == "tables_declared"] == []
+    violations = template_rules.check_tables_declared(template)
+    assert [v for v in violations if v.rule == "tables_declared"] == []
 
 
 def _function(template: dict[str, Any], handler: str) -> dict[str, Any]:
     broken = copy.deepcopy(template)
     broken["Resources"] = {
         "ProbeFunction": {
-            "Type": tc.FUNCTION_TYPE,
+            "Type": FUNCTION_TYPE,
             "Properties": {"Handler": handler, "Timeout": 3},
         }
     }
@@ -439,7 +440,7 @@ def test_handler_rule_catches(
         pkg.mkdir()
         (pkg / "__init__.py").write_text("")
         (pkg / "app.py").write_text(source)
-    violations = tc.check_handler_importable(
+    violations = template_rules.check_handler_importable(
         _function(template, handler), pythonpath=[str(tmp_path)]
     )
     assert any(needle in v.message for v in violations), violations
@@ -447,21 +448,21 @@ def test_handler_rule_catches(
 
 def test_readme_configuration_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in tc.settings_fields():
+    for name in template_rules.settings_fields():
         assert f"| `{name}` | `{name.upper()}` |" in readme, name
 
 
 def test_every_metric_the_template_reads_is_documented_in_deploy_md() -> None:
     # Alarm and dashboard metrics are the contract between the code and the template.
     deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
-    for name in tc.metrics_read(load_template()):
+    for name in template_production.metrics_read(load_template()):
         assert f"`{name}`" in deploy, name
 
 
 def test_every_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
-    groups = tc.resources(template, "AWS::Logs::LogGroup")
+    groups = resources(template, "AWS::Logs::LogGroup")
     linked = []
-    for logical_id, props in tc.functions(template).items():
+    for logical_id, props in functions(template).items():
         group = props["LoggingConfig"]["LogGroup"]["Ref"]
         assert groups[group]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical_id
         linked.append(group)
@@ -493,7 +494,7 @@ def test_a_new_call_in_the_code_needs_a_grant(template: dict[str, Any], tmp_path
     routes = root / "functions" / "api" / "actors.py"
     routes.write_text(routes.read_text() + "\n\ndef _peek(deps):\n    return deps.probes.get(1)\n")
     derived = iam.derived_grants(template, root=root)
-    violations = tc.check_iam_least_privilege(template, derived=derived)
+    violations = template_production.check_iam_least_privilege(template, derived=derived)
     assert [v.message for v in violations] == ["PoolProbesTable: code calls ['dynamodb:GetItem']"]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from adapters.sse_client import ProbeResult
 from infra.check import RULES, Observation, Observer, evaluate
-from infra.dev_runner import PING, message_event
+from infra.dev_faults import PING, message_event
 
 INIT = message_event({"v": 1, "type": "init", "runner_id": "r-1"})
 OUTPUT = message_event({"type": "output", "data": 1})

@@ -7,6 +7,7 @@ commands against the real local stack.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import re
@@ -335,7 +336,7 @@ def _signed(method: str, path: str, body: Any = None) -> httpx.Request:
     auth = SigV4Auth(lambda: credentials, "eu-west-1")
     client = ApiClient("https://abc123.execute-api.eu-west-1.amazonaws.com/Prod", auth=auth,
                        transport=httpx.MockTransport(api))  # fmt: skip
-    with client:
+    with contextlib.closing(client):
         client.post(path, body) if method == "POST" else client.get(path, {"cursor": "a+b/c=="})
     return captured[0]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from infra import package
-from infra import template_check as tc
 from infra.package import HANDLERS
-from infra.template import load_template
+from infra.template import functions as template_functions
+from infra.template import handler_module, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_IN_LAMBDA = {"pyyaml"}  # only the local stack and the template checks read YAML
@@ -54,8 +54,8 @@ def test_translator_venv_is_excluded_from_lambda_packages() -> None:
 
 def test_package_handlers_match_the_template() -> None:
     template = load_template()
-    functions = tc.functions(template)
-    assert {lid: tc.handler_module(p["Handler"])[0] for lid, p in functions.items()} == HANDLERS
+    functions = template_functions(template)
+    assert {lid: handler_module(p["Handler"])[0] for lid, p in functions.items()} == HANDLERS
     makefile = (ROOT / "Makefile").read_text("utf-8")
     for logical_id in functions:
         # BuildMethod makefile: sam build runs `make build-<LogicalId>` (infra/package.py).
