@@ -26,7 +26,8 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import JsonValue, ValidationError
 
-from adapters.message_store import RETRYABLE_STATUSES, CommitRefusedError
+from adapters.dynamodb.commit import CommitRefusedError
+from adapters.dynamodb.messages import RETRYABLE_STATUSES
 from adapters.settings import Settings
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from core.actor_status import ActorFacts

@@ -816,7 +816,7 @@ def _needs_pool(actor: ActorRecord) -> bool:
 
 def _valid_cursor(cursor: str) -> bool:
     """A cursor must decode to an actor id (what the store put in it), never e.g. ``""``."""
-    from adapters.actor_store import decode_cursor
+    from adapters.dynamodb.items import decode_cursor
 
     try:
         return re.fullmatch(NAME_PATTERN, decode_cursor(cursor)) is not None
@@ -825,7 +825,7 @@ def _valid_cursor(cursor: str) -> bool:
 
 
 def _valid_message_cursor(cursor: str) -> bool:
-    from adapters.message_store import decode_message_cursor
+    from adapters.dynamodb.items import decode_message_cursor
 
     try:
         _, message_id = decode_message_cursor(cursor)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import DynamoDBActorStore, InMemoryActorStore
+from adapters.dynamodb.actors import DynamoDBActorStore
+from adapters.memory.actors import InMemoryActorStore
 from core.errors import (
     ActorFailed,
     DurableStoreRequiredError,
@@ -256,7 +257,7 @@ def test_known_error_with_a_newer_field_round_trips(store: ActorStore) -> None:
 
 
 def test_undecodable_stored_error_is_isolated_and_marked(store: ActorStore) -> None:
-    from adapters.actor_store import actor_from_item, actor_to_item
+    from adapters.dynamodb.actors import actor_from_item, actor_to_item
 
     item = actor_to_item(actor())
     item["last_actor_error"] = {"S": '{"code": "actor_failed", "error_code": 7}'}

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import DynamoDBActorStore, InMemoryActorStore
-from adapters.message_store import DynamoDBMessageStore, InMemoryMessageStore
-from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
+from adapters.dynamodb.actors import DynamoDBActorStore
+from adapters.dynamodb.messages import DynamoDBMessageStore
+from adapters.dynamodb.slots import DynamoDBSlotStore
+from adapters.memory.actors import InMemoryActorStore
+from adapters.memory.messages import InMemoryMessageStore
+from adapters.memory.slots import InMemorySlotStore
 from core.errors import (
     DurableStoreRequiredError,
     ExecutionLeaseLostError,
