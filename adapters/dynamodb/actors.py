@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from adapters.aws import LazyClient
@@ -25,6 +26,7 @@ from adapters.dynamodb.expressions import (
     Exists,
     Item,
     Op,
+    Query,
     Write,
     delete_request,
     eq,
@@ -217,28 +219,24 @@ class DynamoDBActorStore(LazyClient):
         self, namespace: str, *, limit: int = 100, cursor: str | None = None
     ) -> tuple[builtins.list[ActorRecord], str | None]:
         limit = max(1, min(limit, 1000))
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": "by_namespace",
-            "KeyConditionExpression": "#ns = :ns",
-            "ExpressionAttributeNames": {"#ns": "namespace"},
-            "ExpressionAttributeValues": {":ns": {"S": namespace}},
-            "Limit": limit,
-        }
+        start = None
         if cursor:
-            kwargs["ExclusiveStartKey"] = {
-                "namespace": {"S": namespace},
-                "actor_id": {"S": decode_cursor(cursor)},
-            }
+            start = {"namespace": {"S": namespace}, **actor_key(decode_cursor(cursor))}
+        query = Query(
+            hash=("namespace", namespace),
+            range="actor_id",
+            keys=("actor_id",),
+            index="by_namespace",
+            limit=limit,
+            start=start,
+        )
         actors: builtins.list[ActorRecord] = []
         while True:
-            resp = self.client.query(**kwargs)
-            actors.extend(listed(resp.get("Items", [])))
-            last = resp.get("LastEvaluatedKey")
+            items, last = self._query(query)
+            actors.extend(listed(items))
             if len(actors) >= limit or not last:
                 break
-            kwargs["ExclusiveStartKey"] = last
-            kwargs["Limit"] = limit - len(actors)
+            query = replace(query, start=last, limit=limit - len(actors))
         actors = actors[:limit]
         more = bool(last) and len(actors) == limit
         return actors, encode_cursor(actors[-1].actor_id) if more and actors else None
@@ -368,3 +366,7 @@ class DynamoDBActorStore(LazyClient):
     def _delete(self, key: Item, when: Cond) -> bool:
         delete = delete_request(self.table_name, key, when)
         return unless_refused(lambda: self.client.delete_item(**delete)) is not None
+
+    def _query(self, query: Query) -> tuple[builtins.list[Item], Item | None]:
+        resp = self.client.query(**query.request(self.table_name))
+        return builtins.list(resp.get("Items", [])), resp.get("LastEvaluatedKey")

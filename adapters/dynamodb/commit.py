@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, Protocol
 
@@ -105,51 +106,48 @@ class _MessageStore(_Store, Protocol):
         """The boto3 client the transaction runs on."""
 
 
+@dataclass(frozen=True)
+class Success:
+    """What a successful execution commits: its result and the actor's next state."""
+
+    actor_id: str
+    message_id: str
+    owner: str
+    expected_version: int
+    """The ``state_version`` the execution read."""
+    state: JsonValue
+    result: JsonValue
+    now: datetime
+    slot: SlotLease | None = None
+    """The execution's slot, released in the same write."""
+
+
+@dataclass(frozen=True)
 class DynamoDBCommit:
     """The commit of ``messages`` (with ``actors`` and, if given, ``slots``)."""
 
-    def __init__(
-        self,
-        messages: _MessageStore,
-        actors: _Store,
-        slots: _Store | None,
-        *,
-        retention_s: float | None,
-        sleep: Callable[[float], None] = time.sleep,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self.messages = messages
-        self.actors = actors
-        self.slots = slots
-        self.retention_s = retention_s
-        self._sleep = sleep
-        self._rand = rand
+    messages: _MessageStore
+    actors: _Store
+    slots: _Store | None
+    retention_s: float | None
+    sleep: Callable[[float], None] = time.sleep
+    rand: Callable[[], float] = random.random
 
-    def run(
-        self,
-        actor_id: str,
-        message_id: str,
-        *,
-        owner: str,
-        expected_version: int,
-        state: JsonValue,
-        result: JsonValue,
-        now: datetime,
-        slot: SlotLease | None = None,
-    ) -> bool:
-        """Commit; ``True`` if ``slot`` was released too (see the module docstring)."""
+    def run(self, success: Success) -> bool:
+        """Commit; ``True`` if ``success.slot`` was released too (see the module docstring)."""
+        s = success
         actor_op = self.actors.op(
-            {"actor_id": {"S": actor_id}},
-            actor_write(expected_version=expected_version, state=state, now=now),
+            {"actor_id": {"S": s.actor_id}},
+            actor_write(expected_version=s.expected_version, state=s.state, now=s.now),
         )
         message_op = self.messages.op(
-            message_key(actor_id, message_id),
-            message_write(owner=owner, result=result, now=now, retention_s=self.retention_s),
+            message_key(s.actor_id, s.message_id),
+            message_write(owner=s.owner, result=s.result, now=s.now, retention_s=self.retention_s),
         )
         items: list[dict[str, Op]] = [{"Update": actor_op}, {"Update": message_op}]
-        release = slot is not None and self.slots is not None
-        if slot is not None and self.slots is not None:
-            release_op = self.slots.op(slot_key(slot), Write(when=slot_held(slot)), delete=True)
+        release = s.slot is not None and self.slots is not None
+        if s.slot is not None and self.slots is not None:
+            release_op = self.slots.op(slot_key(s.slot), Write(when=slot_held(s.slot)), delete=True)
             items.append({"Delete": release_op})
         for attempt in range(1, CONFLICT_TRIES + 1):
             try:
@@ -164,8 +162,8 @@ class DynamoDBCommit:
                 if "TransactionConflict" in reasons and attempt < CONFLICT_TRIES:
                     # DynamoDB asks to try again shortly; at least half the backoff, so the
                     # retries of two conflicting commits spread out.
-                    rand = 0.5 + self._rand() / 2
-                    self._sleep(
+                    rand = 0.5 + self.rand() / 2
+                    self.sleep(
                         backoff_s(attempt, base_s=CONFLICT_BASE_S, max_s=CONFLICT_MAX_S, rand=rand)
                     )
                     continue
@@ -175,22 +173,14 @@ class DynamoDBCommit:
                     and "TransactionConflict" not in reasons
                 ):
                     # Only the slot moved on (our lease on it ran out): commit without it.
-                    return self.run(
-                        actor_id,
-                        message_id,
-                        owner=owner,
-                        expected_version=expected_version,
-                        state=state,
-                        result=result,
-                        now=now,
-                    )
+                    return self.run(replace(s, slot=None))
                 if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                     raise ExecutionLeaseLostError(
-                        f"message {actor_id}/{message_id} is no longer held by this execution"
+                        f"message {s.actor_id}/{s.message_id} is no longer held by this execution"
                     ) from exc
                 if reasons and reasons[0] == "ConditionalCheckFailed":
                     raise StoreCommitFailedError(
-                        f"actor {actor_id} is no longer at state_version {expected_version}"
+                        f"actor {s.actor_id} is no longer at state_version {s.expected_version}"
                     ) from exc
                 raise StoreCommitFailedError(f"commit cancelled: {reasons}") from exc
         raise AssertionError("unreachable")  # pragma: no cover

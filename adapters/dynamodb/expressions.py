@@ -8,7 +8,7 @@ very conditions DynamoDB runs, and the contract suites check the evaluator again
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -67,10 +67,10 @@ class Cond:
         raise NotImplementedError
 
     def __and__(self, other: Cond) -> Cond:
-        return _All((self, other))
+        return _Join("AND", (self, other))
 
     def __or__(self, other: Cond) -> Cond:
-        return _Any((self, other))
+        return _Join("OR", (self, other))
 
     def __invert__(self) -> Cond:
         return _Not(self)
@@ -110,7 +110,9 @@ class Compare(Cond):
         if current is None or set(current) != set(self.value):
             return False
         left, right = _comparable(current), _comparable(self.value)
-        return bool(left == right if self.op == "=" else left < right)
+        if self.op == "=":
+            return bool(left == right)
+        return bool(left < right) if self.op == "<" else bool(left >= right)
 
 
 def eq(attr: str, value: Any) -> Cond:
@@ -121,6 +123,11 @@ def eq(attr: str, value: Any) -> Cond:
 def lt(attr: str, value: Any) -> Cond:
     """``attr < value``."""
     return Compare(attr, "<", value)
+
+
+def ge(attr: str, value: Any) -> Cond:
+    """``attr >= value``."""
+    return Compare(attr, ">=", value)
 
 
 @dataclass(frozen=True)
@@ -157,25 +164,16 @@ class _Not(Cond):
 
 
 @dataclass(frozen=True)
-class _All(Cond):
+class _Join(Cond):
+    op: str
     parts: tuple[Cond, ...]
 
     def render(self, names: _Names) -> str:
-        return " AND ".join(f"({p.render(names)})" for p in self.parts)
+        return f" {self.op} ".join(f"({p.render(names)})" for p in self.parts)
 
     def holds(self, item: Item | None) -> bool:
-        return all(p.holds(item) for p in self.parts)
-
-
-@dataclass(frozen=True)
-class _Any(Cond):
-    parts: tuple[Cond, ...]
-
-    def render(self, names: _Names) -> str:
-        return " OR ".join(f"({p.render(names)})" for p in self.parts)
-
-    def holds(self, item: Item | None) -> bool:
-        return any(p.holds(item) for p in self.parts)
+        test = all if self.op == "AND" else any
+        return test(p.holds(item) for p in self.parts)
 
 
 @dataclass(frozen=True)
@@ -262,6 +260,74 @@ def apply(item: Item | None, key: Item, write: Write) -> Item | None:
     for name in write.remove:
         new.pop(name, None)
     return new
+
+
+@dataclass(frozen=True)
+class Query:
+    """One page of a ``Query``: the items whose ``hash`` attribute has one value, in the order
+    of ``range`` (only those below ``below`` if given), ``where`` filtering what was read.
+
+    ``keys`` names the key attributes a page ends at (``LastEvaluatedKey``): the table's and
+    the index's.
+    """
+
+    hash: tuple[str, str]
+    range: str
+    keys: tuple[str, ...]
+    index: str | None = None
+    below: str | None = None
+    where: Cond | None = None
+    forward: bool = True
+    limit: int | None = None
+    start: Item | None = None
+    consistent: bool = False
+
+    def request(self, table: str) -> dict[str, Any]:
+        """The ``Query`` parameters."""
+        names = _Names()
+        hash_attr, hash_value = self.hash
+        key = f"{names.name(hash_attr)} = {names.value({'S': hash_value})}"
+        if self.below is not None:
+            key += f" AND {names.name(self.range)} < {names.value({'S': self.below})}"
+        out: dict[str, Any] = {"TableName": table, "KeyConditionExpression": key}
+        if self.where is not None:
+            out["FilterExpression"] = self.where.render(names)
+        optional = {
+            "IndexName": self.index,
+            "Limit": self.limit,
+            "ExclusiveStartKey": self.start,
+            "ConsistentRead": self.consistent or None,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        if not self.forward:
+            out["ScanIndexForward"] = False
+        return {**out, **names.params()}
+
+    def run(self, items: Iterable[Item]) -> tuple[list[Item], Item | None]:
+        """The page DynamoDB would return from ``items``, and its ``LastEvaluatedKey``."""
+        hash_attr, hash_value = self.hash
+
+        def order(item: Item) -> tuple[Any, ...]:
+            return tuple(
+                _comparable(item[k]) if k in item else "" for k in (self.range, *self.keys)
+            )
+
+        found = [
+            i
+            for i in items
+            if i.get(hash_attr) == {"S": hash_value}
+            and self.range in i
+            and (self.below is None or _comparable(i[self.range]) < self.below)
+        ]
+        found.sort(key=order, reverse=not self.forward)
+        if self.start is not None:
+            edge = order(self.start)
+            found = [i for i in found if (order(i) > edge if self.forward else order(i) < edge)]
+        read = found if self.limit is None else found[: self.limit]
+        last = None
+        if len(read) < len(found):
+            last = {k: read[-1][k] for k in (*self.keys, self.range, hash_attr) if k in read[-1]}
+        return [i for i in read if self.where is None or self.where.holds(i)], last
 
 
 def put_request(table: str, item: Item, when: Cond) -> dict[str, Any]:

@@ -16,9 +16,9 @@ same values on dict items.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
@@ -27,13 +27,14 @@ from pydantic import JsonValue
 from adapters.aws import LazyClient
 from adapters.clock import SYSTEM_CLOCK
 from adapters.dynamodb.actors import DynamoDBActorStore
-from adapters.dynamodb.commit import DynamoDBCommit
+from adapters.dynamodb.commit import DynamoDBCommit, Success
 from adapters.dynamodb.expressions import (
     Cond,
     Copy,
     Exists,
     Item,
     Op,
+    Query,
     Write,
     among,
     eq,
@@ -74,6 +75,7 @@ RETRYABLE_STATUSES: Final = frozenset({"dead_lettered", "discarded"})
 _EFFECT_ATTR: Final[dict[str, str]] = {"dlq": "dlq_sent_at", "reply": "replied_at"}
 _EXISTS: Final = Exists("message_id")
 _LEASE: Final = ("lease_owner", "lease_until")
+_KEYS: Final = ("actor_id", "message_id")
 
 
 def _s(text: str) -> dict[str, str]:
@@ -104,7 +106,6 @@ class DynamoDBMessageStore(LazyClient):
         retention_s: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
-        rand: Callable[[], float] = random.random,
     ) -> None:
         self.table_name = table_name
         self._client = client
@@ -112,12 +113,9 @@ class DynamoDBMessageStore(LazyClient):
         self.slots = slots
         self.retention_s = retention_s
         self._clock = clock
+        # The commit's retries wait through ``sleep`` (tests pass a no-op).
         self.commit = (
-            None
-            if actors is None
-            else self.commit_type(
-                self, actors, slots, retention_s=retention_s, sleep=sleep, rand=rand
-            )
+            None if actors is None else self.commit_type(self, actors, slots, retention_s, sleep)
         )
 
     def _final(self, now: datetime, fields: dict[str, Any]) -> dict[str, Any]:
@@ -145,25 +143,25 @@ class DynamoDBMessageStore(LazyClient):
         limit = max(1, limit)
         out: list[MessageRecord] = []
         for shard in range(RUNNING_SHARDS):
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": RUNNING_INDEX,
-                "KeyConditionExpression": "running_shard = :s AND running_since < :t",
-                "ExpressionAttributeValues": {":s": _s(str(shard)), ":t": _at(older_than)},
-                "Limit": limit,
-            }
+            query = Query(
+                hash=("running_shard", str(shard)),
+                range="running_since",
+                keys=_KEYS,
+                index=RUNNING_INDEX,
+                below=format_time(older_than),
+                limit=limit,
+            )
             got = 0
             while got < limit:
-                resp = self.client.query(**kwargs)
-                for item in resp.get("Items", []):
+                items, last = self._query(query)
+                for item in items:
                     stored = stored_from_item(item)
                     if stored.record.status == "running":
                         out.append(stored.record)
                         got += 1
-                last = resp.get("LastEvaluatedKey")
                 if not last:
                     break
-                kwargs["ExclusiveStartKey"] = last
+                query = replace(query, start=last)
         out.sort(key=lambda m: format_time(m.updated_at) if m.updated_at else "")
         return out[:limit]
 
@@ -177,29 +175,23 @@ class DynamoDBMessageStore(LazyClient):
         oldest_first: bool = False,
     ) -> tuple[list[MessageRecord], str | None]:
         limit = max(1, min(limit, 1000))
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": "by_actor",
-            "KeyConditionExpression": "actor_id = :a",
-            "ExpressionAttributeValues": {":a": _s(actor_id)},
-            "ScanIndexForward": oldest_first,
-            "Limit": limit,
-        }
-        if status is not None:
-            kwargs["FilterExpression"] = "#st = :st"
-            kwargs["ExpressionAttributeNames"] = {"#st": "status"}
-            kwargs["ExpressionAttributeValues"][":st"] = _s(status)
+        start = None
         if cursor:
             created, message_id = decode_message_cursor(cursor)
-            kwargs["ExclusiveStartKey"] = {
-                **message_key(actor_id, message_id),
-                "created_at": _s(created),
-            }
+            start = {**message_key(actor_id, message_id), "created_at": _s(created)}
+        query = Query(
+            hash=("actor_id", actor_id),
+            range="created_at",
+            keys=_KEYS,
+            index="by_actor",
+            where=None if status is None else eq("status", _s(status)),
+            forward=oldest_first,
+            limit=limit,
+            start=start,
+        )
         out: list[MessageRecord] = []
         while True:
-            resp = self.client.query(**kwargs)
-            items = resp.get("Items", [])
-            last = resp.get("LastEvaluatedKey")
+            items, last = self._query(query)
             for n, item in enumerate(items):
                 out.append(stored_from_item(item).record)
                 if len(out) == limit:
@@ -207,17 +199,13 @@ class DynamoDBMessageStore(LazyClient):
                     return out, encode_message_cursor(out[-1]) if more else None
             if not last:
                 return out, None
-            kwargs["ExclusiveStartKey"] = last
+            query = replace(query, start=last)
 
     def oldest_open(self, actor_id: str) -> tuple[str, str] | None:
-        resp = self.client.query(
-            TableName=self.table_name,
-            IndexName=OPEN_INDEX,
-            KeyConditionExpression="actor_id = :a",
-            ExpressionAttributeValues={":a": _s(actor_id)},
-            Limit=1,
+        query = Query(
+            hash=("actor_id", actor_id), range="open_key", keys=_KEYS, index=OPEN_INDEX, limit=1
         )
-        items = resp.get("Items", [])
+        items, _ = self._query(query)
         if not items:
             return None
         return items[0]["message_id"]["S"], items[0]["open_key"]["S"]
@@ -378,16 +366,8 @@ class DynamoDBMessageStore(LazyClient):
     ) -> bool:
         if self.commit is None:
             raise StoreCommitFailedError(f"{type(self).__name__} needs actors= to commit")
-        return self.commit.run(
-            actor_id,
-            message_id,
-            owner=owner,
-            expected_version=expected_version,
-            state=state,
-            result=result,
-            now=now,
-            slot=slot,
-        )
+        success = Success(actor_id, message_id, owner, expected_version, state, result, now, slot)
+        return self.commit.run(success)
 
     def mark_effect(self, actor_id: str, message_id: str, effect: Effect, *, now: datetime) -> None:
         write = Write(set={_EFFECT_ATTR[effect]: _at(now)}, when=_EXISTS)
@@ -414,3 +394,7 @@ class DynamoDBMessageStore(LazyClient):
     def _put(self, item: Item, when: Cond) -> bool:
         put = put_request(self.table_name, item, when)
         return unless_refused(lambda: self.client.put_item(**put)) is not None
+
+    def _query(self, query: Query) -> tuple[list[Item], Item | None]:
+        resp = self.client.query(**query.request(self.table_name))
+        return list(resp.get("Items", [])), resp.get("LastEvaluatedKey")

@@ -18,9 +18,11 @@ from adapters.dynamodb.expressions import (
     Cond,
     Item,
     Op,
+    Query,
     Write,
     delete_request,
     eq,
+    ge,
     lt,
     missing,
     put_request,
@@ -77,14 +79,9 @@ class DynamoDBSlotStore(LazyClient):
         self._delete(slot_key(lease), slot_held(lease))
 
     def held(self, pool_id: str, *, now: float) -> int:
-        resp = self.client.query(
-            TableName=self.table_name,
-            KeyConditionExpression="pool_id = :p",
-            FilterExpression="expires_at >= :now",
-            ExpressionAttributeValues={":p": {"S": pool_id}, ":now": {"N": repr(now)}},
-            ConsistentRead=True,
-        )
-        return int(resp.get("Count", 0))
+        live = ge("expires_at", {"N": repr(now)})
+        query = Query(("pool_id", pool_id), "slot", ("pool_id",), where=live, consistent=True)
+        return len(self._query(query)[0])
 
     def op(self, key: Item, write: Write, *, delete: bool = False) -> Op:
         """``write`` on the item ``key`` of this table, as a transaction item."""
@@ -97,3 +94,7 @@ class DynamoDBSlotStore(LazyClient):
     def _put(self, item: Item, when: Cond) -> bool:
         put = put_request(self.table_name, item, when)
         return unless_refused(lambda: self.client.put_item(**put)) is not None
+
+    def _query(self, query: Query) -> tuple[list[Item], Item | None]:
+        resp = self.client.query(**query.request(self.table_name))
+        return list(resp.get("Items", [])), resp.get("LastEvaluatedKey")

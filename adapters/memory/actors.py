@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -12,9 +11,8 @@ from datetime import datetime
 from pydantic import JsonValue
 
 from adapters.clock import SYSTEM_CLOCK
-from adapters.dynamodb.actors import DynamoDBActorStore, actor_from_item, actor_key, listed
+from adapters.dynamodb.actors import DynamoDBActorStore, actor_from_item, actor_key
 from adapters.dynamodb.commit import actor_write
-from adapters.dynamodb.items import decode_cursor, encode_cursor
 from adapters.memory.table import MemoryTable
 from core.models import ActorRecord
 from core.ports import Clock
@@ -40,22 +38,6 @@ class InMemoryActorStore(MemoryTable, DynamoDBActorStore):
         with self.lock:
             items = [self._get(actor_key(aid)) for aid in dict.fromkeys(actor_ids)]
         return {i["actor_id"]["S"]: actor_from_item(i) for i in items if i is not None}
-
-    def list(
-        self, namespace: str, *, limit: int = 100, cursor: str | None = None
-    ) -> tuple[builtins.list[ActorRecord], str | None]:
-        limit = max(1, min(limit, 1000))
-        after = decode_cursor(cursor) if cursor else None
-        with self.lock:
-            items = sorted(
-                (i for i in self._scan() if i["namespace"]["S"] == namespace),
-                key=lambda i: str(i["actor_id"]["S"]),
-            )
-        if after is not None:
-            items = [i for i in items if i["actor_id"]["S"] > after]
-        page = listed(items[:limit])
-        more = len(items) > limit
-        return page, encode_cursor(items[limit - 1]["actor_id"]["S"]) if more else None
 
     def _apply_commit(self, actor_id: str, *, state: JsonValue, now: datetime) -> None:
         """The actor half of a commit without its version check (a test's concurrent writer)."""

@@ -18,11 +18,3 @@ class InMemorySlotStore(MemoryTable, DynamoDBSlotStore):
         self._open("actor_store", in_lambda)
         self.table_name = "memory:slots"
         self._rng = random.Random(seed)
-
-    def held(self, pool_id: str, *, now: float) -> int:
-        with self.lock:
-            return sum(
-                1
-                for item in self._scan()
-                if item["pool_id"]["S"] == pool_id and float(item["expires_at"]["N"]) >= now
-            )

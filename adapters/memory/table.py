@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import ClassVar, Final
 
-from adapters.dynamodb.expressions import Cond, Item, Write, apply
+from adapters.dynamodb.expressions import Cond, Item, Query, Write, apply
 from adapters.settings import in_lambda as _in_lambda
 from core.errors import DurableStoreRequiredError
 
@@ -65,6 +65,10 @@ class MemoryTable:
                 return False
             self._items.pop(row, None)
             return True
+
+    def _query(self, query: Query) -> tuple[list[Item], Item | None]:
+        with self.lock:
+            return query.run(self._scan())
 
     def _holds(self, key: Item, when: Cond | None) -> bool:
         """Whether ``when`` is true of the item now (a transaction's check; ``lock`` held)."""
