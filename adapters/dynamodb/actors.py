@@ -354,10 +354,6 @@ class DynamoDBActorStore(LazyClient):
         item = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
         return dict(item["Item"]) if "Item" in item else None
 
-    def _put(self, item: Item, when: Cond) -> bool:
-        put = put_request(self.table_name, item, when)
-        return unless_refused(lambda: self.client.put_item(**put)) is not None
-
     def _update(self, key: Item, write: Write, *, returning: bool = False) -> Item | None:
         update = update_request(self.table_name, key, write, returning=returning)
         resp = unless_refused(lambda: self.client.update_item(**update))
@@ -366,6 +362,10 @@ class DynamoDBActorStore(LazyClient):
     def _delete(self, key: Item, when: Cond) -> bool:
         delete = delete_request(self.table_name, key, when)
         return unless_refused(lambda: self.client.delete_item(**delete)) is not None
+
+    def _put(self, item: Item, when: Cond) -> bool:
+        put = put_request(self.table_name, item, when)
+        return unless_refused(lambda: self.client.put_item(**put)) is not None
 
     def _query(self, query: Query) -> tuple[builtins.list[Item], Item | None]:
         resp = self.client.query(**query.request(self.table_name))

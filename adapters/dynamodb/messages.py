@@ -213,17 +213,8 @@ class DynamoDBMessageStore(LazyClient):
     def discard(
         self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
     ) -> bool:
-        fields = {
-            "status": _s("discarded"),
-            "disposition": _s("discard"),
-            "error": json_attr(error),
-        }
-        write = Write(
-            set=self._final(now, fields),
-            remove=FINAL_REMOVES,
-            when=_EXISTS & NOT_FINAL & unheld(now),
-        )
-        return self._write(actor_id, message_id, write) is not None
+        ended = self._end_unheld(actor_id, message_id, "discard", error, now, remove=())
+        return ended is not None
 
     def claim(
         self,
@@ -306,17 +297,7 @@ class DynamoDBMessageStore(LazyClient):
     def give_up(
         self, actor_id: str, message_id: str, *, error: dict[str, JsonValue], now: datetime
     ) -> StoredMessage | None:
-        fields = {
-            "status": _s("dead_lettered"),
-            "disposition": _s("dead_letter"),
-            "error": json_attr(error),
-        }
-        write = Write(
-            set=self._final(now, fields),
-            remove=(*_LEASE, *FINAL_REMOVES),
-            when=_EXISTS & NOT_FINAL & unheld(now),
-        )
-        item = self._write(actor_id, message_id, write, returning=True)
+        item = self._end_unheld(actor_id, message_id, "dead_letter", error, now, remove=_LEASE)
         return stored_from_item(item) if item is not None else None
 
     def reopen(
@@ -377,24 +358,45 @@ class DynamoDBMessageStore(LazyClient):
         """``write`` on the item ``key`` of this table, as a transaction item."""
         return Op(self, key, write, delete)
 
+    def _end_unheld(
+        self,
+        actor_id: str,
+        message_id: str,
+        disposition: Disposition,
+        error: dict[str, JsonValue],
+        now: datetime,
+        *,
+        remove: tuple[str, ...],
+    ) -> Item | None:
+        """A message nobody holds (any more) ends ``discarded``/``dead_lettered``; the new
+        item, or ``None`` if it is final already or a live execution holds it."""
+        status = "discarded" if disposition == "discard" else "dead_lettered"
+        fields = {"status": _s(status), "disposition": _s(disposition), "error": json_attr(error)}
+        write = Write(
+            set=self._final(now, fields),
+            remove=(*remove, *FINAL_REMOVES),
+            when=_EXISTS & NOT_FINAL & unheld(now),
+        )
+        return self._write(actor_id, message_id, write, returning=True)
+
     def _write(
         self, actor_id: str, message_id: str, write: Write, *, returning: bool = False
     ) -> Item | None:
         return self._update(message_key(actor_id, message_id), write, returning=returning)
 
-    def _update(self, key: Item, write: Write, *, returning: bool = False) -> Item | None:
-        update = update_request(self.table_name, key, write, returning=returning)
-        resp = unless_refused(lambda: self.client.update_item(**update))
-        return None if resp is None else dict(resp.get("Attributes", {}))
+    def _put(self, item: Item, when: Cond) -> bool:
+        put = put_request(self.table_name, item, when)
+        return unless_refused(lambda: self.client.put_item(**put)) is not None
 
     def _get(self, key: Item) -> Item | None:
         item = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
         return dict(item["Item"]) if "Item" in item else None
 
-    def _put(self, item: Item, when: Cond) -> bool:
-        put = put_request(self.table_name, item, when)
-        return unless_refused(lambda: self.client.put_item(**put)) is not None
-
     def _query(self, query: Query) -> tuple[list[Item], Item | None]:
         resp = self.client.query(**query.request(self.table_name))
         return list(resp.get("Items", [])), resp.get("LastEvaluatedKey")
+
+    def _update(self, key: Item, write: Write, *, returning: bool = False) -> Item | None:
+        update = update_request(self.table_name, key, write, returning=returning)
+        resp = unless_refused(lambda: self.client.update_item(**update))
+        return None if resp is None else dict(resp.get("Attributes", {}))

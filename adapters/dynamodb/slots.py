@@ -87,13 +87,13 @@ class DynamoDBSlotStore(LazyClient):
         """``write`` on the item ``key`` of this table, as a transaction item."""
         return Op(self, key, write, delete)
 
-    def _delete(self, key: Item, when: Cond) -> bool:
-        delete = delete_request(self.table_name, key, when)
-        return unless_refused(lambda: self.client.delete_item(**delete)) is not None
-
     def _put(self, item: Item, when: Cond) -> bool:
         put = put_request(self.table_name, item, when)
         return unless_refused(lambda: self.client.put_item(**put)) is not None
+
+    def _delete(self, key: Item, when: Cond) -> bool:
+        delete = delete_request(self.table_name, key, when)
+        return unless_refused(lambda: self.client.delete_item(**delete)) is not None
 
     def _query(self, query: Query) -> tuple[list[Item], Item | None]:
         resp = self.client.query(**query.request(self.table_name))
