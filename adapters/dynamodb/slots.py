@@ -74,27 +74,27 @@ class DynamoDBSlotStore(LazyClient):
                 return lease
         return None
 
+    def _put(self, item: Item, when: Cond) -> bool:
+        put = put_request(self.table_name, item, when)
+        return unless_refused(lambda: self.client.put_item(**put)) is not None
+
     def release(self, lease: SlotLease) -> None:
         # Refused when someone took over our expired lease: their slot stays theirs.
         self._delete(slot_key(lease), slot_held(lease))
+
+    def _delete(self, key: Item, when: Cond) -> bool:
+        delete = delete_request(self.table_name, key, when)
+        return unless_refused(lambda: self.client.delete_item(**delete)) is not None
 
     def held(self, pool_id: str, *, now: float) -> int:
         live = ge("expires_at", {"N": repr(now)})
         query = Query(("pool_id", pool_id), "slot", ("pool_id",), where=live, consistent=True)
         return len(self._query(query)[0])
 
-    def op(self, key: Item, write: Write, *, delete: bool = False) -> Op:
-        """``write`` on the item ``key`` of this table, as a transaction item."""
-        return Op(self, key, write, delete)
-
-    def _put(self, item: Item, when: Cond) -> bool:
-        put = put_request(self.table_name, item, when)
-        return unless_refused(lambda: self.client.put_item(**put)) is not None
-
-    def _delete(self, key: Item, when: Cond) -> bool:
-        delete = delete_request(self.table_name, key, when)
-        return unless_refused(lambda: self.client.delete_item(**delete)) is not None
-
     def _query(self, query: Query) -> tuple[list[Item], Item | None]:
         resp = self.client.query(**query.request(self.table_name))
         return list(resp.get("Items", [])), resp.get("LastEvaluatedKey")
+
+    def op(self, key: Item, write: Write, *, delete: bool = False) -> Op:
+        """``write`` on the item ``key`` of this table, as a transaction item."""
+        return Op(self, key, write, delete)
