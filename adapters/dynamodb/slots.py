@@ -14,20 +14,8 @@ import random
 from typing import Any
 
 from adapters.aws import LazyClient
-from adapters.dynamodb.expressions import (
-    Cond,
-    Item,
-    Op,
-    Query,
-    Write,
-    delete_request,
-    eq,
-    ge,
-    lt,
-    missing,
-    put_request,
-    unless_refused,
-)
+from adapters.dynamodb import expressions as ex
+from adapters.dynamodb.expressions import Cond, Item, Op, Query, Write
 from core.ports import SlotLease
 
 
@@ -44,7 +32,7 @@ def slot_key(lease: SlotLease) -> Item:
 
 def slot_held(lease: SlotLease) -> Cond:
     """``lease`` still holds its slot (nobody took over after it ran out)."""
-    return eq("owner", {"S": lease.owner})
+    return ex.eq("owner", {"S": lease.owner})
 
 
 class DynamoDBSlotStore(LazyClient):
@@ -66,7 +54,7 @@ class DynamoDBSlotStore(LazyClient):
         start: int | None = None,
     ) -> SlotLease | None:
         expires = now + lease_s
-        free = missing("slot") | lt("expires_at", {"N": repr(now)})
+        free = ex.missing("slot") | ex.lt("expires_at", {"N": repr(now)})
         for slot in _order(max(total, 1), self._rng, start):
             lease = SlotLease(pool_id=pool_id, slot=slot, owner=owner, expires_at=expires)
             item = {**slot_key(lease), "owner": {"S": owner}, "expires_at": {"N": repr(expires)}}
@@ -75,19 +63,19 @@ class DynamoDBSlotStore(LazyClient):
         return None
 
     def _put(self, item: Item, when: Cond) -> bool:
-        put = put_request(self.table_name, item, when)
-        return unless_refused(lambda: self.client.put_item(**put)) is not None
+        put = ex.put_request(self.table_name, item, when)
+        return ex.unless_refused(lambda: self.client.put_item(**put)) is not None
 
     def release(self, lease: SlotLease) -> None:
         # Refused when someone took over our expired lease: their slot stays theirs.
         self._delete(slot_key(lease), slot_held(lease))
 
     def _delete(self, key: Item, when: Cond) -> bool:
-        delete = delete_request(self.table_name, key, when)
-        return unless_refused(lambda: self.client.delete_item(**delete)) is not None
+        delete = ex.delete_request(self.table_name, key, when)
+        return ex.unless_refused(lambda: self.client.delete_item(**delete)) is not None
 
     def held(self, pool_id: str, *, now: float) -> int:
-        live = ge("expires_at", {"N": repr(now)})
+        live = ex.ge("expires_at", {"N": repr(now)})
         query = Query(("pool_id", pool_id), "slot", ("pool_id",), where=live, consistent=True)
         return len(self._query(query)[0])
 
