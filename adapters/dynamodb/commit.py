@@ -101,6 +101,9 @@ class _Store(Protocol):
 
 
 class _MessageStore(_Store, Protocol):
+    retention_s: float | None
+    """Kept by final records for this long (TTL), if set."""
+
     @property
     def client(self) -> Any:
         """The boto3 client the transaction runs on."""
@@ -129,7 +132,6 @@ class DynamoDBCommit:
     messages: _MessageStore
     actors: _Store
     slots: _Store | None
-    retention_s: float | None
     sleep: Callable[[float], None] = time.sleep
     rand: Callable[[], float] = random.random
 
@@ -142,7 +144,9 @@ class DynamoDBCommit:
         )
         message_op = self.messages.op(
             message_key(s.actor_id, s.message_id),
-            message_write(owner=s.owner, result=s.result, now=s.now, retention_s=self.retention_s),
+            message_write(
+                owner=s.owner, result=s.result, now=s.now, retention_s=self.messages.retention_s
+            ),
         )
         items: list[dict[str, Op]] = [{"Update": actor_op}, {"Update": message_op}]
         release = s.slot is not None and self.slots is not None

@@ -114,9 +114,7 @@ class DynamoDBMessageStore(LazyClient):
         self.retention_s = retention_s
         self._clock = clock
         # The commit's retries wait through ``sleep`` (tests pass a no-op).
-        self.commit = (
-            None if actors is None else self.commit_type(self, actors, slots, retention_s, sleep)
-        )
+        self.commit = None if actors is None else self.commit_type(self, actors, slots, sleep)
 
     def _final(self, now: datetime, fields: dict[str, Any]) -> dict[str, Any]:
         """``fields`` and what every final write sets (``finished_at``, ``expires_at``)."""

@@ -212,7 +212,7 @@ def test_commit_conflicts_back_off_then_commit(
                 raise CommitCancelledError(["None", "TransactionConflict"])
             super()._transact(items)
 
-    store.commit = Conflicting(store, actors, None, RETENTION_S, clock.sleep, lambda: 0.0)
+    store.commit = Conflicting(store, actors, None, clock.sleep, lambda: 0.0)
     actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="echo"))
     store.create(msg())
     store.claim("a1", "m1", owner="o", lease_s=60, now=T0)
