@@ -174,11 +174,9 @@ class DynamoDBActorStore(LazyClient):
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self.table_name = table_name
-        self._client = client
-        self._clock = clock
-        self._sleep = sleep
-        self._rand = rand
+        self.table_name, self._client, self._clock = table_name, client, clock
+        # append_errors backs off through these (tests pass FakeClock.sleep).
+        self._sleep, self._rand = sleep, rand
 
     def create(self, actor: ActorRecord) -> ActorRecord:
         actor = with_timestamps(actor, self._clock.now())

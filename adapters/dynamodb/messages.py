@@ -107,12 +107,8 @@ class DynamoDBMessageStore(LazyClient):
         clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.table_name = table_name
-        self._client = client
-        self.actors = actors
-        self.slots = slots
-        self.retention_s = retention_s
-        self._clock = clock
+        self.table_name, self._client, self._clock = table_name, client, clock
+        self.actors, self.slots, self.retention_s = actors, slots, retention_s
         # The commit's retries wait through ``sleep`` (tests pass a no-op).
         self.commit = None if actors is None else self.commit_type(self, actors, slots, sleep)
 
