@@ -49,12 +49,13 @@ class Store:
 
 
 STORES: Final = {
-    "actors": Store("adapters/actor_store.py", "DynamoDBActorStore", "ActorsTable"),
-    "messages": Store("adapters/message_store.py", "DynamoDBMessageStore", "MessagesTable"),
+    "actors": Store("adapters/dynamodb/actors.py", "DynamoDBActorStore", "ActorsTable"),
+    "messages": Store("adapters/dynamodb/messages.py", "DynamoDBMessageStore", "MessagesTable"),
+    "commit": Store("adapters/dynamodb/commit.py", "DynamoDBCommit", ""),
     "configs": Store(
         "adapters/runner_config_store.py", "DynamoDBRunnerConfigStore", "RunnerConfigsTable"
     ),
-    "slots": Store("adapters/slots.py", "DynamoDBSlotStore", "SlotsTable"),
+    "slots": Store("adapters/dynamodb/slots.py", "DynamoDBSlotStore", "SlotsTable"),
     "probes": Store("adapters/probe_store.py", "DynamoDBProbeStore", "PoolProbesTable"),
     "pool_errors": Store(
         "adapters/pool_errors/dynamodb.py", "DynamoDBPoolErrorStore", "PoolErrorsTable"
@@ -72,6 +73,7 @@ FIELDS: Final = {
     "configs": "configs",
     "runner_configs": "configs",
     "slots": "slots",
+    "commit": "commit",
     "probes": "probes",
     "tracker": "tracker",
     "store": "pool_errors",

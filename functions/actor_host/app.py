@@ -62,10 +62,10 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     """The composition root: the DynamoDB stores, tracker, SSE client and queues on these
     clients. ``deps()`` uses it as is; tests and the benchmark pass ``overrides`` (any
     ``HostDeps`` field: ``runner``, ``rand``, ``slot_poll_s``, ...) so they run this wiring."""
-    from adapters.actor_store import DynamoDBActorStore
-    from adapters.message_store import DynamoDBMessageStore
+    from adapters.dynamodb.actors import DynamoDBActorStore
+    from adapters.dynamodb.messages import DynamoDBMessageStore
+    from adapters.dynamodb.slots import DynamoDBSlotStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
-    from adapters.slots import DynamoDBSlotStore
     from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
     from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
     from adapters.tracker import build_tracker

@@ -60,12 +60,12 @@ def deps() -> PoolManagerDeps:
     """The composition root: settings, DynamoDB stores, the tracker and one runner client."""
     import boto3
 
-    from adapters.actor_store import DynamoDBActorStore
-    from adapters.message_store import DynamoDBMessageStore
+    from adapters.dynamodb.actors import DynamoDBActorStore
+    from adapters.dynamodb.messages import DynamoDBMessageStore
+    from adapters.dynamodb.slots import DynamoDBSlotStore
     from adapters.probe_store import DynamoDBProbeStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.settings import get_settings
-    from adapters.slots import DynamoDBSlotStore
     from adapters.tracker import build_tracker
 
     settings = get_settings()

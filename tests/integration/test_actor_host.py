@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import DynamoDBActorStore
-from adapters.message_store import DynamoDBMessageStore
+from adapters.dynamodb.actors import DynamoDBActorStore
+from adapters.dynamodb.messages import DynamoDBMessageStore
 from adapters.runner_config_store import DynamoDBRunnerConfigStore
 from adapters.settings import Settings
 from adapters.sqs import SqsMessageQueue

@@ -185,7 +185,7 @@ def enqueue_behind_the_api(stack: LocalStack, actor_id: str, message_id: str) ->
     """What ``POST .../messages`` writes (record, then envelope), without its checks."""
     import boto3
 
-    from adapters.message_store import DynamoDBMessageStore
+    from adapters.dynamodb.messages import DynamoDBMessageStore
     from adapters.sqs import SqsMessageQueue
     from core.models import MessageEnvelope, MessageRecord
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from adapters.actor_store import DynamoDBActorStore, InMemoryActorStore
+from adapters.dynamodb.actors import APPEND_BASE_S, DynamoDBActorStore
+from adapters.memory.actors import InMemoryActorStore
 from core.errors import (
     ActorFailed,
     NoCapacity,
@@ -19,14 +20,22 @@ from core.events import ErrorEvent, read_errors
 from core.exceptions import DurableStoreRequiredError
 from core.models import ActorRecord, ErrorPolicy
 from core.ports import ActorExistsError, ActorStore
+from tests.helpers.clock import T0, FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
-def store(request: pytest.FixtureRequest) -> ActorStore:
+def store(request: pytest.FixtureRequest, clock: FakeClock) -> DynamoDBActorStore:
+    timing: dict[str, Any] = {"clock": clock, "sleep": clock.sleep, "rand": lambda: 1.0}
     if request.param == "memory":
-        return InMemoryActorStore(in_lambda=False)
+        return InMemoryActorStore(in_lambda=False, **timing)
     tables = request.getfixturevalue("tables")
-    return DynamoDBActorStore(tables["ActorsTable"], client=request.getfixturevalue("dynamodb"))
+    client = request.getfixturevalue("dynamodb")
+    return DynamoDBActorStore(tables["ActorsTable"], client=client, **timing)
 
 
 def actor(actor_id: str = "a1", namespace: str = "ns", **kw: Any) -> ActorRecord:
@@ -165,6 +174,39 @@ def test_append_errors_caps_and_keeps_version(store: ActorStore) -> None:
     assert got.state_version == 0
 
 
+def test_times_come_from_the_clock(store: ActorStore, clock: FakeClock) -> None:
+    created = store.create(actor())
+    assert created.created_at == created.updated_at == T0
+    clock.advance(5)
+    store.set_status("a1", "stopped")
+    got = store.get("a1")
+    assert got is not None and got.created_at == T0
+    assert got.updated_at == T0 + timedelta(seconds=5)
+
+
+def test_append_errors_backs_off_when_another_writer_came_first(
+    store: DynamoDBActorStore, clock: FakeClock
+) -> None:
+    store.create(actor())
+    read = store._get
+    raced: list[bool] = []
+
+    def read_then_race(key: dict[str, Any]) -> dict[str, Any] | None:
+        item = read(key)
+        if not raced:  # another writer appends between our read and our conditional write
+            raced.append(True)
+            store.append_errors("a1", [event(0)], cap=10)
+        return item
+
+    store._get = read_then_race  # type: ignore[method-assign]
+    store.append_errors("a1", [event(1)], cap=10)
+    got = store.get("a1")
+    assert got is not None
+    events, _ = read_errors(got.extra)
+    assert [e.context["error"]["status_code"] for e in events] == [500, 501]  # type: ignore[index,call-overload]
+    assert clock.sleeps == [APPEND_BASE_S]  # one backoff (rand=1: its full first step)
+
+
 def test_append_errors_on_missing_actor_is_silent(store: ActorStore) -> None:
     store.append_errors("ghost", [event(0)], cap=3)
     assert store.get("ghost") is None
@@ -256,7 +298,7 @@ def test_known_error_with_a_newer_field_round_trips(store: ActorStore) -> None:
 
 
 def test_undecodable_stored_error_is_isolated_and_marked(store: ActorStore) -> None:
-    from adapters.actor_store import actor_from_item, actor_to_item
+    from adapters.dynamodb.actors import actor_from_item, actor_to_item
 
     item = actor_to_item(actor())
     item["last_actor_error"] = {"S": '{"code": "actor_failed", "error_code": 7}'}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import DynamoDBActorStore
+from adapters.dynamodb.actors import DynamoDBActorStore
 from adapters.settings import Settings, get_settings
 from adapters.tracker import PoolErrorTracker, build_tracker
 from core.errors import NoCapacity, ServerlessHttpError

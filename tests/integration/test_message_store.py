@@ -7,29 +7,41 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import DynamoDBActorStore, InMemoryActorStore
-from adapters.message_store import DynamoDBMessageStore, InMemoryMessageStore
-from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
-from core.errors import NoCapacity
-from core.exceptions import (
+from adapters.dynamodb.actors import DynamoDBActorStore
+from adapters.dynamodb.commit import CommitCancelledError
+from adapters.dynamodb.messages import DynamoDBMessageStore
+from adapters.dynamodb.slots import DynamoDBSlotStore
+from adapters.memory.actors import InMemoryActorStore
+from adapters.memory.messages import InMemoryMessageStore
+from adapters.memory.slots import InMemorySlotStore
+from core.errors import (
     DurableStoreRequiredError,
     ExecutionLeaseLostError,
+    NoCapacity,
     StoreCommitFailedError,
 )
 from core.models import ActorRecord, MessageRecord
 from core.ports import ActorStore, MessageStore, SlotStore
+from tests.helpers.clock import FakeClock
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 RETENTION_S = 30 * 86_400
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=T0)
+
+
 @pytest.fixture(params=["dynamodb", "memory"])
-def backend(request: pytest.FixtureRequest) -> tuple[ActorStore, MessageStore, SlotStore]:
+def backend(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> tuple[ActorStore, MessageStore, SlotStore]:
     if request.param == "memory":
         actors = InMemoryActorStore(in_lambda=False)
         slots = InMemorySlotStore(in_lambda=False)
         memory = InMemoryMessageStore(
-            actors=actors, slots=slots, in_lambda=False, retention_s=RETENTION_S
+            actors=actors, slots=slots, in_lambda=False, retention_s=RETENTION_S, clock=clock
         )
         return actors, memory, slots
     tables = request.getfixturevalue("tables")
@@ -42,6 +54,7 @@ def backend(request: pytest.FixtureRequest) -> tuple[ActorStore, MessageStore, S
         actors=dactors,
         slots=dslots,
         retention_s=RETENTION_S,
+        clock=clock,
     )
     return dactors, messages, dslots
 
@@ -66,6 +79,13 @@ def test_create_is_idempotent(store: MessageStore) -> None:
     assert again == first
     assert store.get("a1", "m1") == first
     assert first.input == {"x": 1.25} and first.status == "pending"
+
+
+def test_create_takes_its_times_from_the_clock(store: MessageStore, clock: FakeClock) -> None:
+    clock.advance(7)
+    created = store.create(msg())
+    assert created.created_at == created.updated_at == T0 + timedelta(seconds=7)
+    assert store.get("a1", "m1") == created
 
 
 def test_get_missing_is_none(store: MessageStore) -> None:
@@ -175,6 +195,41 @@ def test_commit_success_is_atomic_and_once(stores: tuple[ActorStore, MessageStor
         )
     a = actors.get("a1")
     assert a is not None and a.state == {"n": 1} and a.state_version == 1
+
+
+def test_commit_conflicts_back_off_then_commit(
+    backend: tuple[ActorStore, DynamoDBMessageStore, SlotStore], clock: FakeClock
+) -> None:
+    actors, store, _ = backend
+    assert store.commit is not None
+    real = type(store.commit)
+
+    class Conflicting(real):  # type: ignore[valid-type,misc]
+        """DynamoDB cancels the first two tries: another write to an item was in flight."""
+
+        def _transact(self, items: Any) -> None:
+            if len(clock.sleeps) < 2:
+                raise CommitCancelledError(["None", "TransactionConflict"])
+            super()._transact(items)
+
+    store.commit = Conflicting(store, actors, None, clock.sleep, lambda: 0.0)
+    actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="echo"))
+    store.create(msg())
+    store.claim("a1", "m1", owner="o", lease_s=60, now=T0)
+    store.commit_success(
+        "a1", "m1", owner="o", expected_version=0, state={"n": 1}, result=None, now=T0
+    )
+    # Half the backoff at rand=0: base 0.02 s, doubling (core.policy.backoff_s).
+    assert clock.sleeps == [0.01, 0.02]
+    m = store.get("a1", "m1")
+    assert m is not None and m.status == "succeeded"
+
+
+def test_memory_commit_stores_share_one_lock() -> None:
+    actors = InMemoryActorStore(in_lambda=False)
+    slots = InMemorySlotStore(in_lambda=False)
+    messages = InMemoryMessageStore(actors=actors, slots=slots, in_lambda=False)
+    assert messages.lock is actors.lock is slots.lock
 
 
 def test_commit_refused_when_state_moved(stores: tuple[ActorStore, MessageStore]) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import DynamoDBActorStore
-from adapters.message_store import DynamoDBMessageStore
+from adapters.dynamodb.actors import DynamoDBActorStore
+from adapters.dynamodb.messages import DynamoDBMessageStore
 from adapters.probe_store import DynamoDBProbeStore, InMemoryProbeStore
 from adapters.settings import Settings, get_settings
 from core.errors import ServerlessHttpError
@@ -91,7 +91,7 @@ def test_warm_probes_keep_min_runners(stack: Settings, dev_runner: DevRunner) ->
 
 
 def test_warm_probes_count_within_max_runners(stack: Settings, dev_runner: DevRunner) -> None:
-    from adapters.slots import DynamoDBSlotStore
+    from adapters.dynamodb.slots import DynamoDBSlotStore
 
     configure(dev_runner, min_runners=1, max_runners=1)
     slots = DynamoDBSlotStore(stack.slots_table)

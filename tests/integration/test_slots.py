@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from adapters.slots import DynamoDBSlotStore, InMemorySlotStore
-from core.exceptions import DurableStoreRequiredError
+from adapters.dynamodb.slots import DynamoDBSlotStore
+from adapters.memory.slots import InMemorySlotStore
+from core.errors import DurableStoreRequiredError
 from core.ports import SlotStore
 
 
