@@ -40,7 +40,7 @@ from adapters.dynamodb.items import (
     message_key,
 )
 from adapters.dynamodb.slots import slot_held, slot_key
-from core.errors import ExecutionLeaseLostError, StoreCommitFailedError
+from core.exceptions import ExecutionLeaseLostError, StoreCommitFailedError
 from core.policy import backoff_s
 from core.ports import SlotLease
 

@@ -63,7 +63,7 @@ from adapters.dynamodb.items import (
     with_timestamps,
 )
 from adapters.dynamodb.slots import DynamoDBSlotStore
-from core.errors import StoreCommitFailedError
+from core.exceptions import StoreCommitFailedError
 from core.models import TERMINAL_STATUSES, MessageRecord, MessageStatus
 from core.ports import Claim, Clock, Disposition, Effect, ReopenOutcome, SlotLease, StoredMessage
 

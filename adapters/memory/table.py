@@ -8,7 +8,7 @@ from typing import ClassVar, Final
 
 from adapters.dynamodb.expressions import Cond, Item, Query, Write, apply
 from adapters.settings import in_lambda as _in_lambda
-from core.errors import DurableStoreRequiredError
+from core.exceptions import DurableStoreRequiredError
 
 LOCK: Final = threading.RLock()
 """Every fake of the commit (messages, actors, slots) holds this one lock, so the in-memory

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapters.message_store import RETRYABLE_STATUSES, CommitRefusedError
+from adapters.dynamodb.commit import CommitRefusedError
+from adapters.dynamodb.messages import RETRYABLE_STATUSES
 from core.actor_status import ActorFacts
 from core.errors import (
     ActorFailed,

@@ -91,7 +91,7 @@ def get_actor(actor_id: Name) -> Response[Any]:
 def list_actors(
     namespace: NamespaceQuery, limit: Limit = 50, cursor: Cursor = None
 ) -> Response[Any]:
-    from adapters.actor_store import decode_cursor
+    from adapters.dynamodb.items import decode_cursor
 
     deps = request_deps(router)
     check_cursor(cursor, decode_cursor, NAME_PATTERN)

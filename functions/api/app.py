@@ -306,9 +306,9 @@ def deps() -> ApiDeps:
     """The composition root: settings, DynamoDB stores, the queue and the tracker (once)."""
     import boto3
 
-    from adapters.actor_store import DynamoDBActorStore
     from adapters.clock import SYSTEM_CLOCK
-    from adapters.message_store import DynamoDBMessageStore
+    from adapters.dynamodb.actors import DynamoDBActorStore
+    from adapters.dynamodb.messages import DynamoDBMessageStore
     from adapters.probe_store import DynamoDBProbeStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.settings import get_settings

@@ -260,6 +260,6 @@ def _not_found(actor_id: str, message_id: str) -> ApiError:
 
 def _message_id_of(cursor: str) -> str:
     """The message id a list cursor points at (``ValueError`` if it does not decode)."""
-    from adapters.message_store import decode_message_cursor
+    from adapters.dynamodb.items import decode_message_cursor
 
     return decode_message_cursor(cursor)[1]

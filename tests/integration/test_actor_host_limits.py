@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from adapters.message_store import CONFLICT_TRIES, DynamoDBMessageStore, open_key
+from adapters.dynamodb.commit import CONFLICT_TRIES
+from adapters.dynamodb.items import open_key
+from adapters.dynamodb.messages import DynamoDBMessageStore
 from core.exceptions import StoreCommitFailedError
 from core.models import ErrorPolicy, MessageRecord
 from infra.dev_faults import message_event

@@ -14,10 +14,10 @@ from adapters.dynamodb.slots import DynamoDBSlotStore
 from adapters.memory.actors import InMemoryActorStore
 from adapters.memory.messages import InMemoryMessageStore
 from adapters.memory.slots import InMemorySlotStore
-from core.errors import (
+from core.errors import NoCapacity
+from core.exceptions import (
     DurableStoreRequiredError,
     ExecutionLeaseLostError,
-    NoCapacity,
     StoreCommitFailedError,
 )
 from core.models import ActorRecord, MessageRecord

@@ -20,9 +20,9 @@ ROTATIONS = 30
 def _deps(table: str) -> Any:
     import boto3
 
-    from adapters.actor_store import InMemoryActorStore
     from adapters.clock import SYSTEM_CLOCK
-    from adapters.message_store import InMemoryMessageStore
+    from adapters.memory.actors import InMemoryActorStore
+    from adapters.memory.messages import InMemoryMessageStore
     from adapters.pool_errors import InMemoryPoolErrorStore
     from adapters.probe_store import InMemoryProbeStore
     from adapters.runner_config_store import DynamoDBRunnerConfigStore

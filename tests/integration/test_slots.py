@@ -8,7 +8,7 @@ import pytest
 
 from adapters.dynamodb.slots import DynamoDBSlotStore
 from adapters.memory.slots import InMemorySlotStore
-from core.errors import DurableStoreRequiredError
+from core.exceptions import DurableStoreRequiredError
 from core.ports import SlotStore
 
 

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.actor_store import InMemoryActorStore
 from adapters.clock import SYSTEM_CLOCK
-from adapters.message_store import InMemoryMessageStore
+from adapters.memory.actors import InMemoryActorStore
+from adapters.memory.messages import InMemoryMessageStore
+from adapters.memory.slots import InMemorySlotStore
 from adapters.pool_errors.memory import InMemoryPoolErrorStore
 from adapters.runner_config_store import InMemoryRunnerConfigStore
 from adapters.settings import Settings
-from adapters.slots import InMemorySlotStore
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
 from adapters.tracker import build_tracker

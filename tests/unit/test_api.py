@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from adapters.actor_store import InMemoryActorStore
-from adapters.message_store import InMemoryMessageStore
+from adapters.memory.actors import InMemoryActorStore
+from adapters.memory.messages import InMemoryMessageStore
 from adapters.observability import Invocation
 from adapters.pool_errors import InMemoryPoolErrorStore
 from adapters.probe_store import InMemoryProbeStore

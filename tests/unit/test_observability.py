@@ -41,8 +41,8 @@ print("ANSWER", app.lambda_handler(aws_proxy_event("GET", "/actors/a1"), context
 import random
 import functions.pool_manager.app as app
 from adapters.clock import SYSTEM_CLOCK
-from adapters.actor_store import InMemoryActorStore
-from adapters.message_store import InMemoryMessageStore
+from adapters.memory.actors import InMemoryActorStore
+from adapters.memory.messages import InMemoryMessageStore
 from adapters.pool_errors.memory import InMemoryPoolErrorStore
 from adapters.probe_store import InMemoryProbeStore
 from adapters.runner_config_store import InMemoryRunnerConfigStore
