@@ -23,7 +23,7 @@ import pytest
 
 from infra.dev_runner import DevRunner
 from infra.local_stack import LocalStack
-from tests.integration.test_local_stack import wait_for
+from tests.helpers.http import wait_for
 
 FAST = {
     "INIT_TIMEOUT_S": "2",

@@ -7,7 +7,6 @@ SIGTERM tests run the endpoint as its own process (the stdlib server, and uvicor
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import re
@@ -40,31 +39,17 @@ from core.protocol import (
 )
 from infra.cli import main as cli
 from runner_kit_endpoint import ActorError, Context, Endpoint, Result
+from tests.helpers.sdk import EXAMPLE, load_example, stdlib_host
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "endpoint_echo.py"
 SLOW = ROOT / "tests" / "fixtures" / "slow_endpoint.py"
 LIMITS = StartLimits(connect_timeout_s=2.0, init_timeout_s=5.0, idle_timeout_s=10.0)
 BODY = start_body("actor-1", "msg-1", {"count": 4}, {"hello": "world"})
 
 
-def load_example() -> Any:
-    spec = importlib.util.spec_from_file_location("endpoint_echo", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # --- hosts ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def stdlib_host(endpoint: Endpoint) -> Iterator[str]:
-    with endpoint.server() as server:
-        yield server.url
 
 
 @contextmanager

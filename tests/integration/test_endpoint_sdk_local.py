@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from infra.local_stack import LocalStack
-from tests.integration.test_endpoint_sdk import load_example, stdlib_host
-from tests.integration.test_local_stack import http
+from tests.helpers.http import http
+from tests.helpers.sdk import load_example, stdlib_host
 
 pytestmark = pytest.mark.integration
 

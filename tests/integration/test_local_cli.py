@@ -21,7 +21,7 @@ import pytest
 
 from infra.local_stack import LocalStack, default_dev_port, walkthrough
 from infra.moto_server import free_port
-from tests.integration.test_local_stack import wait_for
+from tests.helpers.http import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from infra.local_stack import LocalStack
-from tests.integration.test_local_stack import http, wait_for
+from tests.helpers.http import http, wait_for
 
 pytestmark = pytest.mark.integration
 

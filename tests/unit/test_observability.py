@@ -31,8 +31,8 @@ context = FakeLambdaContext()
 SCRIPTS = {
     "api": """
 import functions.api.app as app
-from tests.unit.test_api import make_world
-from tests.unit.test_api_events import aws_proxy_event
+from tests.helpers.api import make_world
+from tests.helpers.apigw import aws_proxy_event
 world = make_world()
 app.deps = lambda: world.deps
 print("ANSWER", app.lambda_handler(aws_proxy_event("GET", "/actors/a1"), context)["statusCode"])
@@ -67,7 +67,7 @@ print("ANSWER", app.lambda_handler({}, context)["pools"])
 """,
     "actor_host": """
 import functions.actor_host.app as app
-from tests.unit.test_actor_host import Env
+from tests.helpers.host import Env
 env = Env()
 app.deps = lambda: env.deps
 print("ANSWER", app.lambda_handler({"Records": []}, context))
