@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from tests.fixtures.sqs_events import (
 
 
 def frame(data: dict[str, Any]) -> bytes:
+    """One SSE event carrying ``data`` as base64 JSON."""
     return b"data: " + base64.b64encode(json.dumps(data).encode()) + b"\n\n"
 
 
@@ -96,6 +97,8 @@ class RecordingSqs:
 
 
 class Env:
+    """``handle`` on in-memory stores, a ``FakeRunner`` and a ``RecordingSqs``."""
+
     def __init__(self, rand: float = 0.5) -> None:
         self.actors = InMemoryActorStore(in_lambda=False)
         self.slots = InMemorySlotStore(in_lambda=False)
@@ -150,6 +153,7 @@ LIMITS = StartLimits(connect_timeout_s=2.0, init_timeout_s=2.0, idle_timeout_s=0
 
 @pytest.fixture(scope="module")
 def dev() -> Iterator[DevRunner]:
+    """The dev runner endpoint on 127.0.0.1, one per module."""
     with DevRunner(hang_s=3.0, slow_init_s=3.0) as runner:
         yield runner
 
@@ -219,7 +223,13 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: Any) -> Stack:
+def stack(
+    tables_for: Callable[..., dict[str, str]], queues: dict[str, str], dynamodb: Any, sqs: Any
+) -> Stack:
+    """The actor host on this test's tables and queues (the probe table it never reads)."""
+    tables = tables_for(
+        "ActorsTable", "MessagesTable", "RunnerConfigsTable", "SlotsTable", "PoolErrorsTable"
+    )
     settings = Settings(
         actors_table=tables["ActorsTable"],
         messages_table=tables["MessagesTable"],
@@ -243,4 +253,5 @@ def stack(tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: An
 
 
 def failures(response: dict[str, Any]) -> set[str]:
+    """The SQS message ids a partial batch answer hands back."""
     return {f["itemIdentifier"] for f in response["batchItemFailures"]}

@@ -25,12 +25,16 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> 
     pytest.fail(f"gave up waiting for {what}")
 
 
-def http(method: str, url: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
+def http(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
     """One request with a JSON body: (status, headers, JSON answer or ``None``)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             raw = resp.read()

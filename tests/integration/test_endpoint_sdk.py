@@ -334,6 +334,12 @@ def test_any_prefix_before_start() -> None:
 # --- deadline, stop, hang-up -----------------------------------------------------------------
 
 
+def until_cancelled(ctx: Context) -> None:
+    """What a long function does: run until the endpoint cancels it."""
+    while not ctx.cancelled:
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("host", HOSTS)
 def test_the_lifespan_gives_the_function_a_deadline(host: Host) -> None:
     def report(state: Any, input: Any, ctx: Context) -> Any:
@@ -356,8 +362,7 @@ def test_past_the_deadline_the_run_ends_with_a_retryable_error(host: Host) -> No
     saw_cancel = threading.Event()
 
     def too_slow(state: Any, input: Any, ctx: Context) -> Any:
-        while not ctx.cancelled:
-            time.sleep(0.01)
+        until_cancelled(ctx)
         saw_cancel.set()
         return "late", state
 
@@ -377,8 +382,7 @@ def test_stop_ends_open_streams_with_stopping_and_refuses_new_ones(host: Host) -
 
     def slow(state: Any, input: Any, ctx: Context) -> Any:
         started.set()
-        while not ctx.cancelled:
-            time.sleep(0.01)
+        until_cancelled(ctx)
         return None, None
 
     endpoint = Endpoint(slow)
@@ -400,8 +404,7 @@ def test_a_client_that_hangs_up_cancels_the_run(host: Host) -> None:
     cancelled = threading.Event()
 
     def slow(state: Any, input: Any, ctx: Context) -> Any:
-        while not ctx.cancelled:
-            time.sleep(0.01)
+        until_cancelled(ctx)
         cancelled.set()
         return None, None
 

@@ -8,6 +8,7 @@ import pytest
 
 from infra.local_stack import LocalStack
 from tests.helpers.http import http
+from tests.helpers.local import quiet_stack
 from tests.helpers.sdk import load_example, stdlib_host
 
 pytestmark = pytest.mark.integration
@@ -15,13 +16,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(
-        api_port=0,
-        tick_s=1.0,
-        quiet=True,
-        environ={"GATEWAY_READY_TIMEOUT_S": "20", "INIT_TIMEOUT_S": "10"},
-        log=lambda line: None,
-    ) as running:
+    environ = {"GATEWAY_READY_TIMEOUT_S": "20", "INIT_TIMEOUT_S": "10"}
+    with quiet_stack(tick_s=1.0, environ=environ) as running:
         yield running
 
 

@@ -12,14 +12,7 @@ import pytest
 
 from infra.local_stack import LocalStack
 from tests.helpers.http import http, wait_for
-
-FAST = {
-    "INIT_TIMEOUT_S": "2",
-    "IDLE_TIMEOUT_S": "2",
-    "PROBE_BACKOFF_BASE_S": "1",
-    "PROBE_BACKOFF_MAX_S": "1",
-    "GATEWAY_READY_TIMEOUT_S": "20",
-}
+from tests.helpers.local import FAST
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.proc import ROOT, clean_env, run_python
 
 FAKE_RUNTIME = """
 before, after = [], []
@@ -55,8 +53,7 @@ def test_hooks_warm_before_the_snapshot_and_rebuild_after_restore(
     name: str, tmp_path: Path
 ) -> None:
     (tmp_path / "snapshot_restore_py.py").write_text(FAKE_RUNTIME)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
+    env = clean_env(
         PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
         AWS_ACCESS_KEY_ID="snap",
         AWS_SECRET_ACCESS_KEY="snap",
@@ -67,16 +64,7 @@ def test_hooks_warm_before_the_snapshot_and_rebuild_after_restore(
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, f"functions.{name}.app"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(SCRIPT, f"functions.{name}.app", env=env)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {
         "before": 1,
