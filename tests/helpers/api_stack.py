@@ -12,15 +12,8 @@ from adapters.settings import Settings, get_settings
 from adapters.tracker import PoolErrorTracker, build_tracker
 from infra.dev_runner import DevRunner
 from tests.helpers.apigw import aws_proxy_event
+from tests.helpers.settings import table_environ
 
-_ENV_TABLES = {
-    "POOL_ERRORS_TABLE": "PoolErrorsTable",
-    "POOL_PROBES_TABLE": "PoolProbesTable",
-    "ACTORS_TABLE": "ActorsTable",
-    "MESSAGES_TABLE": "MessagesTable",
-    "RUNNER_CONFIGS_TABLE": "RunnerConfigsTable",
-    "SLOTS_TABLE": "SlotsTable",
-}
 _HANDLER_MODULES = ("functions.api.app", "functions.actor_host.app", "functions.pool_manager.app")
 
 
@@ -38,8 +31,8 @@ def stack(
     tables: dict[str, str], queues: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Settings]:
     """Environment as template.yaml sets it, pointing at this test's tables and queues."""
-    for env, logical_id in _ENV_TABLES.items():
-        monkeypatch.setenv(env, tables[logical_id])
+    for env, name in table_environ(tables).items():
+        monkeypatch.setenv(env, name)
     monkeypatch.setenv("ACTOR_MESSAGES_QUEUE_URL", queues["ActorMessagesQueue"])
     monkeypatch.setenv("ACTOR_MESSAGES_DLQ_URL", queues["ActorMessagesDLQ"])
     monkeypatch.setenv("POOL_ERROR_CACHE_MS", "0")

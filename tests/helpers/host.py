@@ -33,6 +33,7 @@ from tests.fixtures.sqs_events import (
     sqs_event,
     sqs_record,
 )
+from tests.helpers.settings import table_settings
 
 # --- unit: in-memory stores, the runner behind httpx.MockTransport ------------------------------
 
@@ -231,11 +232,7 @@ def stack(
         "ActorsTable", "MessagesTable", "RunnerConfigsTable", "SlotsTable", "PoolErrorsTable"
     )
     settings = Settings(
-        actors_table=tables["ActorsTable"],
-        messages_table=tables["MessagesTable"],
-        runner_configs_table=tables["RunnerConfigsTable"],
-        slots_table=tables["SlotsTable"],
-        pool_errors_table=tables["PoolErrorsTable"],
+        **table_settings(tables),
         actor_messages_queue_url=queues["ActorMessagesQueue"],
         actor_messages_dlq_url=queues["ActorMessagesDLQ"],
         deadline_margin_s=1.0,
