@@ -9,136 +9,28 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from adapters.dynamodb.actors import DynamoDBActorStore
-from adapters.dynamodb.messages import DynamoDBMessageStore
-from adapters.runner_config_store import DynamoDBRunnerConfigStore
-from adapters.settings import Settings
-from adapters.sqs import SqsMessageQueue
-from adapters.sse_client import AsyncRunnerClient, StartLimits
+from adapters.sse_client import AsyncRunnerClient
 from adapters.tracker import build_tracker
 from core.errors import RunnerNoResponse
-from core.models import ActorRecord, ErrorPolicy, MessageEnvelope, MessageRecord, RunnerConfig
-from functions.actor_host.app import build_deps, handle
-from functions.actor_host.deps import HostDeps
+from core.models import ErrorPolicy, MessageRecord
 from infra.dev_runner import DevRunner
 from tests.fixtures.sqs_events import (
-    FakeLambdaContext,
     envelope_body,
-    receive_event,
     sqs_event,
     sqs_record,
 )
 from tests.helpers.clock import FakeClock
+from tests.helpers.host import LIMITS, Stack, failures
+from tests.helpers.host import dev as dev  # a fixture
+from tests.helpers.host import stack as stack  # a fixture
 
 pytestmark = pytest.mark.integration
-
-LIMITS = StartLimits(connect_timeout_s=2.0, init_timeout_s=2.0, idle_timeout_s=0.6)
-
-
-@pytest.fixture(scope="module")
-def dev() -> Iterator[DevRunner]:
-    with DevRunner(hang_s=3.0, slow_init_s=3.0) as runner:
-        yield runner
-
-
-@dataclass
-class Stack:
-    """Everything one test drives: real stores and queues, and the host's deps."""
-
-    deps: HostDeps
-    actors: DynamoDBActorStore
-    messages: DynamoDBMessageStore
-    configs: DynamoDBRunnerConfigStore
-    queue: SqsMessageQueue
-    sqs: Any
-    queues: dict[str, str]
-    settings: Settings
-
-    def pool(self, name: str, url: str, **kw: Any) -> RunnerConfig:
-        kw.setdefault("allow_private_network", True)  # the dev runner is on 127.0.0.1
-        config = RunnerConfig(namespace="ns", runner_name=name, url=url, **kw)
-        self.configs.put(config)
-        return config
-
-    def actor(self, actor_id: str, pool: str, **kw: Any) -> ActorRecord:
-        return self.actors.create(
-            ActorRecord(actor_id=actor_id, namespace="ns", runner_name=pool, **kw)
-        )
-
-    def send(self, actor_id: str, message_id: str, value: Any = None, **kw: Any) -> None:
-        self.messages.create(
-            MessageRecord(actor_id=actor_id, message_id=message_id, input=value, **kw)
-        )
-        self.queue.send(MessageEnvelope(actor_id=actor_id, message_id=message_id))
-
-    def receive(self, at_least: int = 0) -> dict[str, Any]:
-        """One event; moto's FIFO receive gives one group at a time, so merge a few receives
-        (Lambda's poller also batches several groups)."""
-        event = receive_event(self.sqs, self.queue.queue_url)
-        while 0 < len(event["Records"]) < at_least:
-            more = receive_event(self.sqs, self.queue.queue_url)["Records"]
-            if not more:
-                break
-            event["Records"].extend(more)
-        return event
-
-    def run(self, event: dict[str, Any] | None = None, remaining_ms: int = 900_000) -> Any:
-        event = self.receive() if event is None else event
-        return handle(event, FakeLambdaContext(remaining_ms), self.deps)
-
-    def reply_queue(self) -> str:
-        url: str = self.sqs.create_queue(QueueName=f"runner-kit-replies-{uuid.uuid4().hex[:8]}")[
-            "QueueUrl"
-        ]
-        return url
-
-    def drain(self, url: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        while True:
-            msgs = self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-            ).get("Messages", [])
-            if not msgs:
-                return out
-            for m in msgs:
-                out.append(m)
-                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-
-
-@pytest.fixture
-def stack(tables: dict[str, str], queues: dict[str, str], dynamodb: Any, sqs: Any) -> Stack:
-    settings = Settings(
-        actors_table=tables["ActorsTable"],
-        messages_table=tables["MessagesTable"],
-        runner_configs_table=tables["RunnerConfigsTable"],
-        slots_table=tables["SlotsTable"],
-        pool_errors_table=tables["PoolErrorsTable"],
-        actor_messages_queue_url=queues["ActorMessagesQueue"],
-        actor_messages_dlq_url=queues["ActorMessagesDLQ"],
-        deadline_margin_s=1.0,
-        pool_error_cache_ms=0,
-    )
-    deps = build_deps(
-        settings,
-        dynamodb=dynamodb,
-        sqs=sqs,
-        runner=lambda: AsyncRunnerClient(LIMITS),
-        rand=lambda: 0.0,  # backoff 0: a retried message is visible again at once
-        slot_poll_s=0.05,
-    )
-    return Stack(deps, deps.actors, deps.messages, deps.configs, deps.queue, sqs, queues, settings)
-
-
-def failures(response: dict[str, Any]) -> set[str]:
-    return {f["itemIdentifier"] for f in response["batchItemFailures"]}
 
 
 def pool_error_code(stack: Stack, pool: str) -> str | None:

@@ -26,12 +26,9 @@ from core.models import ErrorPolicy, MessageRecord
 from infra.dev_faults import message_event
 from infra.dev_runner import DevRunner
 from tests.fixtures.sqs_events import envelope_body, sqs_event, sqs_record
-from tests.integration import test_actor_host
-from tests.integration.test_actor_host import Stack, failures
-
-# The actor host suite's fixtures: real stores on moto and its dev runner.
-stack = test_actor_host.stack
-dev = test_actor_host.dev
+from tests.helpers.host import Stack, failures
+from tests.helpers.host import dev as dev  # a fixture
+from tests.helpers.host import stack as stack  # a fixture
 
 pytestmark = pytest.mark.integration
 

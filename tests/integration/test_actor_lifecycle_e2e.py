@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,23 +21,15 @@ import pytest
 
 from infra.dev_runner import DevRunner
 from infra.local.stack import LocalStack
-from tests.integration.test_local_stack import wait_for
+from tests.helpers.http import http, wait_for
+from tests.helpers.local import FAST, quiet_stack
 
-FAST = {
-    "INIT_TIMEOUT_S": "2",
-    "IDLE_TIMEOUT_S": "2",
-    "PROBE_BACKOFF_BASE_S": "1",
-    "PROBE_BACKOFF_MAX_S": "1",
-    "GATEWAY_READY_TIMEOUT_S": "20",
-}
 LONG_S = 60.0
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(
-        api_port=0, tick_s=1.0, quiet=True, environ=FAST, dev_runner=False, log=lambda line: None
-    ) as running:
+    with quiet_stack(tick_s=1.0, environ=FAST, dev_runner=False) as running:
         yield running
 
 
@@ -56,19 +46,8 @@ def call(
     body: Any = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{stack.api_url}{path}", data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    for name, value in (headers or {}).items():
-        req.add_header(name, value)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as err:
-        raw = err.read()
-        return err.code, json.loads(raw) if raw else None
+    status, _, answer = http(method, f"{stack.api_url}{path}", body, headers)
+    return status, answer
 
 
 def _kind(error: Any) -> Any:
@@ -180,6 +159,18 @@ class World:
             LONG_S,
         )
 
+    def lasts_until_a_later_init(self, actor_id: str, failure: str, code: str) -> Any:
+        """m1 meets ``failure`` and is dead-lettered: the actor shows ``code`` (returned) until m2
+        succeeds on a healthy endpoint, then nothing."""
+        self.dev.set_script([failure, "healthy"])
+        self.send(actor_id, "m1")
+        self.ends(actor_id, "m1", "dead_lettered")
+        error = self.shows(actor_id, code)
+        self.send(actor_id, "m2")
+        self.ends(actor_id, "m2", "succeeded")
+        self.shows(actor_id, None)
+        return error
+
 
 def enqueue_behind_the_api(stack: LocalStack, actor_id: str, message_id: str) -> None:
     """What ``POST .../messages`` writes (record, then envelope), without its checks."""
@@ -251,15 +242,9 @@ def test_waiting_for_a_slot_shows_no_capacity_until_init(stack: LocalStack, dev:
 def test_runner_no_response_lasts_until_a_later_init(stack: LocalStack, dev: DevRunner) -> None:
     w = World(stack, dev, max_attempts=1)
     w.put_pool()
-    a = w.actor("a")
-    dev.set_script(["init_then_silence", "healthy"])
-    w.send(a, "m1")
-    w.ends(a, "m1", "dead_lettered")
-    error = w.shows(a, "runner_no_response")  # dead-lettered, yet nothing ran since
+    # Dead-lettered, yet shown: nothing ran since.
+    error = w.lasts_until_a_later_init(w.actor("a"), "init_then_silence", "runner_no_response")
     assert error["runner_id"].startswith("dev-")
-    w.send(a, "m2")
-    w.ends(a, "m2", "succeeded")
-    w.shows(a, None)
 
 
 def test_a_later_pool_error_is_never_hidden_by_runner_no_response(
@@ -286,15 +271,9 @@ def test_a_later_pool_error_is_never_hidden_by_runner_no_response(
 def test_actor_failed_lasts_until_a_later_init(stack: LocalStack, dev: DevRunner) -> None:
     w = World(stack, dev)
     w.put_pool()
-    a = w.actor("a")
-    dev.set_script(["actor_error", "healthy"])  # not retryable: dead-lettered at once
-    w.send(a, "m1")
-    w.ends(a, "m1", "dead_lettered")
-    error = w.shows(a, "actor_failed")
+    # An actor error is not retryable: dead-lettered at once.
+    error = w.lasts_until_a_later_init(w.actor("a"), "actor_error", "actor_failed")
     assert error["error_code"] == "actor_crashed"
-    w.send(a, "m2")
-    w.ends(a, "m2", "succeeded")
-    w.shows(a, None)
 
 
 def test_stopped_actor_keeps_its_error_until_resumed_then_its_held_messages_run(

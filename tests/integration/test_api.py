@@ -6,83 +6,25 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from adapters.dynamodb.actors import DynamoDBActorStore
-from adapters.settings import Settings, get_settings
-from adapters.tracker import PoolErrorTracker, build_tracker
+from adapters.settings import Settings
 from core.errors import NoCapacity, ServerlessHttpError
 from core.models import PoolKey
 from infra.dev_runner import DevRunner
-from tests.unit.test_api_events import aws_proxy_event, response_header, response_json
+from tests.helpers.api_stack import _clear_caches, call, create_actor, put_config, tracker
+from tests.helpers.api_stack import dev_runner as dev_runner  # a fixture
+from tests.helpers.api_stack import stack as stack  # a fixture
+from tests.helpers.apigw import response_header, response_json
 
 pytestmark = pytest.mark.integration
 
 SECRET = "Bearer top-s3cret"
 POOL = PoolKey(namespace="ns", runner_name="echo")
 HTTP_503 = ServerlessHttpError(status_code=503, body="down")
-
-_ENV_TABLES = {
-    "POOL_ERRORS_TABLE": "PoolErrorsTable",
-    "POOL_PROBES_TABLE": "PoolProbesTable",
-    "ACTORS_TABLE": "ActorsTable",
-    "MESSAGES_TABLE": "MessagesTable",
-    "RUNNER_CONFIGS_TABLE": "RunnerConfigsTable",
-    "SLOTS_TABLE": "SlotsTable",
-}
-_HANDLER_MODULES = ("functions.api.app", "functions.actor_host.app", "functions.pool_manager.app")
-
-
-def _clear_caches() -> None:
-    import importlib
-
-    get_settings.cache_clear()
-    for name in _HANDLER_MODULES:
-        module = importlib.import_module(name)
-        module.deps.cache_clear()
-
-
-@pytest.fixture
-def stack(
-    tables: dict[str, str], queues: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
-    """Environment as template.yaml sets it, pointing at this test's tables and queues."""
-    for env, logical_id in _ENV_TABLES.items():
-        monkeypatch.setenv(env, tables[logical_id])
-    monkeypatch.setenv("ACTOR_MESSAGES_QUEUE_URL", queues["ActorMessagesQueue"])
-    monkeypatch.setenv("ACTOR_MESSAGES_DLQ_URL", queues["ActorMessagesDLQ"])
-    monkeypatch.setenv("POOL_ERROR_CACHE_MS", "0")
-    monkeypatch.setenv("GATEWAY_READY_TIMEOUT_S", "6")
-    monkeypatch.setenv("CONNECT_TIMEOUT_S", "2")
-    monkeypatch.setenv("INIT_TIMEOUT_S", "3")
-    monkeypatch.setenv("IDLE_TIMEOUT_S", "3")
-    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
-    _clear_caches()
-    yield get_settings()
-    _clear_caches()
-
-
-def call(method: str, path: str, **kw: Any) -> dict[str, Any]:
-    from functions.api.app import lambda_handler
-
-    return lambda_handler(aws_proxy_event(method, path, **kw), None)
-
-
-def tracker() -> PoolErrorTracker:
-    return build_tracker(get_settings())
-
-
-def put_config(url: str = "https://93.184.216.34", **body: Any) -> dict[str, Any]:
-    return call("PUT", "/runner-configs/ns/echo", body={"url": url, **body})
-
-
-def create_actor(actor_id: str = "a1") -> dict[str, Any]:
-    return call(
-        "POST", "/actors", body={"actor_id": actor_id, "namespace": "ns", "runner_name": "echo"}
-    )
 
 
 def error_code(answer: dict[str, Any]) -> str:
@@ -295,15 +237,6 @@ class HostPump:
                     ],
                 )
             self.batches += 1
-
-
-@pytest.fixture
-def dev_runner() -> Iterator[DevRunner]:
-    runner = DevRunner(hang_s=2.0, slow_init_s=1.0).start()
-    try:
-        yield runner
-    finally:
-        runner.stop()
 
 
 def test_gateway_returns_the_result_from_the_actor_host(

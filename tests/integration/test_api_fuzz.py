@@ -21,7 +21,7 @@ from schemathesis.checks import (
 
 from functions.api.openapi import OPENAPI_PATH
 from infra.local.stack import LocalStack
-from tests.integration.test_local_stack import http
+from tests.helpers.http import http
 
 schema = schemathesis.openapi.from_path(str(OPENAPI_PATH))
 

@@ -7,7 +7,6 @@ SIGTERM tests run the endpoint as its own process (the stdlib server, and uvicor
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import re
@@ -41,31 +40,17 @@ from core.protocol import (
 )
 from infra.cli import main as cli
 from runner_kit_endpoint import ActorError, Context, Endpoint, Result
+from tests.helpers.sdk import EXAMPLE, load_example, stdlib_host
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "endpoint_echo.py"
 SLOW = ROOT / "tests" / "fixtures" / "slow_endpoint.py"
 LIMITS = StartLimits(connect_timeout_s=2.0, init_timeout_s=5.0, idle_timeout_s=10.0)
 BODY = start_body("actor-1", "msg-1", {"count": 4}, {"hello": "world"})
 
 
-def load_example() -> Any:
-    spec = importlib.util.spec_from_file_location("endpoint_echo", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # --- hosts ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def stdlib_host(endpoint: Endpoint) -> Iterator[str]:
-    with endpoint.server() as server:
-        yield server.url
 
 
 @contextmanager
@@ -350,6 +335,12 @@ def test_any_prefix_before_start() -> None:
 # --- deadline, stop, hang-up -----------------------------------------------------------------
 
 
+def until_cancelled(ctx: Context) -> None:
+    """What a long function does: run until the endpoint cancels it."""
+    while not ctx.cancelled:
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("host", HOSTS)
 def test_the_lifespan_gives_the_function_a_deadline(host: Host) -> None:
     def report(state: Any, input: Any, ctx: Context) -> Any:
@@ -372,8 +363,7 @@ def test_past_the_deadline_the_run_ends_with_a_retryable_error(host: Host) -> No
     saw_cancel = threading.Event()
 
     def too_slow(state: Any, input: Any, ctx: Context) -> Any:
-        while not ctx.cancelled:
-            time.sleep(0.01)
+        until_cancelled(ctx)
         saw_cancel.set()
         return "late", state
 
@@ -393,8 +383,7 @@ def test_stop_ends_open_streams_with_stopping_and_refuses_new_ones(host: Host) -
 
     def slow(state: Any, input: Any, ctx: Context) -> Any:
         started.set()
-        while not ctx.cancelled:
-            time.sleep(0.01)
+        until_cancelled(ctx)
         return None, None
 
     endpoint = Endpoint(slow)
@@ -416,8 +405,7 @@ def test_a_client_that_hangs_up_cancels_the_run(host: Host) -> None:
     cancelled = threading.Event()
 
     def slow(state: Any, input: Any, ctx: Context) -> Any:
-        while not ctx.cancelled:
-            time.sleep(0.01)
+        until_cancelled(ctx)
         cancelled.set()
         return None, None
 

@@ -7,21 +7,17 @@ from collections.abc import Iterator
 import pytest
 
 from infra.local.stack import LocalStack
-from tests.integration.test_endpoint_sdk import load_example, stdlib_host
-from tests.integration.test_local_stack import http
+from tests.helpers.http import http
+from tests.helpers.local import quiet_stack
+from tests.helpers.sdk import load_example, stdlib_host
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(
-        api_port=0,
-        tick_s=1.0,
-        quiet=True,
-        environ={"GATEWAY_READY_TIMEOUT_S": "20", "INIT_TIMEOUT_S": "10"},
-        log=lambda line: None,
-    ) as running:
+    environ = {"GATEWAY_READY_TIMEOUT_S": "20", "INIT_TIMEOUT_S": "10"}
+    with quiet_stack(tick_s=1.0, environ=environ) as running:
         yield running
 
 

@@ -22,8 +22,8 @@ from adapters.runner_config_store import DynamoDBRunnerConfigStore
 from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
 from core.models import PoolKey, RunnerConfig
 from infra.moto_server import MotoServer
-from tests.unit.test_api import make_world
-from tests.unit.test_api_events import aws_proxy_event, response_json
+from tests.helpers.api import make_world
+from tests.helpers.apigw import aws_proxy_event, response_json
 
 SEEN: list[dict[str, str]] = []
 INIT = b"data: " + __import__("base64").b64encode(

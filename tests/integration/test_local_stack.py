@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,34 +15,7 @@ from infra.local.lambda_runtime import ACTOR_HOST_FUNCTION, LambdaContext
 from infra.local.stack import LocalStack
 from infra.template import function_specs, queue_specs
 from tests.helpers.clock import T0, FakeClock
-
-WAIT_S = 30.0
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    """Poll ``check`` until it returns something truthy (a timeout fails, never a timing claim)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"gave up waiting for {what}")
-
-
-def http(method: str, url: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            raw = resp.read()
-            return resp.status, dict(resp.headers), json.loads(raw) if raw else None
-    except urllib.error.HTTPError as err:
-        raw = err.read()
-        return err.code, dict(err.headers), json.loads(raw) if raw else None
-
+from tests.helpers.http import wait_for
 
 # ------------------------------------------------------------------ pure shapes
 
@@ -124,7 +94,7 @@ class FakeActorHost:
         for r in records:
             if "poison" in r["body"] and self.stack is not None:
                 # Retry at once (as a backoff of 0 would), so redrive is reached quickly.
-                self.stack.sqs.change_message_visibility(
+                self.stack._sqs.change_message_visibility(
                     QueueUrl=self.stack.queue_urls["ActorMessagesQueue"],
                     ReceiptHandle=r["receiptHandle"],
                     VisibilityTimeout=0,
@@ -141,16 +111,15 @@ class FakeActorHost:
 @pytest.fixture(scope="module")
 def fake_stack() -> Iterator[tuple[LocalStack, FakeActorHost]]:
     fake = FakeActorHost()
-    stack = LocalStack(
-        api_port=0, tick_s=3600, dev_runner=False, quiet=True, handlers={ACTOR_HOST_FUNCTION: fake}
-    )
+    stack = LocalStack(api_port=0, tick_s=3600, dev_runner=False, quiet=True)
+    stack._handlers[ACTOR_HOST_FUNCTION] = fake
     fake.stack = stack
     with stack:
         yield stack, fake
 
 
 def _counts(stack: LocalStack) -> tuple[int, int]:
-    attrs = stack.sqs.get_queue_attributes(
+    attrs = stack._sqs.get_queue_attributes(
         QueueUrl=stack.queue_urls["ActorMessagesQueue"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
@@ -165,7 +134,7 @@ def test_poller_deletes_successes_and_keeps_only_failures(
 ) -> None:
     stack, fake = fake_stack
     url = stack.queue_urls["ActorMessagesQueue"]
-    stack.sqs.send_message_batch(
+    stack._sqs.send_message_batch(
         QueueUrl=url,
         Entries=[
             {
@@ -196,7 +165,7 @@ def test_a_message_that_always_fails_is_redriven_by_the_queue(
     fake_stack: tuple[LocalStack, FakeActorHost],
 ) -> None:
     stack, fake = fake_stack
-    stack.sqs.send_message(
+    stack._sqs.send_message(
         QueueUrl=stack.queue_urls["ActorMessagesQueue"],
         MessageBody="poison-1",
         MessageGroupId="poison",
@@ -205,7 +174,7 @@ def test_a_message_that_always_fails_is_redriven_by_the_queue(
     dlq = stack.queue_urls["ActorMessagesDLQ"]
 
     def dead_lettered() -> list[dict[str, Any]]:
-        got = stack.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
+        got = stack._sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
         return list(got.get("Messages", []))
 
     moved = wait_for("the poison message in the DLQ", dead_lettered)
@@ -237,13 +206,8 @@ def test_stop_restores_the_environment() -> None:
     import os
 
     before = dict(os.environ)
-    stack = LocalStack(
-        api_port=0,
-        tick_s=3600,
-        dev_runner=False,
-        quiet=True,
-        handlers={ACTOR_HOST_FUNCTION: FakeActorHost()},
-    )
+    stack = LocalStack(api_port=0, tick_s=3600, dev_runner=False, quiet=True)
+    stack._handlers[ACTOR_HOST_FUNCTION] = FakeActorHost()
     with stack:
         assert os.environ["ACTORS_TABLE"] == stack.table_names["ActorsTable"]
     assert dict(os.environ) == before

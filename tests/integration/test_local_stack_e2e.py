@@ -11,15 +11,8 @@ from typing import Any
 import pytest
 
 from infra.local.stack import LocalStack
-from tests.integration.test_local_stack import http, wait_for
-
-FAST = {
-    "INIT_TIMEOUT_S": "2",
-    "IDLE_TIMEOUT_S": "2",
-    "PROBE_BACKOFF_BASE_S": "1",
-    "PROBE_BACKOFF_MAX_S": "1",
-    "GATEWAY_READY_TIMEOUT_S": "20",
-}
+from tests.helpers.http import http, wait_for
+from tests.helpers.local import FAST
 
 
 @pytest.fixture(scope="module")

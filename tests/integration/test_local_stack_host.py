@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from infra.local.stack import LocalStack
-from tests.integration.test_local_stack import http, wait_for
+from tests.helpers.http import http, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,7 @@ def test_a_dead_letter_is_retried_through_the_api_and_by_an_sqs_redrive(
     status, _, sent = http("POST", f"{stack.api_url}/actors/flaky-1/messages", {"input": 2})
     mid2 = sent["message_id"]
     assert _final(stack, "flaky-1", mid2)["status"] == "dead_lettered"
-    sqs = stack.sqs
+    sqs = stack._sqs
     dlq = stack.queue_urls["ActorMessagesDLQ"]
     seen: list[dict[str, Any]] = []
 

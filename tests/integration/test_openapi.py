@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from adapters.settings import Settings
 from core.errors import GATEWAY_CODES
 from functions.api.openapi import OPENAPI_PATH, main, render
-from tests.integration.test_api import call, create_actor, put_config
-from tests.integration.test_api import stack as stack
-from tests.unit.test_api_events import aws_proxy_event, response_json
+from tests.helpers.api_stack import call, create_actor, put_config
+from tests.helpers.api_stack import stack as stack
+from tests.helpers.apigw import aws_proxy_event, response_json
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,7 @@ def _param(param: dict[str, Any]) -> st.SearchStrategy[str]:
 @pytest.fixture
 def seeded(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A pool and an actor the generated requests can hit, and a gateway that waits briefly."""
-    from tests.integration.test_api import _clear_caches
+    from tests.helpers.api_stack import _clear_caches
 
     monkeypatch.setenv("GATEWAY_READY_TIMEOUT_S", "0.05")
     monkeypatch.setenv("INIT_TIMEOUT_S", "0.04")

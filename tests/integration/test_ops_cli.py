@@ -8,21 +8,19 @@ stack's API checks each signature with botocore as API Gateway's IAM auth would,
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.local.stack import LocalStack
 from infra.moto_server import LOCAL_CREDENTIALS
-from tests.integration.test_local_stack import http, wait_for
+from tests.helpers.cli import run_cli
+from tests.helpers.http import http, wait_for
 from tests.sigv4 import verify_sigv4
 
 pytestmark = pytest.mark.integration
@@ -66,21 +64,6 @@ def _actor(stack: LocalStack, actor_id: str, runner_name: str) -> None:
 
 def _config(stack: LocalStack, name: str) -> Any:
     return http("GET", f"{stack.api_url}/runner-configs/{NS}/{name}")[2]
-
-
-SCRIPT = Path(sys.executable).with_name("runner-kit")
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """The console script in its own process, as an operator runs it: (status, out, err).
-
-    Its own process, so the in-process stack's handler logs never mix into its output.
-    """
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "infra.cli"]
-    done = subprocess.run(
-        [*command, *argv], capture_output=True, text=True, timeout=120, check=False
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def _rows(table: str) -> dict[str, str]:

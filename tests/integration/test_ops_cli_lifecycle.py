@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from infra.local.stack import LocalStack
-from tests.integration.test_local_stack import http, wait_for
-from tests.integration.test_ops_cli import run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.http import http, wait_for
 
 pytestmark = pytest.mark.integration
 

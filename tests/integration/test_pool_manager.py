@@ -20,10 +20,10 @@ from core.models import MessageRecord, PoolKey
 from core.ports import ProbeStore
 from infra.dev_runner import DevRunner
 from infra.local.lambda_runtime import LambdaContext
-from tests.integration.test_api import call, create_actor, put_config, tracker
-from tests.integration.test_api import dev_runner as dev_runner  # a fixture
-from tests.integration.test_api import stack as stack  # a fixture
-from tests.unit.test_api_events import response_json
+from tests.helpers.api_stack import call, create_actor, put_config, tracker
+from tests.helpers.api_stack import dev_runner as dev_runner  # a fixture
+from tests.helpers.api_stack import stack as stack  # a fixture
+from tests.helpers.apigw import response_json
 
 pytestmark = pytest.mark.integration
 

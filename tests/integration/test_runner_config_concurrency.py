@@ -50,7 +50,7 @@ def _deps(table: str) -> Any:
 
 def _put(deps: Any, headers: dict[str, str], max_runners: int) -> int:
     from functions.api.app import handle
-    from tests.unit.test_api_events import aws_proxy_event
+    from tests.helpers.apigw import aws_proxy_event
 
     body = {"url": "https://runner.example.com", "headers": headers, "max_runners": max_runners}
     event = aws_proxy_event("PUT", f"/runner-configs/{POOL.id}", body=body)

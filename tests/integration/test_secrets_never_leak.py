@@ -24,7 +24,7 @@ import pytest
 
 from infra import probe as probe_cli
 from infra.local.stack import LocalStack
-from tests.integration.test_local_stack import http, wait_for
+from tests.helpers.http import http, wait_for
 
 # Each secret carries a marker; a marker found anywhere but the config's headers is a leak.
 AUTH = "Bearer MKAUTH-7f3a9c-live"

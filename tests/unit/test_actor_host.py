@@ -6,7 +6,6 @@ recording client.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,18 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.clock import SYSTEM_CLOCK
-from adapters.memory.actors import InMemoryActorStore
-from adapters.memory.messages import InMemoryMessageStore
-from adapters.memory.slots import InMemorySlotStore
-from adapters.pool_errors.memory import InMemoryPoolErrorStore
-from adapters.runner_config_store import InMemoryRunnerConfigStore
 from adapters.settings import Settings
-from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
-from adapters.tracker import build_tracker
-from core.models import ActorRecord, ErrorPolicy, MessageRecord, PoolKey, RunnerConfig
-from functions.actor_host.app import get_logger, handle
+from adapters.sqs import SqsMessageQueue, SqsReplies
+from core.models import ActorRecord, ErrorPolicy, MessageRecord, PoolKey
 from functions.actor_host.batch import (
     HELD_BACK,
     Verdict,
@@ -35,8 +25,8 @@ from functions.actor_host.batch import (
     record_info,
     run_batch,
 )
-from functions.actor_host.deps import HostDeps
 from tests.fixtures.sqs_events import FakeLambdaContext, envelope_body, sqs_event, sqs_record
+from tests.helpers.host import Env, RecordingSqs
 
 # --- the batch ---------------------------------------------------------------------------------
 
@@ -190,112 +180,6 @@ def test_first_actor_of_each_group_skips_followers_and_malformed() -> None:
 
 
 # --- handle() on in-memory stores -------------------------------------------------------------
-
-
-def frame(data: dict[str, Any]) -> bytes:
-    return b"data: " + base64.b64encode(json.dumps(data).encode()) + b"\n\n"
-
-
-class FakeRunner:
-    """A serverless endpoint as an httpx MockTransport handler; the path picks the behaviour."""
-
-    def __init__(self) -> None:
-        self.starts = 0
-        self.during: Any = None  # called while the runner "runs": a concurrent writer
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        self.starts += 1
-        if self.during is not None:
-            self.during()
-        body = json.loads(request.content)
-        path = request.url.path
-        if "/http_503/" in path:
-            return httpx.Response(503, text="busy")
-        if "/actor_error/" in path:
-            content = frame({"v": 1, "type": "init", "runner_id": "r1"}) + frame(
-                {"type": "error", "code": "boom", "message": "bad", "retryable": False}
-            )
-        else:
-            state = body["state"] or {}
-            content = frame({"v": 1, "type": "init", "runner_id": "r1"}) + frame(
-                {
-                    "type": "done",
-                    "output": {"echo": body["input"]},
-                    "state": {"count": state.get("count", 0) + 1},
-                }
-            )
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
-
-
-class RecordingSqs:
-    """A boto3-shaped SQS client that records calls (the adapter code under it is real)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
-        self.calls.append(("visibility", kw))
-        return {"Successful": [{"Id": e["Id"]} for e in kw["Entries"]], "Failed": []}
-
-    def send_message(self, **kw: Any) -> dict[str, Any]:
-        self.calls.append(("send", kw))
-        return {"MessageId": "x"}
-
-    def visibilities(self) -> dict[str, int]:
-        return {
-            e["ReceiptHandle"]: e["VisibilityTimeout"]
-            for name, kw in self.calls
-            if name == "visibility"
-            for e in kw["Entries"]
-        }
-
-
-class Env:
-    def __init__(self, rand: float = 0.5) -> None:
-        self.actors = InMemoryActorStore(in_lambda=False)
-        self.slots = InMemorySlotStore(in_lambda=False)
-        self.messages = InMemoryMessageStore(actors=self.actors, slots=self.slots, in_lambda=False)
-        self.configs = InMemoryRunnerConfigStore(in_lambda=False)
-        self.runner = FakeRunner()
-        self.sqs = RecordingSqs()
-        settings = Settings(deadline_margin_s=10.0)
-        self.tracker = build_tracker(settings, store=InMemoryPoolErrorStore(in_lambda=False))
-        self.deps = HostDeps(
-            settings=settings,
-            actors=self.actors,
-            messages=self.messages,
-            configs=self.configs,
-            slots=self.slots,
-            tracker=self.tracker,
-            runner=lambda: AsyncRunnerClient(
-                StartLimits(),
-                transport=httpx.MockTransport(self.runner.handle),
-                resolver=lambda host, port: ["93.184.216.34"],
-            ),
-            target_for=StartTarget.from_config,
-            queue=SqsMessageQueue("https://sqs.test/q.fifo", client=self.sqs),
-            dlq=SqsDeadLetterQueue("https://sqs.test/dlq.fifo", client=self.sqs),
-            replies=SqsReplies(client=self.sqs),
-            logger=get_logger(),
-            clock=SYSTEM_CLOCK,
-            rand=lambda: rand,
-        )
-
-    def setup(self, path: str = "ok", **config: Any) -> None:
-        self.configs.put(
-            RunnerConfig(
-                namespace="ns", runner_name="p", url=f"https://runner.example.com/{path}/", **config
-            )
-        )
-        self.actors.create(ActorRecord(actor_id="a1", namespace="ns", runner_name="p"))
-        self.messages.create(MessageRecord(actor_id="a1", message_id="m1", input="hi"))
-
-    def run(self, remaining_ms: int = 900_000, **record: Any) -> dict[str, Any]:
-        rec = sqs_record(
-            envelope_body("a1", "m1"), group_id="a1", receipt_handle="rh-1", message_id="sq-1"
-        )
-        rec.update(record)
-        return handle(sqs_event(rec), FakeLambdaContext(remaining_ms), self.deps)
 
 
 def test_success_commits() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from core.errors import ActorFailed, PoolErrorView, ServerlessHttpError
-from tests.unit.test_api import HTTP_503, POOL, World, assert_error, make_world, post_wait
-from tests.unit.test_api_events import response_json
+from tests.helpers.api import HTTP_503, POOL, World, assert_error, make_world, post_wait
+from tests.helpers.apigw import response_json
 
 
 @pytest.fixture

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.proc import clean_env, run_python
 
 SCRIPT = """
 import botocore.client
@@ -27,10 +24,5 @@ print(made, first is second, first.service_model.service_name)
 
 
 def test_client_is_made_on_first_use_and_kept() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(PYTHONPATH=str(ROOT), AWS_CONFIG_FILE=os.devnull)
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(SCRIPT, env=clean_env(AWS_CONFIG_FILE=os.devnull))
     assert proc.stdout.splitlines() == ["[]", "['sqs'] True sqs"]

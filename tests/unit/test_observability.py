@@ -8,15 +8,11 @@ INFO ``invocation summary`` as one JSON line with the Lambda context injected.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.proc import clean_env, run_python
 
 PRELUDE = """
 import logging, sys
@@ -31,8 +27,8 @@ context = FakeLambdaContext()
 SCRIPTS = {
     "api": """
 import functions.api.app as app
-from tests.unit.test_api import make_world
-from tests.unit.test_api_events import aws_proxy_event
+from tests.helpers.api import make_world
+from tests.helpers.apigw import aws_proxy_event
 world = make_world()
 app.deps = lambda: world.deps
 print("ANSWER", app.lambda_handler(aws_proxy_event("GET", "/actors/a1"), context)["statusCode"])
@@ -66,7 +62,7 @@ print("ANSWER", app.lambda_handler({}, context)["pools"])
 """,
     "actor_host": """
 import functions.actor_host.app as app
-from tests.unit.test_actor_host import Env
+from tests.helpers.host import Env
 env = Env()
 app.deps = lambda: env.deps
 print("ANSWER", app.lambda_handler({"Records": []}, context))
@@ -75,18 +71,8 @@ print("ANSWER", app.lambda_handler({"Records": []}, context))
 
 
 def run_handler(name: str, **env: str) -> tuple[list[dict[str, Any]], str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    clean.update(PYTHONPATH=str(ROOT), AWS_DEFAULT_REGION="us-east-1", **env)
-    proc = subprocess.run(
-        [sys.executable, "-c", PRELUDE + SCRIPTS[name]],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=clean,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    clean = clean_env(("AWS_", "POWERTOOLS_"), AWS_DEFAULT_REGION="us-east-1", **env)
+    proc = run_python(PRELUDE + SCRIPTS[name], env=clean)
     assert "ANSWER" in proc.stdout, proc.stdout
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return lines, proc.stderr
@@ -144,17 +130,7 @@ logging.getLogger("elsewhere").info("not the kit's: left to the root logger")
 print("ANSWER")
 """
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**clean, "PYTHONPATH": str(ROOT)},
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(script, env=clean_env(("AWS_", "POWERTOOLS_")))
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert [(x["message"], x["pool"], x["service"], x["level"]) for x in lines] == [
         ("step", "ns/a", "pool_manager", "INFO")

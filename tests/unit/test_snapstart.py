@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.proc import ROOT, clean_env, run_python
 
 FAKE_RUNTIME = """
 before, after = [], []
@@ -50,33 +48,28 @@ print(json.dumps(out))
 """
 
 
+# Static credentials and no config files; building clients calls nothing, and a dead loopback
+# endpoint makes sure of it.
+OFFLINE_AWS = {
+    "AWS_ACCESS_KEY_ID": "snap",
+    "AWS_SECRET_ACCESS_KEY": "snap",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9",
+    "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:9",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+
+
 @pytest.mark.parametrize("name", ["actor_host", "api", "pool_manager"])
 def test_hooks_warm_before_the_snapshot_and_rebuild_after_restore(
     name: str, tmp_path: Path
 ) -> None:
     (tmp_path / "snapshot_restore_py.py").write_text(FAKE_RUNTIME)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
-        AWS_ACCESS_KEY_ID="snap",
-        AWS_SECRET_ACCESS_KEY="snap",
-        AWS_DEFAULT_REGION="us-east-1",
-        # Building clients calls nothing; a dead loopback endpoint makes sure of it.
-        AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:9",
-        AWS_ENDPOINT_URL_SQS="http://127.0.0.1:9",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    pythonpath = os.pathsep.join([str(tmp_path), str(ROOT)])
+    proc = run_python(
+        SCRIPT, f"functions.{name}.app", env=clean_env(**OFFLINE_AWS, PYTHONPATH=pythonpath)
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, f"functions.{name}.app"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {
         "before": 1,
