@@ -164,9 +164,9 @@ class _Bench:
     @classmethod
     def in_memory(cls, url: str) -> _Bench:
         from adapters.actor_store import InMemoryActorStore
+        from adapters.memory.pool_errors import InMemoryPoolErrorStore
+        from adapters.memory.runner_configs import InMemoryRunnerConfigStore
         from adapters.message_store import InMemoryMessageStore
-        from adapters.pool_errors.memory import InMemoryPoolErrorStore
-        from adapters.runner_config_store import InMemoryRunnerConfigStore
         from adapters.settings import Settings
         from adapters.slots import InMemorySlotStore
         from adapters.sqs import SqsReplies

@@ -3,7 +3,7 @@
 Replays a seeded 10,000-outcome trace (several pools; long healthy stretches, error bursts,
 recoveries, and an API-style ``active_errors`` poll) through the tracker on a moto server
 process over HTTP, counting every request with botocore's event hooks. Time is simulated (the
-tracker takes its clocks as parameters), so the 500 ms cache sees the trace's own pace.
+tracker takes its clock as a parameter), so the 500 ms cache sees the trace's own pace.
 
     minimum writes = failures + successes while an error is active (replayed through observe)
     goal           = writes == minimum, reads <= 1 per pool per 500 ms per process
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters.pool_error_store import DynamoDBPoolErrorStore
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
 from adapters.tracker import PoolErrorTracker
 from core.errors import (
     RunnerPoolError,
@@ -61,6 +61,21 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = HysteresisPolicy()
 WINDOW_S = 0.5
 POLL_EVERY = 200  # outcomes between two API-style active_errors() polls
+
+
+@dataclass
+class TraceClock:
+    """``core.ports.Clock`` at the trace's simulated time (``t`` seconds after ``T0``)."""
+
+    t: float = 0.0
+
+    def now(self) -> datetime:
+        """``T0`` plus the simulated seconds."""
+        return T0 + timedelta(seconds=self.t)
+
+    def monotonic(self) -> float:
+        """The simulated seconds."""
+        return self.t
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,7 @@ def minimum_writes(trace: list[Step]) -> tuple[int, int, int, dict[PoolKey, Pool
 class Requests:
     """Every DynamoDB request of one client, by operation, with read times per pool."""
 
-    now: list[float]
+    clock: TraceClock
     calls: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0
     reads_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -140,11 +155,11 @@ class Requests:
 
     def _params(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         if model.name == "GetItem":
-            self.reads_at[params["Key"]["pool_id"]["S"]].append(self.now[0])
+            self.reads_at[params["Key"]["pool_id"]["S"]].append(self.clock.t)
         elif model.name == "BatchGetItem":
             for request in params["RequestItems"].values():
                 for key in request["Keys"]:
-                    self.reads_at[key["pool_id"]["S"]].append(self.now[0])
+                    self.reads_at[key["pool_id"]["S"]].append(self.clock.t)
 
     def _after_update(self, parsed: dict[str, Any], **_: Any) -> None:
         if parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -194,12 +209,12 @@ def run(
     """Replay ``trace``; outcome i goes to process ``i % processes`` (each its own client)."""
     table = f"bench-{name.replace(' ', '-')}-{time.monotonic_ns()}"
     create_tables(client_for(server), {"PoolErrorsTable": table})
-    now = [0.0]  # simulated seconds, shared by every clock of this run
+    clock = TraceClock()  # shared by every tracker of this run
     trackers: list[PoolErrorTracker] = []
     counters: list[Requests] = []
     for _ in range(processes):
         client = client_for(server)
-        requests = Requests(now)
+        requests = Requests(clock)
         requests.attach(client)
         counters.append(requests)
         trackers.append(
@@ -207,14 +222,13 @@ def run(
                 DynamoDBPoolErrorStore(table, client=client),
                 policy=POLICY,
                 cache_ttl_s=cache_ttl_s,
-                clock=lambda: T0 + timedelta(seconds=now[0]),
-                monotonic=lambda: now[0],
+                clock=clock,
             )
         )
     pools = sorted({step.pool for step in trace}, key=lambda p: p.id)
     started = time.perf_counter()
     for i, step in enumerate(trace):
-        now[0] = step.at
+        clock.t = step.at
         trackers[i % processes].report(step.pool, step.outcome)
         if i % POLL_EVERY == POLL_EVERY - 1:
             trackers[0].active_errors(pools)

@@ -52,12 +52,12 @@ STORES: Final = {
     "actors": Store("adapters/actor_store.py", "DynamoDBActorStore", "ActorsTable"),
     "messages": Store("adapters/message_store.py", "DynamoDBMessageStore", "MessagesTable"),
     "configs": Store(
-        "adapters/runner_config_store.py", "DynamoDBRunnerConfigStore", "RunnerConfigsTable"
+        "adapters/dynamodb/runner_configs.py", "DynamoDBRunnerConfigStore", "RunnerConfigsTable"
     ),
     "slots": Store("adapters/slots.py", "DynamoDBSlotStore", "SlotsTable"),
-    "probes": Store("adapters/probe_store.py", "DynamoDBProbeStore", "PoolProbesTable"),
+    "probes": Store("adapters/dynamodb/probes.py", "DynamoDBProbeStore", "PoolProbesTable"),
     "pool_errors": Store(
-        "adapters/pool_errors/dynamodb.py", "DynamoDBPoolErrorStore", "PoolErrorsTable"
+        "adapters/dynamodb/pool_errors.py", "DynamoDBPoolErrorStore", "PoolErrorsTable"
     ),
     "tracker": Store("adapters/tracker.py", "PoolErrorTracker", ""),
     "queue": Store("adapters/sqs.py", "SqsMessageQueue", "ActorMessagesQueue"),

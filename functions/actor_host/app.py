@@ -54,8 +54,9 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     clients. ``deps()`` uses it as is; tests and the benchmark pass ``overrides`` (any
     ``HostDeps`` field: ``runner``, ``rand``, ``slot_poll_s``, ...) so they run this wiring."""
     from adapters.actor_store import DynamoDBActorStore
+    from adapters.clock import SYSTEM_CLOCK
+    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
     from adapters.message_store import DynamoDBMessageStore
-    from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.slots import DynamoDBSlotStore
     from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
     from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
@@ -76,7 +77,7 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
         ),
         "configs": DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
         "slots": slots,
-        "tracker": build_tracker(settings),
+        "tracker": build_tracker(settings, clock=SYSTEM_CLOCK),
         "runner": lambda: AsyncRunnerClient(limits),
         "target_for": StartTarget.from_config,
         "queue": (

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from adapters.actor_store import DynamoDBActorStore
+from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
 from adapters.message_store import DynamoDBMessageStore
-from adapters.runner_config_store import DynamoDBRunnerConfigStore
 from adapters.settings import Settings
 from adapters.sqs import SqsMessageQueue
 from adapters.sse_client import AsyncRunnerClient, StartLimits

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from adapters.pool_error_store import DynamoDBPoolErrorStore, InMemoryPoolErrorStore
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
 from core.errors import (
     OtherPoolError,
     ServerlessConnectionError,

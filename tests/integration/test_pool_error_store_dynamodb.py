@@ -11,11 +11,12 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from adapters.pool_error_store import DynamoDBPoolErrorStore, StoreReadFailedError
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
 from adapters.tracker import PoolErrorTracker
-from core.errors import ServerlessHttpError, StoreCommitFailedError
+from core.errors import ServerlessHttpError, StoreCommitFailedError, StoreReadFailedError
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, PoolState, Success
 from core.models import PoolKey
+from tests.helpers.clock import FakeClock
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = HysteresisPolicy()
@@ -142,7 +143,7 @@ def test_get_many_is_one_batch_per_100_keys(store: DynamoDBPoolErrorStore, dynam
 
 
 def test_tracker_end_to_end_request_counts(store: DynamoDBPoolErrorStore, dynamodb: Any) -> None:
-    tracker = PoolErrorTracker(store, monotonic=lambda: 0.0)  # time stands still: views stay fresh
+    tracker = PoolErrorTracker(store, clock=FakeClock())  # time stands still: views stay fresh
     calls = count_requests(dynamodb)
     tracker.report_error(POOL, E503)  # 1 write, no read
     for _ in range(3):
@@ -180,14 +181,17 @@ def test_read_of_missing_table_is_store_read_failed(
     assert info.value.code == "store_read_failed"
 
 
-def _stubbed() -> tuple[DynamoDBPoolErrorStore, Stubber]:
+def _stubbed(clock: FakeClock | None = None) -> tuple[DynamoDBPoolErrorStore, Stubber]:
     client = boto3.client(
         "dynamodb",
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # a stubbed client sends nothing
     )
-    store = DynamoDBPoolErrorStore("t", client=client, max_attempts=4, sleep=lambda _: None)
+    sleep = (clock or FakeClock()).sleep
+    store = DynamoDBPoolErrorStore(
+        "t", client=client, max_attempts=4, sleep=sleep, rand=lambda: 1.0
+    )
     return store, Stubber(client)
 
 
@@ -242,7 +246,8 @@ def test_unprocessed_keys_are_retried() -> None:
 
 
 def test_unprocessed_keys_forever_end_in_store_read_failed() -> None:
-    store, stub = _stubbed()
+    clock = FakeClock()
+    store, stub = _stubbed(clock)
     key = {"pool_id": {"S": POOL.id}}
     for _ in range(4):
         stub.add_response(
@@ -251,6 +256,8 @@ def test_unprocessed_keys_forever_end_in_store_read_failed() -> None:
         )
     with stub, pytest.raises(StoreReadFailedError, match="unprocessed"):
         store.get_many([POOL])
+    # core.policy.backoff_s at its ceiling (rand 1.0): 25 ms doubling, none after the last try.
+    assert clock.sleeps == [0.025, 0.05, 0.1]
 
 
 # --- records from other versions -----------------------------------------------------------------
@@ -261,10 +268,6 @@ T = datetime(2026, 1, 2, tzinfo=UTC)
 def test_stored_known_error_with_a_newer_field_round_trips_and_isolates_nothing(
     dynamodb: Any, tables: dict[str, str]
 ) -> None:
-    from adapters.pool_errors import DynamoDBPoolErrorStore
-    from core.hysteresis import Failure, HysteresisPolicy
-    from core.models import PoolKey
-
     store = DynamoDBPoolErrorStore(tables["PoolErrorsTable"], client=dynamodb)
     pool = PoolKey(namespace="ns", runner_name="newer")
     newer = '{"code":"serverless_http_error","status_code":503,"body":"b","retry_after_s":3}'
@@ -300,10 +303,7 @@ def test_stored_known_error_with_a_newer_field_round_trips_and_isolates_nothing(
 
 
 def test_undecodable_record_is_isolated_per_pool(dynamodb: Any, tables: dict[str, str]) -> None:
-    from adapters.pool_errors import DynamoDBPoolErrorStore
     from core.errors import OtherPoolError
-    from core.hysteresis import Failure, HysteresisPolicy
-    from core.models import PoolKey
 
     store = DynamoDBPoolErrorStore(tables["PoolErrorsTable"], client=dynamodb)
     bad = PoolKey(namespace="ns", runner_name="bad")

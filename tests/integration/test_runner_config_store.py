@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from adapters import settings as settings_mod
-from adapters.runner_config_store import DynamoDBRunnerConfigStore, InMemoryRunnerConfigStore
+from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from core.errors import DurableStoreRequiredError
 from core.models import ErrorPolicy, PoolKey, RunnerConfig
 from core.ports import RunnerConfigStore
@@ -154,7 +155,7 @@ def test_put_if_compares_the_revision_it_read(store: RunnerConfigStore) -> None:
 
 
 def test_an_item_over_400_kb_is_refused_before_the_write(store: RunnerConfigStore) -> None:
-    from adapters.runner_config_store import ItemTooLargeError
+    from adapters.dynamodb.runner_configs import ItemTooLargeError
 
     headers = {f"x-h{i}": "v" * 8192 for i in range(50)}
     with pytest.raises(ItemTooLargeError) as info:

@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from adapters.pool_error_store import DynamoDBPoolErrorStore
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
 from adapters.tracker import PoolErrorTracker
 from core.errors import ServerlessConnectionError, ServerlessHttpError
 from core.hysteresis import (

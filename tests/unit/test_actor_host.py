@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from adapters.actor_store import InMemoryActorStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.message_store import InMemoryMessageStore
-from adapters.pool_errors.memory import InMemoryPoolErrorStore
-from adapters.runner_config_store import InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.slots import InMemorySlotStore
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies

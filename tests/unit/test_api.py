@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 
 from adapters.actor_store import InMemoryActorStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
+from adapters.memory.probes import InMemoryProbeStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.message_store import InMemoryMessageStore
-from adapters.pool_errors import InMemoryPoolErrorStore
-from adapters.probe_store import InMemoryProbeStore
-from adapters.runner_config_store import InMemoryRunnerConfigStore
 from adapters.settings import Settings
-from adapters.tracker import PoolErrorStatus, PoolErrorTracker
+from adapters.tracker import PoolErrorTracker
 from core.errors import NoCapacity, RunnerNoResponse, ServerlessHttpError
 from core.models import MessageEnvelope, PoolKey
-from core.ports import ActorExistsError
+from core.ports import ActorExistsError, PoolErrorStatus
 from functions.api.app import handle
 from functions.api.routes import ApiDeps
 from functions.api.url_check import make_url_check
@@ -148,9 +148,7 @@ class World:
 
 def make_world(**settings: Any) -> World:
     clock = VirtualClock()
-    tracker = PoolErrorTracker(
-        InMemoryPoolErrorStore(in_lambda=False), clock=clock.now, monotonic=clock.monotonic
-    )
+    tracker = PoolErrorTracker(InMemoryPoolErrorStore(in_lambda=False), clock=clock)
     counting = CountingTracker(tracker)
     actors = InMemoryActorStore(in_lambda=False)
     messages = InMemoryMessageStore(actors=actors, in_lambda=False)

@@ -43,9 +43,9 @@ from datetime import UTC, datetime
 import functions.pool_manager.app as app
 from adapters.actor_store import InMemoryActorStore
 from adapters.message_store import InMemoryMessageStore
-from adapters.pool_errors.memory import InMemoryPoolErrorStore
-from adapters.probe_store import InMemoryProbeStore
-from adapters.runner_config_store import InMemoryRunnerConfigStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
+from adapters.memory.probes import InMemoryProbeStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.tracker import PoolErrorTracker
 from functions.pool_manager.manager import PoolManagerDeps

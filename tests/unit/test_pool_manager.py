@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from adapters.actor_store import InMemoryActorStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
+from adapters.memory.probes import InMemoryProbeStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.message_store import InMemoryMessageStore
-from adapters.pool_errors import InMemoryPoolErrorStore
-from adapters.probe_store import InMemoryProbeStore
-from adapters.runner_config_store import InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.tracker import PoolErrorTracker
 from core.backoff import ProbeBackoff
@@ -84,8 +84,7 @@ def env() -> Env:
     clock = Clock()
     tracker = PoolErrorTracker(
         InMemoryPoolErrorStore(in_lambda=False),
-        clock=clock.now,
-        monotonic=clock.monotonic,
+        clock=clock,
         cache_ttl_s=0,
     )
     actors = InMemoryActorStore(in_lambda=False)
