@@ -45,14 +45,7 @@ from core.errors import (
     ServerlessHttpError,
     ServerlessStreamEndedEarly,
 )
-from core.hysteresis import (
-    Failure,
-    HysteresisPolicy,
-    Outcome,
-    PoolState,
-    Success,
-    observe,
-)
+from core.hysteresis import Failure, HysteresisPolicy, Outcome, PoolState, Success, observe
 from core.models import PoolKey
 from infra.moto_server import MotoServer
 from infra.template import create_tables
@@ -183,12 +176,14 @@ class Requests:
         return worst
 
 
-def client_for(server: MotoServer) -> Any:
+def client_for(url: str) -> Any:
+    """A DynamoDB client of the moto server at ``url`` (one per thread: boto3 clients are made
+    from a session that is not thread-safe)."""
     import boto3
 
     return boto3.client(
         "dynamodb",
-        endpoint_url=server.url,
+        endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # moto's dummy credentials
@@ -208,12 +203,12 @@ def run(
 ) -> RunResult:
     """Replay ``trace``; outcome i goes to process ``i % processes`` (each its own client)."""
     table = f"bench-{name.replace(' ', '-')}-{time.monotonic_ns()}"
-    create_tables(client_for(server), {"PoolErrorsTable": table})
+    create_tables(client_for(server.url), {"PoolErrorsTable": table})
     clock = TraceClock()  # shared by every tracker of this run
     trackers: list[PoolErrorTracker] = []
     counters: list[Requests] = []
     for _ in range(processes):
-        client = client_for(server)
+        client = client_for(server.url)
         requests = Requests(clock)
         requests.attach(client)
         counters.append(requests)
@@ -233,7 +228,7 @@ def run(
         if i % POLL_EVERY == POLL_EVERY - 1:
             trackers[0].active_errors(pools)
     seconds = time.perf_counter() - started
-    final = DynamoDBPoolErrorStore(table, client=client_for(server)).get_many(pools)
+    final = DynamoDBPoolErrorStore(table, client=client_for(server.url)).get_many(pools)
     return RunResult(name, counters, seconds, final)
 
 
@@ -260,18 +255,7 @@ def contended_plan(count: int, rng: random.Random) -> list[Outcome]:
 def contended_worker(args: tuple[str, str, int, int, int, float]) -> dict[str, Any]:
     """One "Lambda" process: one tracker (500 ms cache) shared by ``threads`` threads."""
     url, table, seed, outcomes, threads, pace_s = args
-    import boto3
-
-    def client() -> Any:
-        return boto3.client(
-            "dynamodb",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    counted = client()
+    counted = client_for(url)
     sent: Counter[str] = Counter()
     versions: list[int] = []
     lock = threading.Lock()
@@ -297,7 +281,7 @@ def contended_worker(args: tuple[str, str, int, int, int, float]) -> dict[str, A
     counted.meta.events.register("before-send.dynamodb.*", on_send)
     counted.meta.events.register("after-call.dynamodb.UpdateItem", on_update)
     store = DynamoDBPoolErrorStore(table, client=counted)
-    checker = DynamoDBPoolErrorStore(table, client=client())  # not counted
+    checker = DynamoDBPoolErrorStore(table, client=client_for(url))  # not counted
     tracker = PoolErrorTracker(store, policy=POLICY, cache_ttl_s=0.5)
     original_apply = store.apply
 
@@ -340,14 +324,14 @@ def run_contended(
     server: MotoServer, *, outcomes: int, processes: int = 3, threads: int = 4, seed: int = 1
 ) -> dict[str, Any]:
     table = f"bench-contended-{time.monotonic_ns()}"
-    create_tables(client_for(server), {"PoolErrorsTable": table})
+    create_tables(client_for(server.url), {"PoolErrorsTable": table})
     per_process = outcomes // processes
     jobs = [(server.url, table, seed + p, per_process, threads, 0.004) for p in range(processes)]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         results = pool.map(contended_worker, jobs)
     seconds = time.perf_counter() - started
-    final = DynamoDBPoolErrorStore(table, client=client_for(server)).get(CONTENDED_POOL)
+    final = DynamoDBPoolErrorStore(table, client=client_for(server.url)).get(CONTENDED_POOL)
     writes = sum(r["sent"].get("UpdateItem", 0) for r in results)
     versions = sorted(v for r in results for v in r["versions"])
 

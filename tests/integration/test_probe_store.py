@@ -10,18 +10,15 @@ from adapters.dynamodb.probes import DynamoDBProbeStore
 from adapters.memory.probes import InMemoryProbeStore
 from core.models import PoolKey
 from core.ports import ProbeState, ProbeStore
+from tests.helpers.contract import BACKENDS, store_for
 
 POOL = PoolKey(namespace="ns", runner_name="echo")
 OTHER = PoolKey(namespace="ns", runner_name="other")
 
 
-@pytest.fixture(params=["dynamodb", "memory"])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest) -> ProbeStore:
-    if request.param == "memory":
-        return InMemoryProbeStore()
-    tables = request.getfixturevalue("tables")
-    dynamodb = request.getfixturevalue("dynamodb")
-    return DynamoDBProbeStore(tables["PoolProbesTable"], client=dynamodb)
+    return store_for(request, "PoolProbesTable", DynamoDBProbeStore, InMemoryProbeStore)
 
 
 def test_a_pool_never_failed_has_no_state_and_is_due(store: ProbeStore) -> None:
