@@ -181,13 +181,11 @@ class DynamoDBPoolErrorStore(LazyClient):
         table_name: str,
         client: Any = None,
         *,
-        consistent_read: bool = True,
         max_attempts: int = 25,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.table_name = table_name
-        self.consistent_read = consistent_read
         self.max_attempts = max_attempts
         self._client = client
         self._sleep = sleep
@@ -315,7 +313,7 @@ class DynamoDBPoolErrorStore(LazyClient):
             resp = self.client.get_item(
                 TableName=self.table_name,
                 Key=self._key(pool),
-                ConsistentRead=self.consistent_read,
+                ConsistentRead=True,
             )
         except _botocore_errors() as exc:
             code = aws_error_code(exc)
@@ -335,9 +333,7 @@ class DynamoDBPoolErrorStore(LazyClient):
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One ``BatchGetItem``, then its ``UnprocessedKeys`` again with jittered backoff."""
         items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {
-            self.table_name: {"Keys": keys, "ConsistentRead": self.consistent_read}
-        }
+        request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
         for attempt in range(1, self.max_attempts + 1):
             try:
                 resp = self.client.batch_get_item(RequestItems=request)

@@ -188,9 +188,12 @@ def _stubbed(clock: FakeClock | None = None) -> tuple[DynamoDBPoolErrorStore, St
     return store, Stubber(client)
 
 
-def _item(successes: int, threshold: int = 3) -> dict[str, Any]:
+def _item(
+    successes: int, threshold: int = 3, *, pool: PoolKey = POOL, **attrs: dict[str, str]
+) -> dict[str, Any]:
+    """A stored item with an active error (``successes < threshold``), ``attrs`` replaced."""
     return {
-        "pool_id": {"S": POOL.id},
+        "pool_id": {"S": pool.id},
         "version": {"N": "9"},
         "successes": {"N": str(successes)},
         "threshold": {"N": str(threshold)},
@@ -199,6 +202,7 @@ def _item(successes: int, threshold: int = 3) -> dict[str, Any]:
         "first_seen": {"S": "2026-11-23T12:00:00Z"},
         "last_seen": {"S": "2026-11-23T12:00:00Z"},
         "count": {"N": "1"},
+        **attrs,
     }
 
 
@@ -266,18 +270,14 @@ def test_stored_known_error_with_a_newer_field_round_trips_and_isolates_nothing(
     newer = '{"code":"serverless_http_error","status_code":503,"body":"b","retry_after_s":3}'
     dynamodb.put_item(
         TableName=tables["PoolErrorsTable"],
-        Item={
-            "pool_id": {"S": pool.id},
-            "version": {"N": "4"},
-            "successes": {"N": "0"},
-            "threshold": {"N": "3"},
-            "error": {"S": newer},
-            "error_code": {"S": "serverless_http_error"},
-            "first_seen": {"S": "2026-01-01T00:00:00.000000Z"},
-            "last_seen": {"S": "2026-01-01T00:00:01.000000Z"},
-            "count": {"N": "2"},
-            "retry_after_s": {"N": "3"},  # an attribute a newer build added
-        },
+        Item=_item(
+            0,
+            pool=pool,
+            error={"S": newer},
+            error_code={"S": "serverless_http_error"},
+            count={"N": "2"},
+            retry_after_s={"N": "3"},  # an attribute a newer build added
+        ),
     )
     state = store.get(pool)
     assert state.active_error is not None
@@ -306,16 +306,7 @@ def test_undecodable_record_is_isolated_per_pool(dynamodb: Any, tables: dict[str
     )
     dynamodb.put_item(
         TableName=tables["PoolErrorsTable"],
-        Item={
-            "pool_id": {"S": bad.id},
-            "version": {"N": "2"},
-            "successes": {"N": "0"},
-            "threshold": {"N": "3"},
-            "error": {"S": '{"code": 7}'},
-            "first_seen": {"S": "2026-01-01T00:00:00.000000Z"},
-            "last_seen": {"S": "not a time"},
-            "count": {"N": "1"},
-        },
+        Item=_item(0, pool=bad, error={"S": '{"code": 7}'}, last_seen={"S": "not a time"}),
     )
     states = store.get_many([bad, good])
     assert states[good].active_error is not None
