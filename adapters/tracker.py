@@ -10,7 +10,7 @@ The one thing the cache can cost: a success reported within the TTL of a view th
 "healthy", while another process has just written an error, is not counted. Under contention
 that is most of them (docs/tracker.md, measured), so a clear comes up to about one TTL later;
 it never erases or hides an error (errors are always written), and every write that does
-happen is exact (see ``adapters.pool_errors.dynamodb``).
+happen is exact (see ``adapters.dynamodb.pool_errors``).
 
 Sync (boto3) and thread-safe; async callers use ``asyncio.to_thread``.
 """
@@ -18,16 +18,13 @@ Sync (boto3) and thread-safe; async callers use ``asyncio.to_thread``.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
-from adapters.dynamodb.items import format_time
-from adapters.pool_errors import DynamoDBPoolErrorStore
+from adapters.clock import SYSTEM_CLOCK
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
 from adapters.settings import Settings
-from core.errors import PoolErrorView, RunnerPoolError
+from core.errors import RunnerPoolError
 from core.exceptions import DurableStoreRequiredError
 from core.hysteresis import (
     DEFAULT_POLICY,
@@ -38,67 +35,7 @@ from core.hysteresis import (
     Success,
 )
 from core.models import PoolKey
-from core.ports import PoolErrorStore
-
-
-def utc_now() -> datetime:
-    """The wall clock, timezone-aware (the tracker's default ``clock``)."""
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class PoolErrorStatus:
-    """The read view of a pool's active error."""
-
-    pool: PoolKey
-    error: RunnerPoolError
-    first_seen: datetime
-    last_seen: datetime
-    count: int
-    consecutive_successes: int
-    stale: bool
-
-    @classmethod
-    def of(
-        cls, pool: PoolKey, state: PoolState, *, now: datetime, stale_after_s: float | None
-    ) -> PoolErrorStatus | None:
-        """The view of ``state``; ``None`` while the pool is healthy."""
-        active = state.active_error
-        if active is None:
-            return None
-        stale = (
-            stale_after_s is not None and (now - active.last_seen).total_seconds() > stale_after_s
-        )
-        return cls(
-            pool=pool,
-            error=active.error,
-            first_seen=active.first_seen,
-            last_seen=active.last_seen,
-            count=active.count,
-            consecutive_successes=state.consecutive_successes,
-            stale=stale,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-safe: the error's wire JSON, times as ISO 8601 UTC with ``Z``."""
-        return {
-            "pool": self.pool.id,
-            "error": self.error.to_json(),
-            "first_seen": format_time(self.first_seen),
-            "last_seen": format_time(self.last_seen),
-            "count": self.count,
-            "consecutive_successes": self.consecutive_successes,
-            "stale": self.stale,
-        }
-
-    def to_view(self) -> PoolErrorView:
-        """The API-facing actor error ``pool_error{error, first_seen, last_seen, count}``."""
-        return PoolErrorView(
-            error=self.error,
-            first_seen=format_time(self.first_seen),
-            last_seen=format_time(self.last_seen),
-            count=self.count,
-        )
+from core.ports import Clock, PoolErrorStatus, PoolErrorStore
 
 
 @dataclass(frozen=True)
@@ -117,8 +54,7 @@ class PoolErrorTracker:
         policy: HysteresisPolicy = DEFAULT_POLICY,
         cache_ttl_s: float = 0.5,
         stale_after_s: float | None = None,
-        clock: Callable[[], datetime] = utc_now,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if cache_ttl_s < 0:
             raise ValueError("cache_ttl_s must be >= 0")
@@ -127,7 +63,6 @@ class PoolErrorTracker:
         self.cache_ttl_s = cache_ttl_s
         self.stale_after_s = stale_after_s
         self._clock = clock
-        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._cache: dict[PoolKey, _Entry] = {}
         self._read_locks: dict[PoolKey, threading.Lock] = {}
@@ -146,11 +81,11 @@ class PoolErrorTracker:
         counter). Never reads: the last known state, however old, only picks the branch."""
         with self._lock:
             entry = self._cache.get(pool)
-        started = self._monotonic()
+        started = self._clock.monotonic()
         result = self.store.apply(
             pool,
             Failure(error),
-            now=self._clock(),
+            now=self._clock.now(),
             policy=self.policy,
             hint=entry.state if entry is not None else None,
         )
@@ -161,22 +96,18 @@ class PoolErrorTracker:
         state = self._current(pool)
         if state.healthy:
             return
-        started = self._monotonic()
+        started = self._clock.monotonic()
         result = self.store.apply(
-            pool, Success(), now=self._clock(), policy=self.policy, hint=state
+            pool, Success(), now=self._clock.now(), policy=self.policy, hint=state
         )
         self._remember(pool, result.state, started)
 
     # --- reading -------------------------------------------------------------------------
 
-    def state(self, pool: PoolKey) -> PoolState:
-        """The pool's state, at most ``cache_ttl_s`` old."""
-        return self._current(pool)
-
     def active_error(self, pool: PoolKey) -> PoolErrorStatus | None:
         """The pool's active error, or ``None`` while healthy."""
         return PoolErrorStatus.of(
-            pool, self._current(pool), now=self._clock(), stale_after_s=self.stale_after_s
+            pool, self._current(pool), now=self._clock.now(), stale_after_s=self.stale_after_s
         )
 
     def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, PoolErrorStatus]:
@@ -191,10 +122,10 @@ class PoolErrorTracker:
             else:
                 states[pool] = entry.state
         if missing:
-            started = self._monotonic()
+            started = self._clock.monotonic()
             for pool, state in self.store.get_many(missing).items():
                 states[pool] = self._remember(pool, state, started)
-        now = self._clock()
+        now = self._clock.now()
         statuses = {
             pool: PoolErrorStatus.of(pool, state, now=now, stale_after_s=self.stale_after_s)
             for pool, state in states.items()
@@ -203,23 +134,16 @@ class PoolErrorTracker:
 
     def retire(self, pool: PoolKey) -> None:
         """Forget the pool's error for good (its runner config was deleted or re-created)."""
-        self.store.retire(pool, now=self._clock())
-        self.invalidate(pool)
-
-    def invalidate(self, pool: PoolKey | None = None) -> None:
-        """Forget the cached view of one pool (or all): the next call reads the store."""
+        self.store.retire(pool, now=self._clock.now())
         with self._lock:
-            if pool is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(pool, None)
+            self._cache.pop(pool, None)  # the next call reads the store
 
     # --- cache ---------------------------------------------------------------------------
 
     def _fresh(self, pool: PoolKey) -> _Entry | None:
         with self._lock:
             entry = self._cache.get(pool)
-        if entry is not None and self._monotonic() - entry.as_of < self.cache_ttl_s:
+        if entry is not None and self._clock.monotonic() - entry.as_of < self.cache_ttl_s:
             return entry
         return None
 
@@ -235,7 +159,7 @@ class PoolErrorTracker:
             entry = self._fresh(pool)
             if entry is not None:
                 return entry.state
-            started = self._monotonic()
+            started = self._clock.monotonic()
             return self._remember(pool, self.store.get(pool), started)
 
     def _remember(self, pool: PoolKey, state: PoolState, started: float) -> PoolState:
@@ -249,7 +173,9 @@ class PoolErrorTracker:
             return entry.state
 
 
-def build_tracker(settings: Settings, *, store: PoolErrorStore | None = None) -> PoolErrorTracker:
+def build_tracker(
+    settings: Settings, *, clock: Clock = SYSTEM_CLOCK, store: PoolErrorStore | None = None
+) -> PoolErrorTracker:
     """The tracker for a function's ``deps()``: DynamoDB unless a store is given; an in-memory
     store inside Lambda raises ``durable_store_required:pool_error_store``."""
     if store is None:
@@ -261,4 +187,5 @@ def build_tracker(settings: Settings, *, store: PoolErrorStore | None = None) ->
         policy=HysteresisPolicy(success_threshold=settings.success_threshold),
         cache_ttl_s=settings.pool_error_cache_ms / 1000,
         stale_after_s=settings.pool_error_stale_after_s,
+        clock=clock,
     )

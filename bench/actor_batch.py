@@ -166,9 +166,9 @@ class _Bench:
         from adapters.clock import SYSTEM_CLOCK
         from adapters.memory.actors import InMemoryActorStore
         from adapters.memory.messages import InMemoryMessageStore
+        from adapters.memory.pool_errors import InMemoryPoolErrorStore
+        from adapters.memory.runner_configs import InMemoryRunnerConfigStore
         from adapters.memory.slots import InMemorySlotStore
-        from adapters.pool_errors.memory import InMemoryPoolErrorStore
-        from adapters.runner_config_store import InMemoryRunnerConfigStore
         from adapters.settings import Settings
         from adapters.sqs import SqsReplies
         from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget

@@ -3,7 +3,7 @@
 Replays a seeded 10,000-outcome trace (several pools; long healthy stretches, error bursts,
 recoveries, and an API-style ``active_errors`` poll) through the tracker on a moto server
 process over HTTP, counting every request with botocore's event hooks. Time is simulated (the
-tracker takes its clocks as parameters), so the 500 ms cache sees the trace's own pace.
+tracker takes its clock as a parameter), so the 500 ms cache sees the trace's own pace.
 
     minimum writes = failures + successes while an error is active (replayed through observe)
     goal           = writes == minimum, reads <= 1 per pool per 500 ms per process
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters.pool_error_store import DynamoDBPoolErrorStore
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
 from adapters.tracker import PoolErrorTracker
 from core.errors import (
     RunnerPoolError,
@@ -45,14 +45,7 @@ from core.errors import (
     ServerlessHttpError,
     ServerlessStreamEndedEarly,
 )
-from core.hysteresis import (
-    Failure,
-    HysteresisPolicy,
-    Outcome,
-    PoolState,
-    Success,
-    observe,
-)
+from core.hysteresis import Failure, HysteresisPolicy, Outcome, PoolState, Success, observe
 from core.models import PoolKey
 from infra.moto_server import MotoServer
 from infra.template import create_tables
@@ -61,6 +54,21 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = HysteresisPolicy()
 WINDOW_S = 0.5
 POLL_EVERY = 200  # outcomes between two API-style active_errors() polls
+
+
+@dataclass
+class TraceClock:
+    """``core.ports.Clock`` at the trace's simulated time (``t`` seconds after ``T0``)."""
+
+    t: float = 0.0
+
+    def now(self) -> datetime:
+        """``T0`` plus the simulated seconds."""
+        return T0 + timedelta(seconds=self.t)
+
+    def monotonic(self) -> float:
+        """The simulated seconds."""
+        return self.t
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,7 @@ def minimum_writes(trace: list[Step]) -> tuple[int, int, int, dict[PoolKey, Pool
 class Requests:
     """Every DynamoDB request of one client, by operation, with read times per pool."""
 
-    now: list[float]
+    clock: TraceClock
     calls: Counter[str] = field(default_factory=Counter)
     conflicts: int = 0
     reads_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -140,11 +148,11 @@ class Requests:
 
     def _params(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         if model.name == "GetItem":
-            self.reads_at[params["Key"]["pool_id"]["S"]].append(self.now[0])
+            self.reads_at[params["Key"]["pool_id"]["S"]].append(self.clock.t)
         elif model.name == "BatchGetItem":
             for request in params["RequestItems"].values():
                 for key in request["Keys"]:
-                    self.reads_at[key["pool_id"]["S"]].append(self.now[0])
+                    self.reads_at[key["pool_id"]["S"]].append(self.clock.t)
 
     def _after_update(self, parsed: dict[str, Any], **_: Any) -> None:
         if parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -168,12 +176,14 @@ class Requests:
         return worst
 
 
-def client_for(server: MotoServer) -> Any:
+def client_for(url: str) -> Any:
+    """A DynamoDB client of the moto server at ``url`` (one per thread: boto3 clients are made
+    from a session that is not thread-safe)."""
     import boto3
 
     return boto3.client(
         "dynamodb",
-        endpoint_url=server.url,
+        endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # moto's dummy credentials
@@ -193,13 +203,13 @@ def run(
 ) -> RunResult:
     """Replay ``trace``; outcome i goes to process ``i % processes`` (each its own client)."""
     table = f"bench-{name.replace(' ', '-')}-{time.monotonic_ns()}"
-    create_tables(client_for(server), {"PoolErrorsTable": table})
-    now = [0.0]  # simulated seconds, shared by every clock of this run
+    create_tables(client_for(server.url), {"PoolErrorsTable": table})
+    clock = TraceClock()  # shared by every tracker of this run
     trackers: list[PoolErrorTracker] = []
     counters: list[Requests] = []
     for _ in range(processes):
-        client = client_for(server)
-        requests = Requests(now)
+        client = client_for(server.url)
+        requests = Requests(clock)
         requests.attach(client)
         counters.append(requests)
         trackers.append(
@@ -207,19 +217,18 @@ def run(
                 DynamoDBPoolErrorStore(table, client=client),
                 policy=POLICY,
                 cache_ttl_s=cache_ttl_s,
-                clock=lambda: T0 + timedelta(seconds=now[0]),
-                monotonic=lambda: now[0],
+                clock=clock,
             )
         )
     pools = sorted({step.pool for step in trace}, key=lambda p: p.id)
     started = time.perf_counter()
     for i, step in enumerate(trace):
-        now[0] = step.at
+        clock.t = step.at
         trackers[i % processes].report(step.pool, step.outcome)
         if i % POLL_EVERY == POLL_EVERY - 1:
             trackers[0].active_errors(pools)
     seconds = time.perf_counter() - started
-    final = DynamoDBPoolErrorStore(table, client=client_for(server)).get_many(pools)
+    final = DynamoDBPoolErrorStore(table, client=client_for(server.url)).get_many(pools)
     return RunResult(name, counters, seconds, final)
 
 
@@ -246,18 +255,7 @@ def contended_plan(count: int, rng: random.Random) -> list[Outcome]:
 def contended_worker(args: tuple[str, str, int, int, int, float]) -> dict[str, Any]:
     """One "Lambda" process: one tracker (500 ms cache) shared by ``threads`` threads."""
     url, table, seed, outcomes, threads, pace_s = args
-    import boto3
-
-    def client() -> Any:
-        return boto3.client(
-            "dynamodb",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    counted = client()
+    counted = client_for(url)
     sent: Counter[str] = Counter()
     versions: list[int] = []
     lock = threading.Lock()
@@ -283,7 +281,7 @@ def contended_worker(args: tuple[str, str, int, int, int, float]) -> dict[str, A
     counted.meta.events.register("before-send.dynamodb.*", on_send)
     counted.meta.events.register("after-call.dynamodb.UpdateItem", on_update)
     store = DynamoDBPoolErrorStore(table, client=counted)
-    checker = DynamoDBPoolErrorStore(table, client=client())  # not counted
+    checker = DynamoDBPoolErrorStore(table, client=client_for(url))  # not counted
     tracker = PoolErrorTracker(store, policy=POLICY, cache_ttl_s=0.5)
     original_apply = store.apply
 
@@ -326,14 +324,14 @@ def run_contended(
     server: MotoServer, *, outcomes: int, processes: int = 3, threads: int = 4, seed: int = 1
 ) -> dict[str, Any]:
     table = f"bench-contended-{time.monotonic_ns()}"
-    create_tables(client_for(server), {"PoolErrorsTable": table})
+    create_tables(client_for(server.url), {"PoolErrorsTable": table})
     per_process = outcomes // processes
     jobs = [(server.url, table, seed + p, per_process, threads, 0.004) for p in range(processes)]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         results = pool.map(contended_worker, jobs)
     seconds = time.perf_counter() - started
-    final = DynamoDBPoolErrorStore(table, client=client_for(server)).get(CONTENDED_POOL)
+    final = DynamoDBPoolErrorStore(table, client=client_for(server.url)).get(CONTENDED_POOL)
     writes = sum(r["sent"].get("UpdateItem", 0) for r in results)
     versions = sorted(v for r in results for v in r["versions"])
 

@@ -11,7 +11,7 @@ import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 from pydantic import JsonValue
 
@@ -382,3 +382,59 @@ class PoolErrorStore(Protocol):
 
     def get_many(self, pools: Iterable[PoolKey]) -> dict[PoolKey, PoolState]:
         """The current state of every given pool, keyed by pool."""
+
+
+# --- tracker -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolErrorStatus:
+    """A pool's active error as the tracker reports it (the API renders its own views of it)."""
+
+    pool: PoolKey
+    error: RunnerPoolError
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    consecutive_successes: int
+    stale: bool
+    """No failure for longer than the tracker's ``stale_after_s`` (still active: only
+    successes clear an error)."""
+
+    @classmethod
+    def of(
+        cls, pool: PoolKey, state: PoolState, *, now: datetime, stale_after_s: float | None
+    ) -> Self | None:
+        """The status of ``state``; ``None`` while the pool is healthy."""
+        active = state.active_error
+        if active is None:
+            return None
+        age_s = (now - active.last_seen).total_seconds()
+        return cls(
+            pool=pool,
+            error=active.error,
+            first_seen=active.first_seen,
+            last_seen=active.last_seen,
+            count=active.count,
+            consecutive_successes=state.consecutive_successes,
+            stale=stale_after_s is not None and age_s > stale_after_s,
+        )
+
+
+class Tracker(Protocol):
+    """Runner start outcomes in, each pool's active error out (with hysteresis)."""
+
+    def report_error(self, pool: PoolKey, error: RunnerPoolError) -> None:
+        """A runner start failed (``error``)."""
+
+    def report_success(self, pool: PoolKey) -> None:
+        """A runner started (``init`` arrived)."""
+
+    def active_error(self, pool: PoolKey) -> PoolErrorStatus | None:
+        """The pool's active error, or ``None`` while healthy."""
+
+    def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, PoolErrorStatus]:
+        """The pools among ``pools`` with an active error."""
+
+    def retire(self, pool: PoolKey) -> None:
+        """Forget the pool's error for good (its runner config was deleted or re-created)."""

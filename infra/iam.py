@@ -53,12 +53,12 @@ STORES: Final = {
     "messages": Store("adapters/dynamodb/messages.py", "DynamoDBMessageStore", "MessagesTable"),
     "commit": Store("adapters/dynamodb/commit.py", "DynamoDBCommit", ""),
     "configs": Store(
-        "adapters/runner_config_store.py", "DynamoDBRunnerConfigStore", "RunnerConfigsTable"
+        "adapters/dynamodb/runner_configs.py", "DynamoDBRunnerConfigStore", "RunnerConfigsTable"
     ),
     "slots": Store("adapters/dynamodb/slots.py", "DynamoDBSlotStore", "SlotsTable"),
-    "probes": Store("adapters/probe_store.py", "DynamoDBProbeStore", "PoolProbesTable"),
+    "probes": Store("adapters/dynamodb/probes.py", "DynamoDBProbeStore", "PoolProbesTable"),
     "pool_errors": Store(
-        "adapters/pool_errors/dynamodb.py", "DynamoDBPoolErrorStore", "PoolErrorsTable"
+        "adapters/dynamodb/pool_errors.py", "DynamoDBPoolErrorStore", "PoolErrorsTable"
     ),
     "tracker": Store("adapters/tracker.py", "PoolErrorTracker", ""),
     "queue": Store("adapters/sqs.py", "SqsMessageQueue", "ActorMessagesQueue"),

@@ -64,8 +64,8 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     ``HostDeps`` field: ``runner``, ``rand``, ``slot_poll_s``, ...) so they run this wiring."""
     from adapters.dynamodb.actors import DynamoDBActorStore
     from adapters.dynamodb.messages import DynamoDBMessageStore
+    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
     from adapters.dynamodb.slots import DynamoDBSlotStore
-    from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
     from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
     from adapters.tracker import build_tracker
@@ -85,7 +85,7 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
         ),
         "configs": DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
         "slots": slots,
-        "tracker": build_tracker(settings),
+        "tracker": build_tracker(settings, clock=SYSTEM_CLOCK),
         "runner": lambda: AsyncRunnerClient(limits),
         "target_for": StartTarget.from_config,
         "queue": (

@@ -1,5 +1,5 @@
 """What the actor host runs on: ``HostDeps`` (stores, runner client, queues, clock) and the
-host's own ports for the runner client and the pool error tracker."""
+host's own port for the runner client."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from typing import Any, Protocol, TypeVar
 
 from adapters.settings import Settings
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-from core.errors import RunnerPoolError
-from core.models import PoolKey, RunnerConfig
-from core.ports import ActorStore, Clock, MessageStore, RunnerConfigStore, SlotStore
+from core.models import RunnerConfig
+from core.ports import ActorStore, Clock, MessageStore, RunnerConfigStore, SlotStore, Tracker
 
 T = TypeVar("T")
 
@@ -27,14 +26,6 @@ class RunnerClient(Protocol):
     def start(
         self, target: Any, body: dict[str, Any], *, deadline: float | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[Any]]: ...
-
-
-class Tracker(Protocol):
-    """What the host needs from ``adapters.tracker.PoolErrorTracker``."""
-
-    def report_error(self, pool: PoolKey, error: RunnerPoolError) -> None: ...
-
-    def report_success(self, pool: PoolKey) -> None: ...
 
 
 @dataclass

@@ -309,8 +309,8 @@ def deps() -> ApiDeps:
     from adapters.clock import SYSTEM_CLOCK
     from adapters.dynamodb.actors import DynamoDBActorStore
     from adapters.dynamodb.messages import DynamoDBMessageStore
-    from adapters.probe_store import DynamoDBProbeStore
-    from adapters.runner_config_store import DynamoDBRunnerConfigStore
+    from adapters.dynamodb.probes import DynamoDBProbeStore
+    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
     from adapters.settings import get_settings
     from adapters.sqs import SqsMessageQueue
     from adapters.tracker import build_tracker
@@ -325,7 +325,7 @@ def deps() -> ApiDeps:
         actors=DynamoDBActorStore(settings.actors_table, dynamodb),
         messages=DynamoDBMessageStore(settings.messages_table, dynamodb),
         queue=SqsMessageQueue(settings.actor_messages_queue_url),
-        tracker=build_tracker(settings),
+        tracker=build_tracker(settings, clock=SYSTEM_CLOCK),
         probes=DynamoDBProbeStore(settings.pool_probes_table, dynamodb),
         check_url=make_url_check(_resolve, allow_loopback=not settings.in_lambda),
         actor_exists_error=ActorExistsError,

@@ -1,17 +1,14 @@
-"""What a request may touch (``ApiDeps``), and the queue and tracker as the API uses them."""
+"""What a request may touch (``ApiDeps``), and the queue as the API uses it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from adapters.settings import Settings
-from core.models import MessageEnvelope, PoolKey
-from core.ports import ActorStore, Clock, MessageStore, ProbeStore, RunnerConfigStore
-
-if TYPE_CHECKING:  # the tracker's value type; the module itself loads on first use
-    from adapters.tracker import PoolErrorStatus
+from core.models import MessageEnvelope
+from core.ports import ActorStore, Clock, MessageStore, ProbeStore, RunnerConfigStore, Tracker
 
 
 class Queue(Protocol):
@@ -19,19 +16,6 @@ class Queue(Protocol):
 
     def send(self, envelope: MessageEnvelope, *, dedup_id: str | None = None) -> Any:
         """Queue the pointer to a persisted message."""
-
-
-class Tracker(Protocol):
-    """The pool error tracker's reads, and the retire of a deleted pool."""
-
-    def active_error(self, pool: PoolKey) -> PoolErrorStatus | None:
-        """The pool's active error, or ``None`` while it is healthy."""
-
-    def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, PoolErrorStatus]:
-        """The active errors of ``pools`` (healthy ones left out), in one batched read."""
-
-    def retire(self, pool: PoolKey) -> None:
-        """Forget the pool's error: its config was deleted or created again."""
 
 
 UrlCheck = Callable[[str, bool], str | None]

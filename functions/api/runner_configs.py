@@ -191,7 +191,7 @@ def _put(
     deps: ApiDeps, config: RunnerConfig, *, revision: str | None = None, conditional: bool = False
 ) -> bool:
     """Write ``config`` (if ``conditional``: only over ``revision``); 413 if it cannot fit."""
-    from adapters.runner_config_store import ItemTooLargeError
+    from adapters.dynamodb.runner_configs import ItemTooLargeError
 
     try:
         if conditional:

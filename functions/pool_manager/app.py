@@ -62,9 +62,9 @@ def deps() -> PoolManagerDeps:
 
     from adapters.dynamodb.actors import DynamoDBActorStore
     from adapters.dynamodb.messages import DynamoDBMessageStore
+    from adapters.dynamodb.probes import DynamoDBProbeStore
+    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
     from adapters.dynamodb.slots import DynamoDBSlotStore
-    from adapters.probe_store import DynamoDBProbeStore
-    from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.settings import get_settings
     from adapters.tracker import build_tracker
 
@@ -73,7 +73,7 @@ def deps() -> PoolManagerDeps:
     return PoolManagerDeps(
         settings=settings,
         runner_configs=DynamoDBRunnerConfigStore(settings.runner_configs_table, dynamodb),
-        tracker=build_tracker(settings),
+        tracker=build_tracker(settings, clock=SYSTEM_CLOCK),
         probes=DynamoDBProbeStore(settings.pool_probes_table, dynamodb),
         actors=DynamoDBActorStore(settings.actors_table, dynamodb),
         messages=DynamoDBMessageStore(settings.messages_table, dynamodb),

@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from adapters.settings import Settings
 from core.errors import RunnerNoResponse, RunnerPoolError
@@ -35,10 +35,12 @@ if TYPE_CHECKING:
         ActorStore,
         Clock,
         MessageStore,
+        PoolErrorStatus,
         ProbeStore,
         RunnerConfigStore,
         SlotLease,
         SlotStore,
+        Tracker,
     )
 
 
@@ -49,14 +51,6 @@ class ProbeOutcome:
     ok: bool
     runner_id: str | None
     error: RunnerPoolError | None
-
-
-class Tracker(Protocol):
-    """What a round needs of the pool error tracker (``adapters.tracker``)."""
-
-    def report_error(self, pool: PoolKey, error: RunnerPoolError) -> None: ...
-    def report_success(self, pool: PoolKey) -> None: ...
-    def active_errors(self, pools: Iterable[PoolKey]) -> dict[PoolKey, Any]: ...
 
 
 logger = logging.getLogger(__name__)
@@ -119,8 +113,10 @@ def run_round(deps: PoolManagerDeps, *, budget_s: float) -> RoundReport:
     end = deps.clock.monotonic() + max(budget_s, 0.0)
     configs = deps.runner_configs.list_all()
     report.pools = len(configs)
+    statuses: dict[PoolKey, PoolErrorStatus | None]
     try:
-        statuses = deps.tracker.active_errors([c.pool for c in configs]) if configs else {}
+        found = deps.tracker.active_errors([c.pool for c in configs]) if configs else {}
+        statuses = dict(found)
     except Exception:
         # The tracker cannot be read at all (one bad record is isolated by the store): warm
         # nothing, still mark silent executions; ActivePoolErrors stays unknown (not emitted),

@@ -10,14 +10,14 @@ from typing import Any
 
 from adapters.memory.actors import InMemoryActorStore
 from adapters.memory.messages import InMemoryMessageStore
-from adapters.pool_errors import InMemoryPoolErrorStore
-from adapters.probe_store import InMemoryProbeStore
-from adapters.runner_config_store import InMemoryRunnerConfigStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
+from adapters.memory.probes import InMemoryProbeStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.settings import Settings
-from adapters.tracker import PoolErrorStatus, PoolErrorTracker
+from adapters.tracker import PoolErrorTracker
 from core.errors import ServerlessHttpError
 from core.models import MessageEnvelope, PoolKey
-from core.ports import ActorExistsError
+from core.ports import ActorExistsError, PoolErrorStatus
 from functions.api.app import handle
 from functions.api.deps import ApiDeps
 from functions.api.url_check import make_url_check
@@ -122,9 +122,7 @@ class World:
 def make_world(**settings: Any) -> World:
     """A fresh ``World``; ``settings`` override the API's ``Settings``."""
     clock = FakeClock(START)
-    tracker = PoolErrorTracker(
-        InMemoryPoolErrorStore(in_lambda=False), clock=clock.now, monotonic=clock.monotonic
-    )
+    tracker = PoolErrorTracker(InMemoryPoolErrorStore(in_lambda=False), clock=clock)
     counting = CountingTracker(tracker)
     actors = InMemoryActorStore(in_lambda=False)
     messages = InMemoryMessageStore(actors=actors, in_lambda=False)

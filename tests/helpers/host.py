@@ -16,11 +16,12 @@ import pytest
 from adapters.clock import SYSTEM_CLOCK
 from adapters.dynamodb.actors import DynamoDBActorStore
 from adapters.dynamodb.messages import DynamoDBMessageStore
+from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
 from adapters.memory.actors import InMemoryActorStore
 from adapters.memory.messages import InMemoryMessageStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.memory.slots import InMemorySlotStore
-from adapters.pool_errors.memory import InMemoryPoolErrorStore
-from adapters.runner_config_store import DynamoDBRunnerConfigStore, InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget

@@ -24,7 +24,7 @@ import pytest
 
 from adapters.dynamodb.actors import DynamoDBActorStore
 from adapters.dynamodb.messages import DynamoDBMessageStore
-from adapters.runner_config_store import DynamoDBRunnerConfigStore
+from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
 from adapters.sqs import SqsMessageQueue
 from core.models import (
     TERMINAL_STATUSES,

@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from adapters import secrets as secrets_mod
-from adapters.runner_config_store import DynamoDBRunnerConfigStore
+from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
 from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
 from core.models import PoolKey, RunnerConfig
 from infra.moto_server import MotoServer

@@ -2,49 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import pytest
 
-from adapters.pool_error_store import DynamoDBPoolErrorStore, InMemoryPoolErrorStore
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
 from core.errors import (
     OtherPoolError,
     ServerlessConnectionError,
     ServerlessHttpError,
     decode_pool_error,
 )
-from core.hysteresis import (
-    ActiveError,
-    Failure,
-    HysteresisPolicy,
-    Outcome,
-    PoolState,
-    Success,
-    observe,
-)
+from core.hysteresis import ActiveError, Failure, HysteresisPolicy, PoolState, Success, observe
 from core.models import PoolKey
 from core.ports import PoolErrorStore
+from tests.helpers.clock import T0
+from tests.helpers.contract import BACKENDS, store_for
 
-T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = HysteresisPolicy()
 POOL = PoolKey(namespace="ns", runner_name="echo")
 E503 = ServerlessHttpError(status_code=503, body="down")
 
 
-@pytest.fixture(params=["dynamodb", "memory"])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest) -> PoolErrorStore:
-    if request.param == "memory":
-        return InMemoryPoolErrorStore(in_lambda=False)
-    tables = request.getfixturevalue("tables")
-    dynamodb = request.getfixturevalue("dynamodb")
-    return DynamoDBPoolErrorStore(tables["PoolErrorsTable"], client=dynamodb)
+    memory = partial(InMemoryPoolErrorStore, in_lambda=False)
+    return store_for(request, "PoolErrorsTable", DynamoDBPoolErrorStore, memory)
 
 
 def at(i: int) -> datetime:
     return T0 + timedelta(seconds=i)
 
 
-def outcome_of(ch: str, i: int) -> Outcome:
+def outcome_of(ch: str, i: int) -> Failure | Success:
     return Failure(ServerlessHttpError(status_code=500 + i)) if ch == "E" else Success()
 
 

@@ -11,14 +11,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from adapters.pool_error_store import DynamoDBPoolErrorStore, StoreReadFailedError
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
 from adapters.tracker import PoolErrorTracker
 from core.errors import ServerlessHttpError
-from core.exceptions import StoreCommitFailedError
+from core.exceptions import StoreCommitFailedError, StoreReadFailedError
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, PoolState, Success
 from core.models import PoolKey
+from tests.helpers.clock import T0, FakeClock
 
-T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = HysteresisPolicy()
 POOL = PoolKey(namespace="ns", runner_name="echo")
 E503 = ServerlessHttpError(status_code=503, body="down")
@@ -72,16 +72,10 @@ def test_item_layout_through_an_episode(store: DynamoDBPoolErrorStore) -> None:
 
 
 @pytest.mark.parametrize(
-    ("trace", "updates"),
-    [
-        pytest.param("E", 1, id="open"),
-        pytest.param("EEE", 3, id="burst"),
-        pytest.param("ESSS", 4, id="recover"),
-        pytest.param("ESSSE", 5, id="reopen"),
-    ],
+    "trace", ["E", "EEE", "ESSS", "ESSSE"], ids=["open", "burst", "recover", "reopen"]
 )
 def test_one_update_item_per_transition(
-    store: DynamoDBPoolErrorStore, dynamodb: Any, trace: str, updates: int
+    store: DynamoDBPoolErrorStore, dynamodb: Any, trace: str
 ) -> None:
     calls = count_requests(dynamodb)
     state = PoolState()
@@ -93,7 +87,7 @@ def test_one_update_item_per_transition(
         assert result.written
         assert result.state.version == state.version + 1
         state = result.state
-    assert calls == {"UpdateItem": updates}
+    assert calls == {"UpdateItem": len(trace)}
 
 
 def test_updates_ask_for_the_post_image_and_the_conflict_image(
@@ -143,7 +137,7 @@ def test_get_many_is_one_batch_per_100_keys(store: DynamoDBPoolErrorStore, dynam
 
 
 def test_tracker_end_to_end_request_counts(store: DynamoDBPoolErrorStore, dynamodb: Any) -> None:
-    tracker = PoolErrorTracker(store, monotonic=lambda: 0.0)  # time stands still: views stay fresh
+    tracker = PoolErrorTracker(store, clock=FakeClock())  # time stands still: views stay fresh
     calls = count_requests(dynamodb)
     tracker.report_error(POOL, E503)  # 1 write, no read
     for _ in range(3):
@@ -181,20 +175,26 @@ def test_read_of_missing_table_is_store_read_failed(
     assert info.value.code == "store_read_failed"
 
 
-def _stubbed() -> tuple[DynamoDBPoolErrorStore, Stubber]:
+def _stubbed(clock: FakeClock | None = None) -> tuple[DynamoDBPoolErrorStore, Stubber]:
     client = boto3.client(
         "dynamodb",
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",  # a stubbed client sends nothing
     )
-    store = DynamoDBPoolErrorStore("t", client=client, max_attempts=4, sleep=lambda _: None)
+    sleep = (clock or FakeClock()).sleep
+    store = DynamoDBPoolErrorStore(
+        "t", client=client, max_attempts=4, sleep=sleep, rand=lambda: 1.0
+    )
     return store, Stubber(client)
 
 
-def _item(successes: int, threshold: int = 3) -> dict[str, Any]:
+def _item(
+    successes: int, threshold: int = 3, *, pool: PoolKey = POOL, **attrs: dict[str, str]
+) -> dict[str, Any]:
+    """A stored item with an active error (``successes < threshold``), ``attrs`` replaced."""
     return {
-        "pool_id": {"S": POOL.id},
+        "pool_id": {"S": pool.id},
         "version": {"N": "9"},
         "successes": {"N": str(successes)},
         "threshold": {"N": str(threshold)},
@@ -203,6 +203,7 @@ def _item(successes: int, threshold: int = 3) -> dict[str, Any]:
         "first_seen": {"S": "2026-11-23T12:00:00Z"},
         "last_seen": {"S": "2026-11-23T12:00:00Z"},
         "count": {"N": "1"},
+        **attrs,
     }
 
 
@@ -243,7 +244,8 @@ def test_unprocessed_keys_are_retried() -> None:
 
 
 def test_unprocessed_keys_forever_end_in_store_read_failed() -> None:
-    store, stub = _stubbed()
+    clock = FakeClock()
+    store, stub = _stubbed(clock)
     key = {"pool_id": {"S": POOL.id}}
     for _ in range(4):
         stub.add_response(
@@ -252,6 +254,8 @@ def test_unprocessed_keys_forever_end_in_store_read_failed() -> None:
         )
     with stub, pytest.raises(StoreReadFailedError, match="unprocessed"):
         store.get_many([POOL])
+    # core.policy.backoff_s at its ceiling (rand 1.0): 25 ms doubling, none after the last try.
+    assert clock.sleeps == [0.025, 0.05, 0.1]
 
 
 # --- records from other versions -----------------------------------------------------------------
@@ -262,27 +266,19 @@ T = datetime(2026, 1, 2, tzinfo=UTC)
 def test_stored_known_error_with_a_newer_field_round_trips_and_isolates_nothing(
     dynamodb: Any, tables: dict[str, str]
 ) -> None:
-    from adapters.pool_errors import DynamoDBPoolErrorStore
-    from core.hysteresis import Failure, HysteresisPolicy
-    from core.models import PoolKey
-
     store = DynamoDBPoolErrorStore(tables["PoolErrorsTable"], client=dynamodb)
     pool = PoolKey(namespace="ns", runner_name="newer")
     newer = '{"code":"serverless_http_error","status_code":503,"body":"b","retry_after_s":3}'
     dynamodb.put_item(
         TableName=tables["PoolErrorsTable"],
-        Item={
-            "pool_id": {"S": pool.id},
-            "version": {"N": "4"},
-            "successes": {"N": "0"},
-            "threshold": {"N": "3"},
-            "error": {"S": newer},
-            "error_code": {"S": "serverless_http_error"},
-            "first_seen": {"S": "2026-01-01T00:00:00.000000Z"},
-            "last_seen": {"S": "2026-01-01T00:00:01.000000Z"},
-            "count": {"N": "2"},
-            "retry_after_s": {"N": "3"},  # an attribute a newer build added
-        },
+        Item=_item(
+            0,
+            pool=pool,
+            error={"S": newer},
+            error_code={"S": "serverless_http_error"},
+            count={"N": "2"},
+            retry_after_s={"N": "3"},  # an attribute a newer build added
+        ),
     )
     state = store.get(pool)
     assert state.active_error is not None
@@ -301,10 +297,7 @@ def test_stored_known_error_with_a_newer_field_round_trips_and_isolates_nothing(
 
 
 def test_undecodable_record_is_isolated_per_pool(dynamodb: Any, tables: dict[str, str]) -> None:
-    from adapters.pool_errors import DynamoDBPoolErrorStore
     from core.errors import OtherPoolError
-    from core.hysteresis import Failure, HysteresisPolicy
-    from core.models import PoolKey
 
     store = DynamoDBPoolErrorStore(tables["PoolErrorsTable"], client=dynamodb)
     bad = PoolKey(namespace="ns", runner_name="bad")
@@ -314,16 +307,7 @@ def test_undecodable_record_is_isolated_per_pool(dynamodb: Any, tables: dict[str
     )
     dynamodb.put_item(
         TableName=tables["PoolErrorsTable"],
-        Item={
-            "pool_id": {"S": bad.id},
-            "version": {"N": "2"},
-            "successes": {"N": "0"},
-            "threshold": {"N": "3"},
-            "error": {"S": '{"code": 7}'},
-            "first_seen": {"S": "2026-01-01T00:00:00.000000Z"},
-            "last_seen": {"S": "not a time"},
-            "count": {"N": "1"},
-        },
+        Item=_item(0, pool=bad, error={"S": '{"code": 7}'}, last_seen={"S": "not a time"}),
     )
     states = store.get_many([bad, good])
     assert states[good].active_error is not None

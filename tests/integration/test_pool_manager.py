@@ -1,11 +1,9 @@
 """The pool manager Lambda on the moto server against the dev runner endpoint: probe backoff kept
-in DynamoDB, a repaired pool cleared after 3 successful probes, warm probes, silent executions.
-Also the probe store's contract, run against DynamoDB and the in-memory store."""
+in DynamoDB, a repaired pool cleared after 3 successful probes, warm probes, silent executions."""
 
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,11 +11,10 @@ import pytest
 
 from adapters.dynamodb.actors import DynamoDBActorStore
 from adapters.dynamodb.messages import DynamoDBMessageStore
-from adapters.probe_store import DynamoDBProbeStore, InMemoryProbeStore
+from adapters.dynamodb.probes import DynamoDBProbeStore
 from adapters.settings import Settings, get_settings
 from core.errors import ServerlessHttpError
 from core.models import MessageRecord, PoolKey
-from core.ports import ProbeStore
 from infra.dev_runner import DevRunner
 from infra.local.lambda_runtime import LambdaContext
 from tests.helpers.api_stack import call, create_actor, put_config, tracker
@@ -142,58 +139,6 @@ def test_silent_execution_is_marked_on_the_actor(stack: Settings, dev_runner: De
     assert actor["error"] == {"code": "runner_no_response", "runner_id": "r-9"}
     assert [e["code"] for e in actor["errors"]["events"]] == ["runner_no_response"]
     assert tick()["silent_marked"] == []  # marked once
-
-
-# --- probe store contract -----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["dynamodb", "memory"])
-def probe_store(request: pytest.FixtureRequest) -> ProbeStore:
-    if request.param == "memory":
-        return InMemoryProbeStore()
-    tables = request.getfixturevalue("tables")
-    dynamodb = request.getfixturevalue("dynamodb")
-    return DynamoDBProbeStore(tables["PoolProbesTable"], client=dynamodb)
-
-
-def test_probe_store_claim_record_reset(probe_store: ProbeStore) -> None:
-    assert probe_store.get(POOL) is None
-    claimed = probe_store.claim(POOL, now=1000.0, lease_s=30)
-    assert claimed is not None
-    assert claimed.failures == 0
-    assert probe_store.claim(POOL, now=1010.0, lease_s=30) is None
-    probe_store.record_failure(POOL, failures=2, next_probe_at=1500.5, error_code="internal_error")
-    state = probe_store.get(POOL)
-    assert state is not None
-    assert (state.failures, state.next_probe_at, state.last_error_code) == (
-        2,
-        1500.5,
-        "internal_error",
-    )
-    assert probe_store.claim(POOL, now=1500.0, lease_s=30) is None
-    again = probe_store.claim(POOL, now=1500.5, lease_s=30)
-    assert again is not None
-    assert again.failures == 2
-    probe_store.reset(POOL)
-    assert probe_store.get(POOL) is None
-    other = PoolKey(namespace="ns", runner_name="other")
-    assert probe_store.claim(other, now=0.0, lease_s=1) is not None
-
-
-def test_probe_store_claim_is_exclusive_under_concurrency(probe_store: ProbeStore) -> None:
-    wins: list[bool] = []
-    barrier = threading.Barrier(6)
-
-    def claim() -> None:
-        barrier.wait()
-        wins.append(probe_store.claim(POOL, now=5000.0, lease_s=60) is not None)
-
-    threads = [threading.Thread(target=claim) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(wins) == [False] * 5 + [True]
 
 
 def test_deps_wire_dynamodb_stores(stack: Settings) -> None:

@@ -21,11 +21,11 @@ def _deps(table: str) -> Any:
     import boto3
 
     from adapters.clock import SYSTEM_CLOCK
+    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
     from adapters.memory.actors import InMemoryActorStore
     from adapters.memory.messages import InMemoryMessageStore
-    from adapters.pool_errors import InMemoryPoolErrorStore
-    from adapters.probe_store import InMemoryProbeStore
-    from adapters.runner_config_store import DynamoDBRunnerConfigStore
+    from adapters.memory.pool_errors import InMemoryPoolErrorStore
+    from adapters.memory.probes import InMemoryProbeStore
     from adapters.settings import Settings
     from adapters.tracker import PoolErrorTracker
     from core.ports import ActorExistsError
@@ -88,7 +88,7 @@ def keep(table: str, ready: Any, start: Any, done: Any, out: Any) -> None:
 
 
 def test_concurrent_keep_puts_never_revert_a_rotation(tables: dict[str, str]) -> None:
-    from adapters.runner_config_store import DynamoDBRunnerConfigStore
+    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
     from core.models import RunnerConfig
 
     table = tables["RunnerConfigsTable"]

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
 
 from adapters import settings as settings_mod
-from adapters.runner_config_store import DynamoDBRunnerConfigStore, InMemoryRunnerConfigStore
+from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore, ItemTooLargeError
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from core.exceptions import DurableStoreRequiredError
 from core.models import ErrorPolicy, PoolKey, RunnerConfig
 from core.ports import RunnerConfigStore
+from tests.helpers.contract import BACKENDS, store_for
 
 
-@pytest.fixture(params=["dynamodb", "memory"])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest) -> RunnerConfigStore:
-    if request.param == "memory":
-        return InMemoryRunnerConfigStore(in_lambda=False)
-    tables = request.getfixturevalue("tables")
-    dynamodb = request.getfixturevalue("dynamodb")
-    return DynamoDBRunnerConfigStore(tables["RunnerConfigsTable"], client=dynamodb)
+    memory = partial(InMemoryRunnerConfigStore, in_lambda=False)
+    return store_for(request, "RunnerConfigsTable", DynamoDBRunnerConfigStore, memory)
 
 
 def make(name: str = "echo", namespace: str = "ns", **kw: Any) -> RunnerConfig:
@@ -93,14 +93,21 @@ def test_list_all_spans_namespaces(store: RunnerConfigStore) -> None:
     assert [c.pool.id for c in store.list_all()] == ["ns/a", "ns/c", "z/b"]
 
 
-def test_dynamodb_keeps_header_values_as_strings(dynamodb: Any, tables: dict[str, str]) -> None:
+def test_dynamodb_item_keeps_header_values_and_the_one_time_format(
+    dynamodb: Any, tables: dict[str, str]
+) -> None:
     store = DynamoDBRunnerConfigStore(tables["RunnerConfigsTable"], client=dynamodb)
-    store.put(make(headers={"authorization": "Bearer s3cret"}))
-    item = dynamodb.get_item(
-        TableName=tables["RunnerConfigsTable"],
-        Key={"namespace": {"S": "ns"}, "runner_name": {"S": "echo"}},
-    )["Item"]
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    store.put(make(headers={"authorization": "Bearer s3cret"}, updated_at=at))
+    key = {"namespace": {"S": "ns"}, "runner_name": {"S": "echo"}}
+    item = dynamodb.get_item(TableName=tables["RunnerConfigsTable"], Key=key)["Item"]
     assert item["headers"] == {"M": {"authorization": {"S": "Bearer s3cret"}}}
+    assert item["updated_at"] == {"S": "2026-01-02T03:04:05.000000Z"}  # items.format_time
+    # Items written before it (pydantic's own ISO text) still read back as the same instant.
+    item["updated_at"] = {"S": "2026-01-02T03:04:05Z"}
+    dynamodb.put_item(TableName=tables["RunnerConfigsTable"], Item=item)
+    got = store.get(PoolKey(namespace="ns", runner_name="echo"))
+    assert got is not None and got.updated_at == at
 
 
 def test_dynamodb_list_follows_pages(dynamodb: Any, tables: dict[str, str]) -> None:
@@ -154,8 +161,6 @@ def test_put_if_compares_the_revision_it_read(store: RunnerConfigStore) -> None:
 
 
 def test_an_item_over_400_kb_is_refused_before_the_write(store: RunnerConfigStore) -> None:
-    from adapters.runner_config_store import ItemTooLargeError
-
     headers = {f"x-h{i}": "v" * 8192 for i in range(50)}
     with pytest.raises(ItemTooLargeError) as info:
         store.put(make("big", headers=headers))

@@ -23,17 +23,10 @@ from typing import Any
 import boto3
 import pytest
 
-from adapters.pool_error_store import DynamoDBPoolErrorStore
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
 from adapters.tracker import PoolErrorTracker
 from core.errors import ServerlessConnectionError, ServerlessHttpError
-from core.hysteresis import (
-    Failure,
-    HysteresisPolicy,
-    Outcome,
-    PoolState,
-    Success,
-    observe,
-)
+from core.hysteresis import Failure, HysteresisPolicy, Outcome, PoolState, Success, observe
 from core.models import PoolKey
 from core.ports import ApplyResult, PoolErrorStore
 from infra.moto_server import MotoServer
@@ -63,20 +56,12 @@ class RecordingStore:
         self.failures_reported = 0
         self._lock = threading.Lock()
 
-    def apply(
-        self,
-        pool: PoolKey,
-        outcome: Outcome,
-        *,
-        now: datetime,
-        policy: HysteresisPolicy,
-        hint: PoolState | None = None,
-    ) -> ApplyResult:
-        result = self.inner.apply(pool, outcome, now=now, policy=policy, hint=hint)
+    def apply(self, pool: PoolKey, outcome: Outcome, **kw: Any) -> ApplyResult:
+        result = self.inner.apply(pool, outcome, **kw)
         with self._lock:
             self.failures_reported += isinstance(outcome, Failure)
             if result.written:
-                self.writes.append(Write(outcome, now, result.state))
+                self.writes.append(Write(outcome, kw["now"], result.state))
         return result
 
     def get(self, pool: PoolKey) -> PoolState:
@@ -87,13 +72,8 @@ class RecordingStore:
 
 
 def _client(server: MotoServer) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # moto's dummy credentials
-    )
+    # Credentials come from the environment the moto_server fixture set.
+    return boto3.client("dynamodb", endpoint_url=server.url, region_name="us-east-1")
 
 
 def _outcome(rng: random.Random, thread: int, n: int) -> Outcome:

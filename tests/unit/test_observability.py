@@ -39,9 +39,9 @@ import functions.pool_manager.app as app
 from adapters.clock import SYSTEM_CLOCK
 from adapters.memory.actors import InMemoryActorStore
 from adapters.memory.messages import InMemoryMessageStore
-from adapters.pool_errors.memory import InMemoryPoolErrorStore
-from adapters.probe_store import InMemoryProbeStore
-from adapters.runner_config_store import InMemoryRunnerConfigStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
+from adapters.memory.probes import InMemoryProbeStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.tracker import PoolErrorTracker
 from functions.pool_manager.manager import PoolManagerDeps

@@ -10,9 +10,9 @@ import pytest
 
 from adapters.memory.actors import InMemoryActorStore
 from adapters.memory.messages import InMemoryMessageStore
-from adapters.pool_errors import InMemoryPoolErrorStore
-from adapters.probe_store import InMemoryProbeStore
-from adapters.runner_config_store import InMemoryRunnerConfigStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
+from adapters.memory.probes import InMemoryProbeStore
+from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.tracker import PoolErrorTracker
 from core.errors import NoCapacity, RunnerNoResponse, ServerlessConnectionError
@@ -72,8 +72,7 @@ def env() -> Env:
     clock = FakeClock()
     tracker = PoolErrorTracker(
         InMemoryPoolErrorStore(in_lambda=False),
-        clock=clock.now,
-        monotonic=clock.monotonic,
+        clock=clock,
         cache_ttl_s=0,
     )
     actors = InMemoryActorStore(in_lambda=False)

@@ -1,46 +1,31 @@
-"""adapters.tracker: the tracker over the in-memory store, with fake clocks (no sockets)."""
+"""adapters.tracker: the tracker over the in-memory store, with the fake clock (no sockets)."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from adapters import settings as settings_mod
-from adapters.pool_error_store import DynamoDBPoolErrorStore, InMemoryPoolErrorStore
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
+from adapters.memory.pool_errors import InMemoryPoolErrorStore
 from adapters.settings import Settings
-from adapters.tracker import PoolErrorStatus, PoolErrorTracker, build_tracker
-from core.errors import PoolErrorView, ServerlessConnectionError, ServerlessHttpError
+from adapters.tracker import PoolErrorTracker, build_tracker
+from core.errors import ServerlessConnectionError, ServerlessHttpError
 from core.exceptions import DurableStoreRequiredError
 from core.hysteresis import HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
-from core.ports import ApplyResult, PoolErrorStore
+from core.ports import ApplyResult, PoolErrorStatus, PoolErrorStore
+from tests.helpers.clock import T0, FakeClock
 
-T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POOL = PoolKey(namespace="ns", runner_name="echo")
 OTHER = PoolKey(namespace="ns", runner_name="other")
 E503 = ServerlessHttpError(status_code=503, body="down")
-
-
-class Clocks:
-    """A wall clock and a monotonic clock that only move when told."""
-
-    def __init__(self) -> None:
-        self.wall = T0
-        self.mono = 100.0
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
 
 
 class CountingStore:
@@ -54,17 +39,9 @@ class CountingStore:
         self.on_get: threading.Event | None = None
         self.release_get: threading.Event | None = None
 
-    def apply(
-        self,
-        pool: PoolKey,
-        outcome: Outcome,
-        *,
-        now: datetime,
-        policy: HysteresisPolicy,
-        hint: PoolState | None = None,
-    ) -> ApplyResult:
+    def apply(self, pool: PoolKey, outcome: Outcome, **kw: Any) -> ApplyResult:
         self.calls["apply"] += 1
-        return self.inner.apply(pool, outcome, now=now, policy=policy, hint=hint)
+        return self.inner.apply(pool, outcome, **kw)
 
     def get(self, pool: PoolKey) -> PoolState:
         self.calls["get"] += 1
@@ -82,8 +59,8 @@ class CountingStore:
 
 
 @pytest.fixture
-def clocks() -> Clocks:
-    return Clocks()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -92,24 +69,26 @@ def store() -> CountingStore:
 
 
 @pytest.fixture
-def tracker(store: CountingStore, clocks: Clocks) -> PoolErrorTracker:
-    return PoolErrorTracker(store, clock=clocks.now, monotonic=clocks.monotonic)
+def tracker(store: CountingStore, clock: FakeClock) -> PoolErrorTracker:
+    return PoolErrorTracker(store, clock=clock)
 
 
-def test_error_shows_with_its_episode(tracker: PoolErrorTracker, clocks: Clocks) -> None:
+def test_error_shows_with_its_episode(tracker: PoolErrorTracker, clock: FakeClock) -> None:
     tracker.report_error(POOL, E503)
-    clocks.advance(7)
+    clock.advance(7)
     conn = ServerlessConnectionError(message="refused", reason="connect")
     tracker.report_error(POOL, conn)
     status = tracker.active_error(POOL)
-    assert status == PoolErrorStatus(
-        pool=POOL,
-        error=conn,
-        first_seen=T0,
-        last_seen=T0 + timedelta(seconds=7),
-        count=2,
-        consecutive_successes=0,
-        stale=False,
+    assert asdict(status) == asdict(
+        PoolErrorStatus(
+            pool=POOL,
+            error=conn,
+            first_seen=T0,
+            last_seen=T0 + timedelta(seconds=7),
+            count=2,
+            consecutive_successes=0,
+            stale=False,
+        )
     )
 
 
@@ -125,21 +104,21 @@ def test_three_successes_clear(tracker: PoolErrorTracker) -> None:
 
 
 def test_success_while_healthy_costs_nothing_while_cached(
-    tracker: PoolErrorTracker, store: CountingStore, clocks: Clocks
+    tracker: PoolErrorTracker, store: CountingStore, clock: FakeClock
 ) -> None:
     tracker.report_success(POOL)  # unknown pool: one read, then known healthy
     assert store.calls == {"get": 1}
     for _ in range(100):
-        clocks.advance(0.004)
+        clock.advance(0.004)
         tracker.report_success(POOL)
     assert store.calls == {"get": 1}  # 0.4 s later: still within the 500 ms view
-    clocks.advance(0.2)
+    clock.advance(0.2)
     tracker.report_success(POOL)
     assert store.calls == {"get": 2}  # the view expired: one more read, still no write
 
 
 def test_own_writes_refresh_the_view(
-    tracker: PoolErrorTracker, store: CountingStore, clocks: Clocks
+    tracker: PoolErrorTracker, store: CountingStore, clock: FakeClock
 ) -> None:
     tracker.report_error(POOL, E503)  # never reads before a failure
     assert store.calls == {"apply": 1}
@@ -175,44 +154,21 @@ def test_applies_equal_the_minimum(
     assert store.calls["get"] == 0
 
 
-def test_stale_flag_after_stale_after(store: CountingStore, clocks: Clocks) -> None:
-    tracker = PoolErrorTracker(
-        store, stale_after_s=3600, clock=clocks.now, monotonic=clocks.monotonic
-    )
+def test_stale_flag_after_stale_after(store: CountingStore, clock: FakeClock) -> None:
+    tracker = PoolErrorTracker(store, stale_after_s=3600, clock=clock)
     tracker.report_error(POOL, E503)
-    clocks.advance(3600)
+    clock.advance(3600)
     status = tracker.active_error(POOL)
     assert status is not None
     assert not status.stale
-    clocks.advance(1)
+    clock.advance(1)
     status = tracker.active_error(POOL)
     assert status is not None
     assert status.stale  # still active: only successes clear it
 
 
-def test_to_json_is_json_safe(tracker: PoolErrorTracker, clocks: Clocks) -> None:
-    tracker.report_error(POOL, E503)
-    status = tracker.active_error(POOL)
-    assert status is not None
-    assert status.to_json() == {
-        "pool": "ns/echo",
-        "error": {"code": "serverless_http_error", "status_code": 503, "body": "down"},
-        "first_seen": "2026-11-23T12:00:00.000000Z",
-        "last_seen": "2026-11-23T12:00:00.000000Z",
-        "count": 1,
-        "consecutive_successes": 0,
-        "stale": False,
-    }
-    assert status.to_view() == PoolErrorView(
-        error=E503,
-        first_seen="2026-11-23T12:00:00.000000Z",
-        last_seen="2026-11-23T12:00:00.000000Z",
-        count=1,
-    )
-
-
 def test_active_errors_batches_only_expired_views(
-    tracker: PoolErrorTracker, store: CountingStore, clocks: Clocks
+    tracker: PoolErrorTracker, store: CountingStore, clock: FakeClock
 ) -> None:
     pools = [PoolKey(namespace="ns", runner_name=f"r{i}") for i in range(5)]
     tracker.report_error(pools[1], E503)
@@ -223,28 +179,28 @@ def test_active_errors_batches_only_expired_views(
     assert store.calls == {"get_many": 1, "get_many_pools": 3}  # r1, r3 known from writes
     assert tracker.active_errors(pools).keys() == found.keys()
     assert store.calls == {"get_many": 1, "get_many_pools": 3}  # all fresh now
-    clocks.advance(0.5)
+    clock.advance(0.5)
     tracker.active_errors(pools)
     assert store.calls == {"get_many": 2, "get_many_pools": 8}
 
 
-def test_another_process_error_shows_after_the_ttl(clocks: Clocks) -> None:
+def test_another_process_error_shows_after_the_ttl(clock: FakeClock) -> None:
     shared = InMemoryPoolErrorStore(in_lambda=False)
-    a = PoolErrorTracker(shared, clock=clocks.now, monotonic=clocks.monotonic)
-    b = PoolErrorTracker(shared, clock=clocks.now, monotonic=clocks.monotonic)
+    a = PoolErrorTracker(shared, clock=clock)
+    b = PoolErrorTracker(shared, clock=clock)
     assert a.active_error(POOL) is None
     b.report_error(POOL, E503)
     assert a.active_error(POOL) is None  # a's view is at most 500 ms old, by design
-    clocks.advance(0.5)
+    clock.advance(0.5)
     status = a.active_error(POOL)
     assert status is not None
     assert status.error == E503
 
 
-def test_success_on_a_stale_view_is_counted_exactly(clocks: Clocks) -> None:
+def test_success_on_a_stale_view_is_counted_exactly(clock: FakeClock) -> None:
     shared = InMemoryPoolErrorStore(in_lambda=False)
-    a = PoolErrorTracker(shared, clock=clocks.now, monotonic=clocks.monotonic)
-    b = PoolErrorTracker(shared, clock=clocks.now, monotonic=clocks.monotonic)
+    a = PoolErrorTracker(shared, clock=clock)
+    b = PoolErrorTracker(shared, clock=clock)
     a.report_error(POOL, E503)
     a.report_success(POOL)
     a.report_success(POOL)
@@ -256,8 +212,8 @@ def test_success_on_a_stale_view_is_counted_exactly(clocks: Clocks) -> None:
     assert state.consecutive_successes == 1
 
 
-def test_concurrent_readers_share_one_read(store: CountingStore, clocks: Clocks) -> None:
-    tracker = PoolErrorTracker(store, clock=clocks.now, monotonic=clocks.monotonic)
+def test_concurrent_readers_share_one_read(store: CountingStore, clock: FakeClock) -> None:
+    tracker = PoolErrorTracker(store, clock=clock)
     store.on_get, store.release_get = threading.Event(), threading.Event()
     results: list[object] = []
     threads = [
@@ -275,14 +231,14 @@ def test_concurrent_readers_share_one_read(store: CountingStore, clocks: Clocks)
 
 
 def test_a_slow_read_never_rolls_back_a_newer_write(
-    tracker: PoolErrorTracker, store: CountingStore, clocks: Clocks
+    tracker: PoolErrorTracker, store: CountingStore, clock: FakeClock
 ) -> None:
     store.on_get, store.release_get = threading.Event(), threading.Event()
     seen: list[PoolErrorStatus | None] = []
     reader = threading.Thread(target=lambda: seen.append(tracker.active_error(POOL)))
     reader.start()
     assert store.on_get.wait(10)  # the read saw a healthy pool and is still on its way back
-    clocks.advance(0.1)
+    clock.advance(0.1)
     tracker.report_error(POOL, E503)  # meanwhile this process writes an error
     store.release_get.set()
     reader.join()

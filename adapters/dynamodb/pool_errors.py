@@ -7,10 +7,10 @@ Item (attributes besides the key; see docs/tracker.md):
     threshold   N  successes that end the episode (the policy of the latest failure)
     error       S  the latest error's wire JSON
     error_code  S  its code (for the console and filters)
-    first_seen  S  ISO 8601 UTC: the failure that opened the episode
-    last_seen   S  ISO 8601 UTC: the latest failure
+    first_seen  S  the failure that opened the episode (``items.format_time``, as every time)
+    last_seen   S  the latest failure
     count       N  failures in the episode
-    updated_at  S  ISO 8601 UTC of the latest write
+    updated_at  S  the latest write
 
 The pool has an active error exactly when ``successes < threshold``. A clear is therefore not a
 separate kind of write: the success that brings the counter to the threshold ends the episode,
@@ -42,6 +42,7 @@ from core.errors import OtherPoolError, decode_pool_error
 from core.exceptions import StoreCommitFailedError, StoreReadFailedError
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
+from core.policy import backoff_s
 from core.ports import ApplyResult
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ UNDECODABLE: Final = "record_undecodable"
 
 BATCH_GET_LIMIT: Final = 100
 """BatchGetItem takes at most 100 keys per request."""
+
+UNPROCESSED_BACKOFF_BASE_S: Final = 0.025
+UNPROCESSED_BACKOFF_MAX_S: Final = 1.0
+"""Pauses before asking again for ``UnprocessedKeys`` (throttled reads: short, capped)."""
 
 ACTIVE: Final = "#s < #t"
 """Condition: an episode is active (false on a missing item: comparisons with a missing
@@ -172,15 +177,15 @@ class DynamoDBPoolErrorStore(LazyClient):
         table_name: str,
         client: Any = None,
         *,
-        consistent_read: bool = True,
         max_attempts: int = 25,
         sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.table_name = table_name
-        self.consistent_read = consistent_read
         self.max_attempts = max_attempts
         self._client = client
         self._sleep = sleep
+        self._rand = rand
 
     def _new_client(self) -> Any:
         import boto3
@@ -304,7 +309,7 @@ class DynamoDBPoolErrorStore(LazyClient):
             resp = self.client.get_item(
                 TableName=self.table_name,
                 Key=self._key(pool),
-                ConsistentRead=self.consistent_read,
+                ConsistentRead=True,
             )
         except _botocore_errors() as exc:
             code = aws_error_code(exc)
@@ -324,10 +329,8 @@ class DynamoDBPoolErrorStore(LazyClient):
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One ``BatchGetItem``, then its ``UnprocessedKeys`` again with jittered backoff."""
         items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {
-            self.table_name: {"Keys": keys, "ConsistentRead": self.consistent_read}
-        }
-        for attempt in range(self.max_attempts):
+        request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+        for attempt in range(1, self.max_attempts + 1):
             try:
                 resp = self.client.batch_get_item(RequestItems=request)
             except _botocore_errors() as exc:
@@ -337,7 +340,16 @@ class DynamoDBPoolErrorStore(LazyClient):
             request = resp.get("UnprocessedKeys") or {}
             if not request:
                 return items
-            self._sleep(min(1.0, 0.025 * 2**attempt) * random.uniform(0.5, 1.0))
+            if attempt == self.max_attempts:
+                break  # no pause before giving up
+            self._sleep(
+                backoff_s(
+                    attempt,
+                    base_s=UNPROCESSED_BACKOFF_BASE_S,
+                    max_s=UNPROCESSED_BACKOFF_MAX_S,
+                    rand=self._rand(),
+                )
+            )
         raise StoreReadFailedError(
             f"BatchGetItem left keys unprocessed after {self.max_attempts} attempts"
         )

@@ -1,4 +1,4 @@
-"""Per-pool probe backoff for the pool manager (``PoolProbesTable``, hash key ``pool_id``).
+"""``PoolProbesTable`` (hash ``pool_id``): per-pool probe backoff for the pool manager.
 
 A pool with no item is due now. ``claim`` is one conditional write, so overlapping pool manager
 invocations never probe the same pool twice in one round; ``reset`` (on a saved runner config or
@@ -7,7 +7,6 @@ a cleared error) deletes the item.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from adapters.aws import LazyClient, is_conditional_check_failed
@@ -71,44 +70,3 @@ class DynamoDBProbeStore(LazyClient):
 
     def reset(self, pool: PoolKey) -> None:
         self.client.delete_item(TableName=self.table_name, Key={"pool_id": {"S": pool.id}})
-
-
-class InMemoryProbeStore:
-    """A dict behind a lock with the same claim semantics (unit tests, one-process tools)."""
-
-    def __init__(self) -> None:
-        self._states: dict[str, ProbeState] = {}
-        self._lock = threading.Lock()
-
-    def get(self, pool: PoolKey) -> ProbeState | None:
-        with self._lock:
-            return self._states.get(pool.id)
-
-    def claim(self, pool: PoolKey, *, now: float, lease_s: float) -> ProbeState | None:
-        with self._lock:
-            state = self._states.get(pool.id) or ProbeState(pool_id=pool.id)
-            if pool.id in self._states and state.next_probe_at > now:
-                return None
-            claimed = ProbeState(
-                pool_id=pool.id,
-                failures=state.failures,
-                next_probe_at=now + lease_s,
-                last_error_code=state.last_error_code,
-            )
-            self._states[pool.id] = claimed
-            return claimed
-
-    def record_failure(
-        self, pool: PoolKey, *, failures: int, next_probe_at: float, error_code: str | None
-    ) -> None:
-        with self._lock:
-            self._states[pool.id] = ProbeState(
-                pool_id=pool.id,
-                failures=failures,
-                next_probe_at=next_probe_at,
-                last_error_code=error_code,
-            )
-
-    def reset(self, pool: PoolKey) -> None:
-        with self._lock:
-            self._states.pop(pool.id, None)

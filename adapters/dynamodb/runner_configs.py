@@ -1,4 +1,4 @@
-"""Where runner configs live: one ``Protocol``, a DynamoDB store and an in-memory store.
+"""``RunnerConfigsTable``: one item per pool config, and the codec the in-memory fake shares.
 
 Header values are secrets but must be kept: the actor host sends them to the endpoint. The
 DynamoDB item holds them as plain string attributes (encrypted at rest by DynamoDB); the
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import builtins
 import json
-import threading
 import uuid
 from decimal import Decimal
 from typing import Any, Final
 
 from adapters.aws import LazyClient, is_conditional_check_failed
-from adapters.settings import in_lambda as _in_lambda
-from core.exceptions import DurableStoreRequiredError
+from adapters.dynamodb.items import format_time
 from core.models import PoolKey, RunnerConfig
 
 
@@ -24,6 +22,8 @@ def config_to_document(config: RunnerConfig) -> dict[str, Any]:
     """The config as JSON-safe data WITH the real header values (for storage only)."""
     doc = config.model_dump(mode="json", exclude={"headers"})
     doc["headers"] = config.header_values()
+    if config.updated_at is not None:
+        doc["updated_at"] = format_time(config.updated_at)  # the stores' one time format
     return doc
 
 
@@ -209,58 +209,3 @@ class DynamoDBRunnerConfigStore(LazyClient):
             if isinstance(doc.get(name), str):
                 doc[name] = json.loads(doc[name])
         return config_from_document(doc)
-
-
-class InMemoryRunnerConfigStore:
-    """A dict behind a lock, for unit tests and one-process tools. Refused inside Lambda."""
-
-    def __init__(self, *, in_lambda: bool | None = None) -> None:
-        if _in_lambda() if in_lambda is None else in_lambda:
-            raise DurableStoreRequiredError("runner_config_store")
-        self._configs: dict[tuple[str, str], dict[str, Any]] = {}
-        self._revisions: dict[tuple[str, str], str] = {}
-        self._lock = threading.Lock()
-
-    def put(self, config: RunnerConfig) -> None:
-        # Keep a document, not the object, so reads behave like the DynamoDB round trip.
-        with self._lock:
-            self._store(config)
-
-    def _store(self, config: RunnerConfig) -> None:
-        key = (config.namespace, config.runner_name)
-        item = config_to_item(config)  # the same size check as DynamoDB's
-        self._configs[key] = config_to_document(config)
-        self._revisions[key] = item[REVISION]["S"]
-
-    def put_if(self, config: RunnerConfig, revision: str | None) -> bool:
-        with self._lock:
-            if self._revisions.get((config.namespace, config.runner_name)) != revision:
-                return False
-            self._store(config)
-            return True
-
-    def get(self, pool: PoolKey) -> RunnerConfig | None:
-        found = self.get_with_revision(pool)
-        return found[0] if found is not None else None
-
-    def get_with_revision(self, pool: PoolKey) -> tuple[RunnerConfig, str] | None:
-        key = (pool.namespace, pool.runner_name)
-        with self._lock:
-            doc = self._configs.get(key)
-            revision = self._revisions.get(key, "")
-        return (config_from_document(doc), revision) if doc is not None else None
-
-    def delete(self, pool: PoolKey) -> bool:
-        with self._lock:
-            self._revisions.pop((pool.namespace, pool.runner_name), None)
-            return self._configs.pop((pool.namespace, pool.runner_name), None) is not None
-
-    def list(self, namespace: str) -> builtins.list[RunnerConfig]:
-        with self._lock:
-            docs = [doc for (ns, _), doc in sorted(self._configs.items()) if ns == namespace]
-        return [config_from_document(doc) for doc in docs]
-
-    def list_all(self) -> builtins.list[RunnerConfig]:
-        with self._lock:
-            docs = [doc for _, doc in sorted(self._configs.items())]
-        return [config_from_document(doc) for doc in docs]
