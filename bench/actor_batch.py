@@ -166,11 +166,13 @@ class _Bench:
         from adapters.actor_store import InMemoryActorStore
         from adapters.message_store import InMemoryMessageStore
         from adapters.pool_errors.memory import InMemoryPoolErrorStore
+        from adapters.runner.attempt import StartLimits
+        from adapters.runner.client import AsyncRunnerClient
+        from adapters.runner.transport import StartTarget
         from adapters.runner_config_store import InMemoryRunnerConfigStore
         from adapters.settings import Settings
         from adapters.slots import InMemorySlotStore
         from adapters.sqs import SqsReplies
-        from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
         from adapters.tracker import build_tracker
         from functions.actor_host.app import get_logger
         from functions.actor_host.host import HostDeps

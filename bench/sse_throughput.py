@@ -30,12 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from httpx_sse import aconnect_sse, connect_sse
 
-from adapters.sse_client import (
-    AsyncRunnerClient,
-    RunnerClient,
-    StartLimits,
-    StartTarget,
-)
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import AsyncRunnerClient, RunnerClient
+from adapters.runner.transport import StartTarget
 from core.models import PoolKey
 from core.protocol import DoneFrame
 

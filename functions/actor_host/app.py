@@ -55,10 +55,12 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     ``HostDeps`` field: ``runner``, ``rand``, ``slot_poll_s``, ...) so they run this wiring."""
     from adapters.actor_store import DynamoDBActorStore
     from adapters.message_store import DynamoDBMessageStore
+    from adapters.runner.attempt import StartLimits
+    from adapters.runner.client import AsyncRunnerClient
+    from adapters.runner.transport import StartTarget
     from adapters.runner_config_store import DynamoDBRunnerConfigStore
     from adapters.slots import DynamoDBSlotStore
     from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-    from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
     from adapters.tracker import build_tracker
 
     actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)

@@ -94,7 +94,9 @@ def make_probe(settings: Settings, **client_kwargs: Any) -> ProbeFn:
 
     def probe_config(config: RunnerConfig, deadline: float) -> ProbeOutcome:
         nonlocal client
-        from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
+        from adapters.runner.attempt import StartLimits
+        from adapters.runner.client import RunnerClient, probe
+        from adapters.runner.transport import StartTarget
 
         with lock:
             if client is None:

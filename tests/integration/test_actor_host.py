@@ -19,10 +19,11 @@ import pytest
 
 from adapters.actor_store import DynamoDBActorStore
 from adapters.message_store import DynamoDBMessageStore
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import AsyncRunnerClient
 from adapters.runner_config_store import DynamoDBRunnerConfigStore
 from adapters.settings import Settings
 from adapters.sqs import SqsMessageQueue
-from adapters.sse_client import AsyncRunnerClient, StartLimits
 from adapters.tracker import build_tracker
 from core.errors import RunnerNoResponse
 from core.models import ActorRecord, ErrorPolicy, MessageEnvelope, MessageRecord, RunnerConfig

@@ -18,8 +18,10 @@ import boto3
 import pytest
 
 from adapters import secrets as secrets_mod
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import RunnerClient, probe
+from adapters.runner.transport import StartTarget
 from adapters.runner_config_store import DynamoDBRunnerConfigStore
-from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
 from core.models import PoolKey, RunnerConfig
 from infra.moto_server import MotoServer
 from tests.unit.test_api import make_world

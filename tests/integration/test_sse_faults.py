@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from adapters.sse_client import (
-    AsyncRunnerClient,
-    RunnerClient,
-    StartLimits,
-    StartTarget,
-    aprobe,
-    probe,
-)
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import AsyncRunnerClient, RunnerClient, aprobe, probe
+from adapters.runner.transport import StartTarget
 from core.errors import (
     RunnerError,
     RunnerNoResponseError,

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import RunnerClient, probe
+from adapters.runner.transport import StartTarget
 from core.models import PoolKey
 from core.protocol import DoneFrame, InitFrame, OutputFrame, start_body
 

@@ -16,11 +16,13 @@ import pytest
 from adapters.actor_store import InMemoryActorStore
 from adapters.message_store import InMemoryMessageStore
 from adapters.pool_errors.memory import InMemoryPoolErrorStore
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import AsyncRunnerClient
+from adapters.runner.transport import StartTarget
 from adapters.runner_config_store import InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.slots import InMemorySlotStore
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
 from adapters.tracker import build_tracker
 from core.models import ActorRecord, ErrorPolicy, MessageRecord, PoolKey, RunnerConfig
 from functions.actor_host.app import first_actor_of_each_group, get_logger, handle
