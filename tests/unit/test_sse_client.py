@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.clock import SYSTEM_CLOCK
-from adapters.runner.attempt import StartLimits
+from adapters.runner.attempt import Attempt, StartLimits
 from adapters.runner.classify import INTERNAL_EXCEPTIONS, TRANSPORT_REASONS, classify_exception
 from adapters.runner.client import AsyncRunnerClient, RunnerClient, probe
 from adapters.runner.sse import EventReader, EventTooLarge
@@ -33,6 +33,7 @@ from core.errors import (
 )
 from core.models import PoolKey, RunnerConfig
 from core.protocol import DoneFrame, ErrorFrame, Frame, InitFrame, OutputFrame, StoppingFrame
+from tests.helpers.clock import FakeClock
 
 SECRET = "s3cret-token-value"
 PUBLIC_IP = "93.184.216.34"
@@ -711,6 +712,38 @@ def test_size_cap_is_exact_however_split(data: bytes, cut: int, cap: int) -> Non
         assert largest_event(data) > cap
     else:
         assert largest_event(data) <= cap
+
+
+def test_attempt_deadlines_run_on_the_injected_clock() -> None:
+    clock = FakeClock()
+    limits = StartLimits(init_timeout_s=2, idle_timeout_s=5)
+    waiting = Attempt(limits, None, clock)
+    assert waiting.feed(PING) == []  # a ping is activity, but not an init
+    clock.advance(2.5)
+    with pytest.raises(RunnerError) as before:
+        waiting.feed(PING)
+    assert before.value.error == ServerlessConnectionError(
+        message="no init frame within 2 s", reason="timeout"
+    )
+
+    started = Attempt(limits, None, clock)
+    assert [type(f) for f in started.feed(INIT)] == [InitFrame]
+    clock.advance(4)
+    started.feed(b": keep-alive\n")  # a comment counts for idle
+    clock.advance(4)
+    assert started.next_deadline() == (clock.monotonic() + 1, "idle")
+    clock.advance(1)
+    with pytest.raises(RunnerNoResponseError) as idle:
+        started.feed(b"data: cut")  # no complete line: no activity
+    assert idle.value.detail == "no event for 5 s"
+
+    late = Attempt(limits, clock.monotonic() + 1, clock)
+    clock.advance(1.5)
+    with pytest.raises(RunnerError) as deadline:
+        late.connect_timeout()
+    assert deadline.value.error == ServerlessConnectionError(
+        message="the caller's deadline passed before init", reason="timeout"
+    )
 
 
 def test_limits_from_settings_and_validation() -> None:
