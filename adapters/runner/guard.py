@@ -112,9 +112,8 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return found
 
 
-def _category_v4(ip: ipaddress.IPv4Address) -> AddressCategory:
-    if ip in METADATA_ADDRESSES:
-        return "metadata"
+def _flagged(ip: IPAddress) -> AddressCategory | None:
+    """The category that ``ipaddress``'s own flags give, checked in this order, if any."""
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
@@ -123,6 +122,15 @@ def _category_v4(ip: ipaddress.IPv4Address) -> AddressCategory:
         return "link_local"
     if ip.is_multicast:
         return "multicast"
+    return None
+
+
+def _category_v4(ip: ipaddress.IPv4Address) -> AddressCategory:
+    if ip in METADATA_ADDRESSES:
+        return "metadata"
+    flagged = _flagged(ip)
+    if flagged is not None:
+        return flagged
     if ip in _CGNAT:
         return "cgnat"
     if any(ip in net for net in _RESERVED_V4) or ip == ipaddress.IPv4Address("255.255.255.255"):
@@ -144,14 +152,9 @@ def address_category(ip: IPAddress) -> AddressCategory:
         if any(ip in net for net in _NAT64[1:]):
             categories.add("private")  # local-use NAT64 prefix: a private translator
         return next(c for c in _SEVERITY if c in categories)
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link_local"
-    if ip.is_multicast:
-        return "multicast"
+    flagged = _flagged(ip)
+    if flagged is not None:
+        return flagged
     if ip.is_reserved:
         return "reserved"
     if ip.is_private or ip.is_site_local or not ip.is_global:
@@ -278,7 +281,6 @@ class ResolveFailed(Exception):
         text = str(cause).strip()
         shown = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
         super().__init__(f"cannot resolve {host}: {shown}")
-        self.host = host
 
 
 async def _system_resolve(host: str, port: int) -> list[str]:
