@@ -152,14 +152,8 @@ def kit_async(url: str) -> Reading:
 
 
 def _target(url: str) -> StartTarget:
-    return StartTarget(
-        url=url,
-        headers={},
-        pool=PoolKey(namespace="bench", runner_name="sse"),
-        total_slots=1,
-        request_lifespan=60,
-        allow_private_network=True,
-    )
+    pool = PoolKey(namespace="bench", runner_name="sse")
+    return StartTarget(url, {}, pool, 1, 60, allow_private_network=True)  # 1 slot, 60 s
 
 
 def measure(

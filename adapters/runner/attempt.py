@@ -26,12 +26,12 @@ from core.errors import (
 )
 from core.ports import Clock
 from core.protocol import (
-    DoneFrame,
     ErrorFrame,
     Frame,
     InitFrame,
     OutputFrame,
     StoppingFrame,
+    TerminalFrame,
     decode_frame,
     decode_frames,
     frame_json,
@@ -67,12 +67,8 @@ class StartLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> StartLimits:
         """The limits configured for the functions (``adapters.settings``)."""
-        return cls(
-            connect_timeout_s=settings.connect_timeout_s,
-            init_timeout_s=settings.init_timeout_s,
-            idle_timeout_s=settings.idle_timeout_s,
-            max_event_bytes=settings.max_event_bytes,
-        )
+        names = ("connect_timeout_s", "init_timeout_s", "idle_timeout_s", "max_event_bytes")
+        return cls(**{name: getattr(settings, name) for name in names})  # the same names
 
 
 class Attempt:
@@ -296,7 +292,7 @@ class Attempt:
             logger.debug("runner %s started after %.3f s", frame.runner_id, self.elapsed())
         elif isinstance(frame, InitFrame):
             self._out_of_order(frame, "a second init frame")
-        elif isinstance(frame, DoneFrame | ErrorFrame | StoppingFrame):
+        elif isinstance(frame, TerminalFrame):
             self.finished = True
             if isinstance(frame, ErrorFrame) and self.secrets:
                 # The actor's own error message is shown and stored: no echoed secret in it.

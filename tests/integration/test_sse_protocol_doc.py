@@ -46,14 +46,8 @@ def endpoint() -> Iterator[str]:
 
 
 def target(url: str) -> StartTarget:
-    return StartTarget(
-        url=url,
-        headers={},
-        pool=PoolKey(namespace="doc", runner_name="example"),
-        total_slots=1,
-        request_lifespan=60,
-        allow_private_network=True,
-    )
+    pool = PoolKey(namespace="doc", runner_name="example")
+    return StartTarget(url, {}, pool, 1, 60, allow_private_network=True)  # 1 slot, 60 s
 
 
 def test_doc_example_runs_an_execution_and_answers_probes(endpoint: str) -> None:

@@ -110,14 +110,8 @@ def test_blocked_reason(
 
 
 def target(url: str, *, allow_private: bool = False) -> StartTarget:
-    return StartTarget(
-        url=url,
-        headers={"Authorization": "Bearer secret"},
-        pool=PoolKey(namespace="ns", runner_name="r"),
-        total_slots=1,
-        request_lifespan=60,
-        allow_private_network=allow_private,
-    )
+    pool = PoolKey(namespace="ns", runner_name="r")
+    return StartTarget(url, {"Authorization": "Bearer secret"}, pool, 1, 60, allow_private)
 
 
 class Spy:
