@@ -105,6 +105,8 @@ class FrameStream:
         attempt = self._attempt
         if attempt.finished:
             return None
+        if attempt.pending:
+            return attempt.drain()
         when, kind = attempt.next_deadline()
         set_read_deadline(self._response, when)
         try:
@@ -116,9 +118,13 @@ class FrameStream:
         return attempt.feed(chunk)
 
     async def _each(self) -> AsyncGenerator[Frame, None]:
-        while (frames := await self.batch()) is not None:
+        while True:
+            frames = await self.batch()
+            if frames is None:
+                return
             for frame in frames:
                 yield frame
+            del frames  # free this read's frames before the next read makes more
 
     def __aiter__(self) -> AsyncIterator[Frame]:
         return self._frames  # ``async for`` runs the generator itself, not __anext__
@@ -294,8 +300,12 @@ class RunnerClient:
 
 def _frames(loop: asyncio.Runner, stream: FrameStream) -> Iterator[Frame]:
     # One trip through the loop per read of the body, not per frame: the sync hot path.
-    while (frames := loop.run(stream.batch())) is not None:
+    while True:
+        frames = loop.run(stream.batch())
+        if frames is None:
+            return
         yield from frames
+        del frames  # free this read's frames before the next read makes more (GC work)
 
 
 async def aprobe(

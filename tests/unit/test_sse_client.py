@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.clock import SYSTEM_CLOCK
-from adapters.runner.attempt import Attempt, StartLimits
+from adapters.runner.attempt import SLICE, Attempt, StartLimits
 from adapters.runner.classify import INTERNAL_EXCEPTIONS, TRANSPORT_REASONS, classify_exception
 from adapters.runner.client import AsyncRunnerClient, RunnerClient, probe
 from adapters.runner.sse import EventReader, EventTooLarge
@@ -712,6 +712,18 @@ def test_size_cap_is_exact_however_split(data: bytes, cut: int, cap: int) -> Non
         assert largest_event(data) > cap
     else:
         assert largest_event(data) <= cap
+
+
+def test_a_read_of_many_events_is_handed_out_in_slices_in_order() -> None:
+    many = 2 * SLICE + 5
+    frames, outcome = run([INIT + OUTPUT * many + DONE + OUTPUT])
+    assert outcome is None
+    assert [type(f) for f in frames] == [InitFrame, *[OutputFrame] * many, DoneFrame]
+    frames, outcome = run([INIT + OUTPUT * many + b"data: !!\n\n" + DONE])
+    # The slices before the bad frame's own are out already; its slice raises at the bad frame.
+    assert [type(f) for f in frames] == [InitFrame, *[OutputFrame] * (2 * SLICE - 1)]
+    assert isinstance(outcome, RunnerError)
+    assert isinstance(outcome.error, ServerlessInvalidBase64)
 
 
 def test_attempt_deadlines_run_on_the_injected_clock() -> None:
