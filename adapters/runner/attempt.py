@@ -250,7 +250,7 @@ class Attempt:
         return frames
 
     def _decode_all(self, events: list[Event]) -> list[Frame]:
-        if self.runner_id is not None and all([type(event) is str for event in events]):
+        if self.runner_id is not None and set(map(type, events)) <= {str}:  # one pass in C
             # The hot path: a started runner and a read of message events only.
             return self._decode_run(cast(list[str], events))
         # A read with other events (pings, an init, ...): message events after init still

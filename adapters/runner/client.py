@@ -117,6 +117,11 @@ class FrameStream:
             attempt.broken(exc, kind)
         return attempt.feed(chunk)
 
+    def pending(self) -> list[Frame]:
+        """Frames that need no read: the next slice of the last read's events (maybe none)."""
+        attempt = self._attempt
+        return attempt.drain() if attempt.pending and not attempt.finished else []
+
     async def _each(self) -> AsyncGenerator[Frame, None]:
         while True:
             frames = await self.batch()
@@ -300,12 +305,15 @@ class RunnerClient:
 
 def _frames(loop: asyncio.Runner, stream: FrameStream) -> Iterator[Frame]:
     # One trip through the loop per read of the body, not per frame: the sync hot path.
+    run = loop.get_loop().run_until_complete  # Runner.run would also swap SIGINT handlers
     while True:
-        frames = loop.run(stream.batch())
-        if frames is None:
-            return
+        frames: list[Frame] | None = stream.pending()
+        if not frames:
+            frames = run(stream.batch())
+            if frames is None:
+                return
         yield from frames
-        del frames  # free this read's frames before the next read makes more (GC work)
+        del frames  # free these frames before the next slice makes more (GC work)
 
 
 async def aprobe(

@@ -26,7 +26,8 @@ class EventTooLarge(Exception):
 
 
 class EventReader:
-    """An incremental ``text/event-stream`` reader on bytes; ``comments`` counts keep-alives.
+    """An incremental ``text/event-stream`` reader on bytes; ``comments`` counts the comment
+    lines (keep-alives) of reads that completed no event.
 
     An event's size is the bytes of its lines with their line ends (LF-normalised); one over
     ``max_event_bytes`` raises ``EventTooLarge``.
@@ -112,13 +113,14 @@ class EventReader:
             raise EventTooLarge
 
     def _events(self, lines: bytes) -> list[Event]:
-        text = lines.decode("utf-8", "replace")  # \n never falls inside a UTF-8 sequence
-        self.comments += text.count("\n:") + (text[0] == ":")
-        split = text.split("\n")
+        split = lines.decode("utf-8", "replace").split("\n")  # no \n inside a UTF-8 sequence
         split.pop()  # the empty string after the last line end
         # A message event becomes its data at once, so its ServerSentEvent is freed at once.
-        return [
+        events = [
             event.data if event.event == "message" else event
             for event in map(self._decode, split)
             if event is not None
         ]
+        if not events:  # with events, the read is activity anyway: no need to count
+            self.comments += lines.count(b"\n:") + lines.startswith(b":")
+        return events
