@@ -45,11 +45,11 @@ logger = logging.getLogger("runner_kit.sse")
 
 DeadlineKind: TypeAlias = Literal["init", "idle", "deadline"]
 
-SLICE: Final = 320
+SLICE: Final = 200
 """Events decoded at a time. A read of 64 KiB holds ~1,000 small events; handing their frames
-out 320 at a time lets the caller drop each slice before the next is made, so a slice of small
+out 200 at a time lets the caller drop each slice before the next is made, so a slice of small
 frames (a frame and its dict each) stays under the garbage collector's first threshold (700)
-and few collections run (bench/sse_throughput.py)."""
+and few collections run (bench/sse_throughput.py: 320 and 256 measured a little slower)."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ class Attempt:
         return frames
 
     def _decode_all(self, events: list[Event]) -> list[Frame]:
-        if self.runner_id is not None and set(map(type, events)) <= {str}:  # one pass in C
+        if self.runner_id is not None and (self.reader.plain or set(map(type, events)) <= {str}):
             # The hot path: a started runner and a read of message events only.
             return self._decode_run(cast(list[str], events))
         # A read with other events (pings, an init, ...): message events after init still

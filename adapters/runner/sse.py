@@ -33,7 +33,17 @@ class EventReader:
     ``max_event_bytes`` raises ``EventTooLarge``.
     """
 
-    __slots__ = ("_cr", "_decode", "_max", "_open", "_partial", "_parts", "comments")
+    __slots__ = (
+        "_cr",
+        "_decode",
+        "_max",
+        "_open",
+        "_partial",
+        "_parts",
+        "_typed",
+        "comments",
+        "plain",
+    )
 
     def __init__(self, max_event_bytes: int) -> None:
         self._max = max_event_bytes
@@ -42,7 +52,10 @@ class EventReader:
         self._parts: list[bytes] = []  # an incomplete line, as it arrived
         self._partial = 0
         self._open = 0  # bytes of the complete lines of the event in progress
+        self._typed = False  # an event field line may be in the event in progress
         self.comments = 0
+        self.plain = False
+        """Every event the last ``feed`` returned is a message (its data, a ``str``)."""
 
     def feed(self, chunk: bytes) -> list[Event]:
         """The events that ``chunk`` completes."""
@@ -57,6 +70,7 @@ class EventReader:
         end = chunk.rfind(b"\n") + 1
         if not end:
             self._keep(chunk)
+            self.plain = True  # no event at all
             return []
         if self._parts:  # finish the line a previous read left open
             self._parts.append(chunk[:end])
@@ -73,6 +87,7 @@ class EventReader:
     def finish(self) -> list[Event]:
         """End of stream: dispatch a pending event whose lines were all complete."""
         events: list[Event] = []
+        self.plain = False
         if self._cr:  # a final lone \r ended a line
             self._cr = False
             events.extend(self.feed(b"\n"))
@@ -112,15 +127,32 @@ class EventReader:
         if self._open > self._max:
             raise EventTooLarge
 
+    def _plain(self, lines: bytes) -> bool:
+        """No ``event`` field line is in ``lines`` nor still open from an earlier read; keeps
+        track of whether one is open after ``lines`` (a rough test: it may say open wrongly)."""
+        typed = lines.rfind(b"\nevent")
+        if typed < 0 and lines.startswith(b"event"):
+            typed = 0
+        was_open = self._typed
+        if typed >= 0:
+            self._typed = typed > lines.rfind(b"\n\n")  # after the last blank line: open
+        elif was_open and (b"\n\n" in lines or lines.startswith(b"\n")):
+            self._typed = False  # the open event ends in this read
+        return typed < 0 and not was_open
+
     def _events(self, lines: bytes) -> list[Event]:
         split = lines.decode("utf-8", "replace").split("\n")  # no \n inside a UTF-8 sequence
         split.pop()  # the empty string after the last line end
-        # A message event becomes its data at once, so its ServerSentEvent is freed at once.
-        events = [
-            event.data if event.event == "message" else event
-            for event in map(self._decode, split)
-            if event is not None
-        ]
+        events: list[Event]
+        self.plain = self._plain(lines)
+        if self.plain:  # the hot path: no event can have a type, all are messages
+            events = [event.data for event in map(self._decode, split) if event is not None]
+        else:  # a message event becomes its data at once, so its ServerSentEvent is freed
+            events = [
+                event.data if event.event == "message" else event
+                for event in map(self._decode, split)
+                if event is not None
+            ]
         if not events:  # with events, the read is activity anyway: no need to count
             self.comments += lines.count(b"\n:") + lines.startswith(b":")
         return events
