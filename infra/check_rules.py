@@ -52,6 +52,7 @@ class RuleResult:
     hint: str = ""
 
     def to_json(self) -> dict[str, str]:
+        """The rule as the ``--json`` answer shows it."""
         return {"id": self.id, "status": self.status, "detail": self.detail, "hint": self.hint}
 
 
