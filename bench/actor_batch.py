@@ -169,9 +169,11 @@ class _Bench:
         from adapters.memory.pool_errors import InMemoryPoolErrorStore
         from adapters.memory.runner_configs import InMemoryRunnerConfigStore
         from adapters.memory.slots import InMemorySlotStore
+        from adapters.runner.attempt import StartLimits
+        from adapters.runner.client import AsyncRunnerClient
+        from adapters.runner.transport import StartTarget
         from adapters.settings import Settings
         from adapters.sqs import SqsReplies
-        from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
         from adapters.tracker import build_tracker
         from functions.actor_host.app import get_logger
         from functions.actor_host.deps import HostDeps

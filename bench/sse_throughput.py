@@ -30,12 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from httpx_sse import aconnect_sse, connect_sse
 
-from adapters.sse_client import (
-    AsyncRunnerClient,
-    RunnerClient,
-    StartLimits,
-    StartTarget,
-)
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import AsyncRunnerClient, RunnerClient
+from adapters.runner.transport import StartTarget
 from core.models import PoolKey
 from core.protocol import DoneFrame
 
@@ -155,14 +152,8 @@ def kit_async(url: str) -> Reading:
 
 
 def _target(url: str) -> StartTarget:
-    return StartTarget(
-        url=url,
-        headers={},
-        pool=PoolKey(namespace="bench", runner_name="sse"),
-        total_slots=1,
-        request_lifespan=60,
-        allow_private_network=True,
-    )
+    pool = PoolKey(namespace="bench", runner_name="sse")
+    return StartTarget(url, {}, pool, 1, 60, allow_private_network=True)  # 1 slot, 60 s
 
 
 def measure(

@@ -205,7 +205,7 @@ class RunnerConfig(BaseModel):
     @classmethod
     def _no_reserved(cls, headers: dict[str, Any]) -> dict[str, Any]:
         # Names only: a stored value that is no field value (saved before the API checked) must
-        # still load, so its start fails with a typed error naming the header (sse_client).
+        # still load, so its start fails with a typed error naming the header (adapters.runner).
         for name in headers:
             problem = header_problem(name, "")
             if problem is not None:

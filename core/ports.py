@@ -8,10 +8,11 @@ memory); functions depend on them only. Time comes in through ``Clock`` so nothi
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 from pydantic import JsonValue
 
@@ -26,6 +27,7 @@ from core.models import (
     PoolKey,
     RunnerConfig,
 )
+from core.protocol import Frame
 
 
 class Clock(Protocol):
@@ -438,3 +440,26 @@ class Tracker(Protocol):
 
     def retire(self, pool: PoolKey) -> None:
         """Forget the pool's error for good (its runner config was deleted or re-created)."""
+
+
+# --- runner client -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one probe start: ``ok`` once the ``init`` frame arrived."""
+
+    ok: bool
+    runner_id: str | None
+    time_to_init_s: float | None
+    error: RunnerPoolError | None
+
+
+class RunnerStarter(Protocol):
+    """Starts runners (``adapters.runner.client.AsyncRunnerClient``)."""
+
+    def start(
+        self, target: Any, body: Mapping[str, Any], *, deadline: float | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Frame]]:
+        """Open one ``/start`` stream of ``target`` (a ``StartTarget``) and yield its frames;
+        ``deadline`` is absolute, on the client's monotonic clock."""

@@ -84,6 +84,8 @@ class StoppingFrame:
 
 
 Frame: TypeAlias = InitFrame | OutputFrame | DoneFrame | ErrorFrame | StoppingFrame
+TerminalFrame: TypeAlias = DoneFrame | ErrorFrame | StoppingFrame
+"""A frame that ends an execution stream."""
 
 _DATA_FRAME_ADAPTER: Final = TypeAdapter(
     Annotated[InitFrame | OutputFrame | DoneFrame | ErrorFrame, Field(discriminator="type")]

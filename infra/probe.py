@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from adapters.sse_client import ProbeResult, StartTarget
+    from adapters.runner.transport import StartTarget
     from core.errors import RunnerPoolError
+    from core.ports import ProbeResult
 
 _HINTS: dict[str, str] = {
     "serverless_http_error": "the endpoint answered, but not 200; its own logs say why",
@@ -94,8 +95,9 @@ def shown_url(url: str) -> str:
     return without_userinfo(url)
 
 
-def _target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> StartTarget:
-    from adapters.sse_client import StartTarget
+def start_target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> StartTarget:
+    """The ``StartTarget`` the command line names (URL, header and timeout checked)."""
+    from adapters.runner.transport import StartTarget
     from core.models import PoolKey, url_problem
 
     problem = url_problem(args.url)
@@ -158,11 +160,12 @@ def run(
     args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO | None = None
 ) -> int:
     """Probe once; print the outcome; return the exit status."""
-    from adapters.sse_client import RunnerClient, StartLimits, probe
+    from adapters.runner.attempt import StartLimits
+    from adapters.runner.client import RunnerClient, probe
     from core.redaction import redact_text
 
     out = out or sys.stdout
-    target = _target(args, parser)
+    target = start_target(args, parser)
     limits = StartLimits(
         connect_timeout_s=min(5.0, args.timeout),
         init_timeout_s=args.timeout,
@@ -175,7 +178,7 @@ def run(
         text = json.dumps(as_json(result, args.url), ensure_ascii=False)
     else:
         text = render(result, args.url, list(target.headers))
-    # The error was redacted where it was made (adapters.sse_client); this is the backstop.
+    # The error was redacted where it was made (adapters.runner.client); this is the backstop.
     print(redact_text(text, target.secrets), file=out)
     return 0 if result.ok else 1
 

@@ -66,8 +66,10 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     from adapters.dynamodb.messages import DynamoDBMessageStore
     from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
     from adapters.dynamodb.slots import DynamoDBSlotStore
+    from adapters.runner.attempt import StartLimits
+    from adapters.runner.client import AsyncRunnerClient
+    from adapters.runner.transport import StartTarget
     from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-    from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
     from adapters.tracker import build_tracker
 
     actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)

@@ -1,31 +1,29 @@
-"""What the actor host runs on: ``HostDeps`` (stores, runner client, queues, clock) and the
-host's own port for the runner client."""
+"""What the actor host runs on: ``HostDeps`` (stores, runner client, queues, clock)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from adapters.settings import Settings
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
 from core.models import RunnerConfig
-from core.ports import ActorStore, Clock, MessageStore, RunnerConfigStore, SlotStore, Tracker
+from core.ports import (
+    ActorStore,
+    Clock,
+    MessageStore,
+    RunnerConfigStore,
+    RunnerStarter,
+    SlotStore,
+    Tracker,
+)
 
 T = TypeVar("T")
-
-
-class RunnerClient(Protocol):
-    """What the host needs from ``adapters.sse_client.AsyncRunnerClient``."""
-
-    def start(
-        self, target: Any, body: dict[str, Any], *, deadline: float | None = None
-    ) -> AbstractAsyncContextManager[AsyncIterator[Any]]: ...
 
 
 @dataclass
@@ -38,7 +36,7 @@ class HostDeps:
     configs: RunnerConfigStore
     slots: SlotStore
     tracker: Tracker
-    runner: Callable[[], RunnerClient]
+    runner: Callable[[], RunnerStarter]
     target_for: Callable[[RunnerConfig], Any]
     queue: SqsMessageQueue | None
     dlq: SqsDeadLetterQueue | None

@@ -337,7 +337,7 @@ def deps() -> ApiDeps:
 
 def _resolve(host: str, port: int) -> list[str]:
     """DNS for the save-time URL check, bounded (httpx and the guard load on first use)."""
-    from adapters.outbound import resolve_with_timeout
+    from adapters.runner.guard import resolve_with_timeout
 
     return resolve_with_timeout(host, port, 2.0)
 

@@ -1,5 +1,5 @@
 """Runner-config URL validation at save time, with the outbound safety policy of
-``adapters.outbound`` (the same rules every runner start enforces again)."""
+``adapters.runner.guard`` (the same rules every runner start enforces again)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def make_url_check(
     def check(url: str, allow_private: bool) -> str | None:
         import httpx  # here, not at import: keeps httpx out of the API's cold start
 
-        from adapters.outbound import Blocked, check_url, choose_address, parse_ip
+        from adapters.runner.guard import Blocked, check_url, choose_address, parse_ip
 
         try:
             host, port = check_url(httpx.URL(url))

@@ -15,10 +15,10 @@ from adapters import observability, snapstart
 from adapters.clock import SYSTEM_CLOCK
 from adapters.observability import Invocation
 from core.models import RunnerConfig
+from core.ports import ProbeResult
 from functions.pool_manager.manager import (
     PoolManagerDeps,
     ProbeFn,
-    ProbeOutcome,
     RoundReport,
     run_round,
 )
@@ -85,20 +85,21 @@ def deps() -> PoolManagerDeps:
 
 
 def make_probe(settings: Settings, **client_kwargs: Any) -> ProbeFn:
-    """A thread-safe ``(config, deadline) -> ProbeOutcome`` over one lazily built client
+    """A thread-safe ``(config, deadline) -> ProbeResult`` over one lazily built client
     (httpx is imported on the first probe, not at cold start)."""
     client: Any = None
     lock = threading.Lock()
 
-    def probe_config(config: RunnerConfig, deadline: float) -> ProbeOutcome:
+    def probe_config(config: RunnerConfig, deadline: float) -> ProbeResult:
         nonlocal client
-        from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
+        from adapters.runner.attempt import StartLimits
+        from adapters.runner.client import RunnerClient, probe
+        from adapters.runner.transport import StartTarget
 
         with lock:
             if client is None:
                 client = RunnerClient(StartLimits.from_settings(settings), **client_kwargs)
-        result = probe(client, StartTarget.from_config(config), deadline=deadline)
-        return ProbeOutcome(ok=result.ok, runner_id=result.runner_id, error=result.error)
+        return probe(client, StartTarget.from_config(config), deadline=deadline)
 
     return probe_config
 

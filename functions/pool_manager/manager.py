@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from adapters.settings import Settings
-from core.errors import RunnerNoResponse, RunnerPoolError
+from core.errors import RunnerNoResponse
 from core.events import ErrorEvent
 from core.models import PoolKey, RunnerConfig
 from core.policy import backoff_s, fits_deadline
@@ -36,21 +36,13 @@ if TYPE_CHECKING:
         Clock,
         MessageStore,
         PoolErrorStatus,
+        ProbeResult,
         ProbeStore,
         RunnerConfigStore,
         SlotLease,
         SlotStore,
         Tracker,
     )
-
-
-@dataclass(frozen=True)
-class ProbeOutcome:
-    """What one probe start gave (``adapters.sse_client.ProbeResult`` fits)."""
-
-    ok: bool
-    runner_id: str | None
-    error: RunnerPoolError | None
 
 
 logger = logging.getLogger(__name__)
@@ -61,7 +53,7 @@ PROBE_JITTER = 0.1
 """A failing pool's next probe comes 90-100 % of its backoff later: spread over ticks, never
 much earlier than planned."""
 
-ProbeFn = Callable[[RunnerConfig, float], ProbeOutcome]
+ProbeFn = Callable[[RunnerConfig, float], ProbeResult]
 """``(config, deadline on deps.clock.monotonic()) -> outcome``: one probe start."""
 
 
@@ -185,7 +177,7 @@ def _fits(deps: PoolManagerDeps, end: float) -> bool:
 
 
 def _record(
-    deps: PoolManagerDeps, pool: PoolKey, outcome: ProbeOutcome, report: RoundReport
+    deps: PoolManagerDeps, pool: PoolKey, outcome: ProbeResult, report: RoundReport
 ) -> None:
     if outcome.ok:
         deps.tracker.report_success(pool)
@@ -209,7 +201,7 @@ def _probe_failing(
         report.not_due.append(pool.id)
         return
     results: list[bool] = []
-    failed: ProbeOutcome | None = None
+    failed: ProbeResult | None = None
     for _ in range(settings.success_threshold):
         if not _fits(deps, end):
             report.skipped_for_time.append(pool.id)

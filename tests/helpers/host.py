@@ -22,9 +22,11 @@ from adapters.memory.messages import InMemoryMessageStore
 from adapters.memory.pool_errors import InMemoryPoolErrorStore
 from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.memory.slots import InMemorySlotStore
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import AsyncRunnerClient
+from adapters.runner.transport import StartTarget
 from adapters.settings import Settings
 from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-from adapters.sse_client import AsyncRunnerClient, StartLimits, StartTarget
 from adapters.tracker import build_tracker
 from core.models import ActorRecord, MessageEnvelope, MessageRecord, RunnerConfig
 from functions.actor_host.app import build_deps, get_logger, handle

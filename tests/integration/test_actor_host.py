@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sse_client import AsyncRunnerClient
+from adapters.runner.client import AsyncRunnerClient
 from adapters.tracker import build_tracker
 from core.errors import RunnerNoResponse
 from core.models import ErrorPolicy, MessageRecord

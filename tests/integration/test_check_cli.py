@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.check import RULES
+from infra.check_rules import RULES
 from infra.cli import main
 from infra.dev_runner import DevRunner
 

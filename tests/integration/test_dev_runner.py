@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.sse_client import AsyncRunnerClient, RunnerClient, StartLimits, StartTarget, probe
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import AsyncRunnerClient, RunnerClient, probe
+from adapters.runner.transport import StartTarget
 from core.errors import ServerlessHttpError
 from core.exceptions import RunnerError, RunnerNoResponseError
 from core.models import PoolKey

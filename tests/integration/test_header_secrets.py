@@ -19,7 +19,9 @@ import pytest
 
 from adapters import secrets as secrets_mod
 from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
-from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import RunnerClient, probe
+from adapters.runner.transport import StartTarget
 from core.models import PoolKey, RunnerConfig
 from infra.moto_server import MotoServer
 from tests.helpers.api import make_world

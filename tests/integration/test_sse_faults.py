@@ -1,24 +1,19 @@
-"""Every dev runner fault, over real sockets on 127.0.0.1, sync and async: the exact outcome."""
+"""Every dev runner fault, over real sockets on 127.0.0.1, the exact outcome."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from adapters.sse_client import (
-    AsyncRunnerClient,
-    RunnerClient,
-    StartLimits,
-    StartTarget,
-    aprobe,
-    probe,
-)
+from adapters.clock import SYSTEM_CLOCK
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import AsyncRunnerClient, RunnerClient, aprobe, probe
+from adapters.runner.transport import StartTarget
 from core.errors import (
     ServerlessConnectionError,
     ServerlessHttpError,
@@ -72,18 +67,9 @@ def target(url: str) -> StartTarget:
 BODY = start_body("actor-1", "msg-1", {"count": 4}, {"hello": "world"})
 
 
-def run_sync(url: str, deadline: float | None = None) -> Outcome:
-    frames: list[Frame] = []
-    with RunnerClient(LIMITS) as client:
-        try:
-            with client.start(target(url), BODY, deadline=deadline) as stream:
-                frames.extend(stream)
-        except (RunnerError, RunnerNoResponseError) as exc:
-            return Outcome(frames, exc)
-    return Outcome(frames, None)
+def run(url: str, deadline: float | None = None) -> Outcome:
+    """One start on the runner client (the sync callers go through the same client)."""
 
-
-def run_async(url: str, deadline: float | None = None) -> Outcome:
     async def main() -> Outcome:
         frames: list[Frame] = []
         async with AsyncRunnerClient(LIMITS) as client:
@@ -96,9 +82,6 @@ def run_async(url: str, deadline: float | None = None) -> Outcome:
         return Outcome(frames, None)
 
     return asyncio.run(main())
-
-
-RUNNERS = [pytest.param(run_sync, id="sync"), pytest.param(run_async, id="async")]
 
 
 def conn(reason: str) -> Any:
@@ -173,9 +156,8 @@ def test_every_fault_has_an_expectation() -> None:
     ) == set(FAULTS)
 
 
-@pytest.mark.parametrize("run", RUNNERS)
 @pytest.mark.parametrize("fault", sorted(BROKEN_FINAL_FAULTS))
-def test_broken_final_frame_is_a_pool_error(runner: DevRunner, run: Any, fault: str) -> None:
+def test_broken_final_frame_is_a_pool_error(runner: DevRunner, fault: str) -> None:
     outcome = run(runner.fault_url(fault))
     frames, message = BROKEN_FINAL_FAULTS[fault]
     assert [type(f) for f in outcome.frames] == frames
@@ -184,18 +166,16 @@ def test_broken_final_frame_is_a_pool_error(runner: DevRunner, run: Any, fault: 
     assert outcome.error.error.message == message
 
 
-@pytest.mark.parametrize("run", RUNNERS)
 @pytest.mark.parametrize("fault", sorted(POOL_FAULTS))
-def test_pool_faults_are_classified(runner: DevRunner, run: Any, fault: str) -> None:
+def test_pool_faults_are_classified(runner: DevRunner, fault: str) -> None:
     outcome = run(runner.fault_url(fault))
     assert outcome.frames == []
     assert isinstance(outcome.error, RunnerError), outcome.error
     assert POOL_FAULTS[fault](outcome.error.error), outcome.error.error
 
 
-@pytest.mark.parametrize("run", RUNNERS)
 @pytest.mark.parametrize("status", [401, 404, 429, 502])
-def test_any_http_status(runner: DevRunner, run: Any, status: int) -> None:
+def test_any_http_status(runner: DevRunner, status: int) -> None:
     outcome = run(f"{runner.url}/fault/http_{status}")
     assert isinstance(outcome.error, RunnerError)
     assert outcome.error.error == ServerlessHttpError(
@@ -203,9 +183,8 @@ def test_any_http_status(runner: DevRunner, run: Any, status: int) -> None:
     )
 
 
-@pytest.mark.parametrize("run", RUNNERS)
 @pytest.mark.parametrize("fault", sorted(AFTER_INIT_FAULTS))
-def test_after_init_faults_are_runner_no_response(runner: DevRunner, run: Any, fault: str) -> None:
+def test_after_init_faults_are_runner_no_response(runner: DevRunner, fault: str) -> None:
     outcome = run(runner.fault_url(fault))
     assert [type(f) for f in outcome.frames] == [InitFrame]
     assert isinstance(outcome.error, RunnerNoResponseError)
@@ -215,9 +194,8 @@ def test_after_init_faults_are_runner_no_response(runner: DevRunner, run: Any, f
     assert outcome.error.detail == AFTER_INIT_FAULTS[fault]
 
 
-@pytest.mark.parametrize("run", RUNNERS)
 @pytest.mark.parametrize("fault", sorted(ACTOR_FAULTS))
-def test_actor_level_endings_are_frames(runner: DevRunner, run: Any, fault: str) -> None:
+def test_actor_level_endings_are_frames(runner: DevRunner, fault: str) -> None:
     outcome = run(runner.fault_url(fault))
     assert outcome.error is None
     assert [type(f) for f in outcome.frames] == ACTOR_FAULTS[fault]
@@ -226,8 +204,7 @@ def test_actor_level_endings_are_frames(runner: DevRunner, run: Any, fault: str)
         assert last.retryable is (fault == "actor_error_retryable")
 
 
-@pytest.mark.parametrize("run", RUNNERS)
-def test_healthy_run(runner: DevRunner, run: Any) -> None:
+def test_healthy_run(runner: DevRunner) -> None:
     outcome = run(runner.url)
     assert outcome.error is None
     init, output, done = outcome.frames
@@ -238,8 +215,7 @@ def test_healthy_run(runner: DevRunner, run: Any) -> None:
     )
 
 
-@pytest.mark.parametrize("run", RUNNERS)
-def test_connection_refused(run: Any) -> None:
+def test_connection_refused() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -249,25 +225,22 @@ def test_connection_refused(run: Any) -> None:
     assert outcome.error.error.reason == "connect"
 
 
-@pytest.mark.parametrize("run", RUNNERS)
-def test_caller_deadline_before_init(runner: DevRunner, run: Any) -> None:
-    outcome = run(runner.fault_url("slow_init"), deadline=time.monotonic() + 0.2)
+def test_caller_deadline_before_init(runner: DevRunner) -> None:
+    outcome = run(runner.fault_url("slow_init"), deadline=SYSTEM_CLOCK.monotonic() + 0.2)
     assert isinstance(outcome.error, RunnerError)
     assert outcome.error.error == ServerlessConnectionError(
         message="the caller's deadline passed before init", reason="timeout"
     )
 
 
-@pytest.mark.parametrize("run", RUNNERS)
-def test_caller_deadline_after_init(runner: DevRunner, run: Any) -> None:
-    outcome = run(runner.delay_url(3000), deadline=time.monotonic() + 0.3)
+def test_caller_deadline_after_init(runner: DevRunner) -> None:
+    outcome = run(runner.delay_url(3000), deadline=SYSTEM_CLOCK.monotonic() + 0.3)
     assert [type(f) for f in outcome.frames] == [InitFrame, OutputFrame]
     assert isinstance(outcome.error, RunnerNoResponseError)
     assert outcome.error.detail == "the caller's deadline passed before done"
 
 
-@pytest.mark.parametrize("run", RUNNERS)
-def test_pings_keep_a_started_runner_alive(run: Any) -> None:
+def test_pings_keep_a_started_runner_alive() -> None:
     """Pings count for idle: a run longer than idle_timeout_s with pings in between succeeds."""
     with DevRunner(keepalive_s=0.2) as server:
         outcome = run(server.delay_url(1000))  # 1 s > idle 0.7 s; the dev runner pings meanwhile
@@ -294,8 +267,7 @@ def test_blocked_without_allow_private(runner: DevRunner) -> None:
     assert runner.start_requests == before
 
 
-@pytest.mark.parametrize("run", RUNNERS)
-def test_localhost_name_is_resolved_pinned_and_keeps_host(runner: DevRunner, run: Any) -> None:
+def test_localhost_name_is_resolved_pinned_and_keeps_host(runner: DevRunner) -> None:
     outcome = run(runner.url.replace("127.0.0.1", "localhost"))
     assert outcome.error is None
     assert runner.received[-1].headers["Host"] == f"localhost:{runner.port}"
@@ -323,8 +295,7 @@ def test_probes_sync_and_async(runner: DevRunner) -> None:
     assert runner.received[-1].body == {"protocol_version": 1, "probe": True}
 
 
-@pytest.mark.parametrize("run", RUNNERS)
-def test_server_that_never_answers_times_out_before_init(run: Any) -> None:
+def test_server_that_never_answers_times_out_before_init() -> None:
     """The kernel accepts the connection, nobody ever answers: time to init bounds the wait."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from adapters.sse_client import RunnerClient, StartLimits, StartTarget, probe
+from adapters.runner.attempt import StartLimits
+from adapters.runner.client import RunnerClient, probe
+from adapters.runner.transport import StartTarget
 from core.models import PoolKey
 from core.protocol import DoneFrame, InitFrame, OutputFrame, start_body
 
@@ -44,14 +46,8 @@ def endpoint() -> Iterator[str]:
 
 
 def target(url: str) -> StartTarget:
-    return StartTarget(
-        url=url,
-        headers={},
-        pool=PoolKey(namespace="doc", runner_name="example"),
-        total_slots=1,
-        request_lifespan=60,
-        allow_private_network=True,
-    )
+    pool = PoolKey(namespace="doc", runner_name="example")
+    return StartTarget(url, {}, pool, 1, 60, allow_private_network=True)  # 1 slot, 60 s
 
 
 def test_doc_example_runs_an_execution_and_answers_probes(endpoint: str) -> None:

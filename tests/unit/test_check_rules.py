@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.sse_client import ProbeResult
-from infra.check import RULES, Observation, Observer, evaluate
+from core.ports import ProbeResult
+from infra.check_rules import RULES, Observation, Observer, evaluate
 from infra.dev_faults import PING, message_event
 
 INIT = message_event({"v": 1, "type": "init", "runner_id": "r-1"})

@@ -11,8 +11,9 @@ import httpcore
 import httpx
 import pytest
 
-from adapters import outbound
-from adapters.sse_client import AsyncRunnerClient, RunnerClient, StartTarget
+from adapters.runner import guard, transport
+from adapters.runner.client import AsyncRunnerClient, RunnerClient
+from adapters.runner.transport import StartTarget
 from core.errors import ServerlessConnectionError
 from core.exceptions import RunnerError
 from core.models import PoolKey
@@ -76,7 +77,7 @@ def no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_address_category(address: str, category: str) -> None:
-    assert outbound.address_category(ipaddress.ip_address(address)) == category
+    assert guard.address_category(ipaddress.ip_address(address)) == category
 
 
 @pytest.mark.parametrize(
@@ -103,21 +104,15 @@ def test_address_category(address: str, category: str) -> None:
 def test_blocked_reason(
     address: str, allow_private: bool, allow_loopback: bool, blocked: bool
 ) -> None:
-    why = outbound.blocked_reason(
+    why = guard.blocked_reason(
         ipaddress.ip_address(address), allow_private=allow_private, allow_loopback=allow_loopback
     )
     assert (why is not None) == blocked
 
 
 def target(url: str, *, allow_private: bool = False) -> StartTarget:
-    return StartTarget(
-        url=url,
-        headers={"Authorization": "Bearer secret"},
-        pool=PoolKey(namespace="ns", runner_name="r"),
-        total_slots=1,
-        request_lifespan=60,
-        allow_private_network=allow_private,
-    )
+    pool = PoolKey(namespace="ns", runner_name="r")
+    return StartTarget(url, {"Authorization": "Bearer secret"}, pool, 1, 60, allow_private)
 
 
 class Spy:
@@ -259,8 +254,8 @@ def test_async_client_refuses_before_any_connection() -> None:
 
 def test_pin_keeps_ip_literal_urls() -> None:
     url = httpx.URL("http://[::1]:8080/start")
-    assert outbound.pin(url, "::1") == (url, {}, {})
-    pinned, headers, ext = outbound.pin(httpx.URL("http://h.example/start"), "2001:db8::1")
+    assert guard.pin(url, "::1") == (url, {}, {})
+    pinned, headers, ext = guard.pin(httpx.URL("http://h.example/start"), "2001:db8::1")
     assert str(pinned) == "http://[2001:db8::1]/start"
     assert headers == {"Host": "h.example"}
     assert ext == {}
@@ -276,17 +271,15 @@ def test_pin_keeps_ip_literal_urls() -> None:
     ],
 )
 def test_network_backend_backstop_refuses_before_connecting(host: str) -> None:
-    with pytest.raises(outbound.BlockedAddressError):
-        outbound.GuardedBackend().connect_tcp(host, 80)
-    with pytest.raises(outbound.BlockedAddressError):
-        asyncio.run(outbound.AsyncGuardedBackend().connect_tcp(host, 80))
+    with pytest.raises(transport.BlockedAddressError):
+        asyncio.run(transport.GuardedBackend().connect_tcp(host, 80))
 
 
 def test_backstop_refuses_loopback_when_told() -> None:
-    with pytest.raises(outbound.BlockedAddressError):
-        outbound.GuardedBackend(allow_loopback=False).connect_tcp("127.0.0.1", 9001)
-    with pytest.raises(outbound.BlockedAddressError):
-        outbound.GuardedBackend().connect_unix_socket("/var/run/docker.sock")
+    with pytest.raises(transport.BlockedAddressError):
+        asyncio.run(transport.GuardedBackend(allow_loopback=False).connect_tcp("127.0.0.1", 9001))
+    with pytest.raises(transport.BlockedAddressError):
+        asyncio.run(transport.GuardedBackend().connect_unix_socket("/var/run/docker.sock"))
 
 
 def test_real_transport_refuses_metadata_before_connecting() -> None:
@@ -301,7 +294,8 @@ def test_real_transport_refuses_metadata_before_connecting() -> None:
         pass
     assert isinstance(info.value.error, ServerlessConnectionError)
     assert info.value.error.reason == "blocked_address"
-    transport = outbound.guarded_transport()
+    guarded = transport.guarded_transport()
+    request = httpx.Request("GET", "http://169.254.169.254/latest")
     with pytest.raises(httpx.ConnectError) as raw:
-        transport.handle_request(httpx.Request("GET", "http://169.254.169.254/latest"))
+        asyncio.run(guarded.handle_async_request(request))
     assert isinstance(raw.value.__cause__, httpcore.ConnectError)

@@ -95,8 +95,8 @@ def test_package_holds_only_what_the_handler_runs(logical_id: str, tmp_path: Pat
 
 def test_the_walk_follows_lazy_imports() -> None:
     # actor_host imports the SSE client inside build_deps(), not at the top.
-    assert "adapters.sse_client" in package.kit_closure(HANDLERS["ActorHostFunction"])
-    assert "adapters.sse_client" not in package.kit_closure(HANDLERS["ApiFunction"])
+    assert "adapters.runner.client" in package.kit_closure(HANDLERS["ActorHostFunction"])
+    assert "adapters.runner.client" not in package.kit_closure(HANDLERS["ApiFunction"])
 
 
 @pytest.mark.parametrize("logical_id", sorted(HANDLERS))

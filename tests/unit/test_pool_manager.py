@@ -18,13 +18,14 @@ from adapters.tracker import PoolErrorTracker
 from core.errors import NoCapacity, RunnerNoResponse, ServerlessConnectionError
 from core.events import read_errors
 from core.models import ActorRecord, MessageRecord, PoolKey, RunnerConfig
+from core.ports import ProbeResult
 from functions.pool_manager.app import handle
-from functions.pool_manager.manager import PoolManagerDeps, ProbeOutcome, run_round
+from functions.pool_manager.manager import PoolManagerDeps, run_round
 from tests.helpers.clock import FakeClock
 
 REFUSED = ServerlessConnectionError(message="connection refused", reason="connect")
-OK = ProbeOutcome(ok=True, runner_id="r1", error=None)
-FAIL = ProbeOutcome(ok=False, runner_id=None, error=REFUSED)
+OK = ProbeResult(ok=True, runner_id="r1", time_to_init_s=0.1, error=None)
+FAIL = ProbeResult(ok=False, runner_id=None, time_to_init_s=None, error=REFUSED)
 
 
 def pool(name: str) -> PoolKey:
@@ -35,10 +36,10 @@ def pool(name: str) -> PoolKey:
 class ScriptedProbes:
     """Per-pool scripts of outcomes; healthy (OK) once a script runs out."""
 
-    scripts: dict[str, list[ProbeOutcome]] = field(default_factory=dict)
+    scripts: dict[str, list[ProbeResult]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
 
-    def __call__(self, config: RunnerConfig, deadline: float) -> ProbeOutcome:
+    def __call__(self, config: RunnerConfig, deadline: float) -> ProbeResult:
         self.calls.append(config.runner_name)
         script = self.scripts.get(config.runner_name)
         return script.pop(0) if script else OK
@@ -117,7 +118,7 @@ def test_repaired_pool_clears_after_three_probes(env: Env) -> None:
     ],
 )
 def test_failed_round_stops_and_backs_off(
-    env: Env, script: list[ProbeOutcome], probes: int, still_failing: bool
+    env: Env, script: list[ProbeResult], probes: int, still_failing: bool
 ) -> None:
     env.add("a")
     env.tracker.report_error(pool("a"), REFUSED)
@@ -295,7 +296,7 @@ def test_one_broken_step_does_not_stop_the_round(env: Env) -> None:
     env.tracker.report_error(pool("a"), REFUSED)
     env.tracker.report_error(pool("b"), REFUSED)
 
-    def probe(config: RunnerConfig, deadline: float) -> ProbeOutcome:
+    def probe(config: RunnerConfig, deadline: float) -> ProbeResult:
         if config.runner_name == "a":
             raise RuntimeError("bug in a probe")
         return OK

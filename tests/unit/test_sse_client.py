@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -14,18 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.sse_client import (
-    INTERNAL_EXCEPTIONS,
-    TRANSPORT_REASONS,
-    AsyncRunnerClient,
-    RunnerClient,
-    SSEParser,
-    StartLimits,
-    StartTarget,
-    classify_exception,
-    probe,
-    start_url,
-)
+from adapters.clock import SYSTEM_CLOCK
+from adapters.runner.attempt import SLICE, Attempt, StartLimits
+from adapters.runner.classify import INTERNAL_EXCEPTIONS, TRANSPORT_REASONS, classify_exception
+from adapters.runner.client import AsyncRunnerClient, RunnerClient, probe
+from adapters.runner.sse import EventReader, EventTooLarge
+from adapters.runner.transport import StartTarget, start_url
 from core.errors import (
     CONNECTION_REASONS,
     POOL_ERROR_CODES,
@@ -39,6 +32,7 @@ from core.errors import (
 from core.exceptions import RunnerError, RunnerNoResponseError
 from core.models import PoolKey, RunnerConfig
 from core.protocol import DoneFrame, ErrorFrame, Frame, InitFrame, OutputFrame, StoppingFrame
+from tests.helpers.clock import FakeClock
 
 SECRET = "s3cret-token-value"
 PUBLIC_IP = "93.184.216.34"
@@ -96,13 +90,30 @@ class Recorder:
         return httpx.Response(self.status, headers=self.headers, content=body())
 
 
+def mock(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:
+    """A MockTransport for the (async) client over a sync handler: its body is re-yielded."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        response = handler(request)
+        chunks = response.stream
+        assert isinstance(chunks, Iterable)
+
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+
+        return httpx.Response(response.status_code, headers=response.headers, content=body())
+
+    return httpx.MockTransport(handle)
+
+
 def resolver(host: str, port: int) -> list[str]:
     assert host == "runner.example.com"
     return [PUBLIC_IP]
 
 
 def client_for(rec: Recorder, limits: StartLimits | None = None) -> RunnerClient:
-    return RunnerClient(limits, transport=httpx.MockTransport(rec), resolver=resolver)
+    return RunnerClient(limits, transport=mock(rec), resolver=resolver)
 
 
 def run(
@@ -299,7 +310,7 @@ def test_unreadable_error_body_gets_a_placeholder() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, content=broken())
 
-    with RunnerClient(transport=httpx.MockTransport(handler), resolver=resolver) as client:
+    with RunnerClient(transport=mock(handler), resolver=resolver) as client:
         with pytest.raises(RunnerError) as info:
             with client.start(target(), {}):
                 pass
@@ -435,7 +446,7 @@ def test_deadline_already_passed_sends_nothing() -> None:
     rec = Recorder([INIT, DONE])
     with client_for(rec) as client:
         with pytest.raises(RunnerError) as info:
-            with client.start(target(), {}, deadline=time.monotonic() - 1):
+            with client.start(target(), {}, deadline=SYSTEM_CLOCK.monotonic() - 1):
                 pass
     assert rec.requests == []
     assert info.value.error == ServerlessConnectionError(
@@ -448,7 +459,7 @@ def test_dns_failure_is_classified() -> None:
         raise OSError(-2, "Name or service not known")
 
     rec = Recorder([INIT, DONE])
-    with RunnerClient(transport=httpx.MockTransport(rec), resolver=failing) as client:
+    with RunnerClient(transport=mock(rec), resolver=failing) as client:
         with pytest.raises(RunnerError) as info:
             with client.start(target(), {}):
                 pass
@@ -471,7 +482,7 @@ def test_transport_errors_on_send(exc: Exception, reason: str) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise exc
 
-    with RunnerClient(transport=httpx.MockTransport(handler), resolver=resolver) as client:
+    with RunnerClient(transport=mock(handler), resolver=resolver) as client:
         with pytest.raises(RunnerError) as info:
             with client.start(target(), {}):
                 pass
@@ -492,7 +503,7 @@ def test_transport_error_mid_stream_before_and_after_init() -> None:
                 200, headers={"content-type": "text/event-stream"}, content=chunks(first)
             )
 
-        with RunnerClient(transport=httpx.MockTransport(handler), resolver=resolver) as client:
+        with RunnerClient(transport=mock(handler), resolver=resolver) as client:
             with pytest.raises(expected) as info:
                 with client.start(target(), {}) as frames:
                     list(frames)
@@ -609,45 +620,48 @@ def test_arbitrary_bytes_end_in_a_typed_outcome(body: list[bytes], cut: int) -> 
     assert all(isinstance(f, InitFrame) for f in frames[:1])
 
 
-def reference_parse(data: bytes) -> list[tuple[bytes, bytes | None]]:
-    """The WHATWG event-stream rules, line by line, written for clarity rather than speed."""
+def reference_parse(data: bytes) -> list[tuple[str, str]]:
+    """The WHATWG event-stream rules, line by line, written for clarity rather than speed:
+    ``(type, data)`` of each event the kit sees (a message with data, or any other type)."""
     text = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     lines = text.split(b"\n")
     complete = lines[:-1]  # the last piece has no line end: a cut line, dropped
-    events: list[tuple[bytes, bytes | None]] = []
-    name: bytes | None = None
-    values: list[bytes] = []
+    events: list[tuple[str, str]] = []
+    name = ""
+    values: list[str] = []
 
     def dispatch() -> None:
         nonlocal name, values
-        if name is not None or values:
-            events.append((name or b"", b"\n".join(values) if values else None))
-        name, values = None, []
+        kind = name or "message"
+        if kind != "message" or (values and "\n".join(values)):
+            events.append((kind, "\n".join(values)))
+        name, values = "", []
 
-    for line in complete:
+    for raw in complete:
+        line = raw.decode("utf-8", "replace")
         if not line:
             dispatch()
-        elif line.startswith(b":"):
+        elif line.startswith(":"):
             continue
         else:
-            field, _, value = line.partition(b":")
-            value = value[1:] if value.startswith(b" ") else value
-            if field == b"data":
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "data":
                 values.append(value)
-            elif field == b"event":
+            elif field == "event":
                 name = value
     if not lines[-1]:
         dispatch()  # the kit's leniency: a final event whose lines were complete
     return events
 
 
-def parse(chunks: list[bytes]) -> list[tuple[bytes, bytes | None]]:
-    parser = SSEParser(1_000_000)
+def parse(chunks: list[bytes]) -> list[tuple[str, str]]:
+    reader = EventReader(1_000_000)
     events = []
     for chunk in chunks:
-        events.extend(parser.feed(chunk))
-    events.extend(parser.finish())
-    return [(b"", e) if isinstance(e, bytes) else e for e in events]
+        events.extend(reader.feed(chunk))
+    events.extend(reader.finish())
+    return [("message", e) if isinstance(e, str) else (e.event, e.data) for e in events if e]
 
 
 sse_text = st.lists(
@@ -666,6 +680,81 @@ sse_text = st.lists(
 def test_parser_matches_the_reference_rules_however_split(data: bytes, cut: int) -> None:
     assert parse(split_every(data, cut)) == reference_parse(data)
     assert parse([data]) == reference_parse(data)
+
+
+def largest_event(data: bytes) -> int:
+    """The bytes of the largest event: its lines with their line ends, a cut last line too."""
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    largest = size = 0
+    for index, line in enumerate(lines):
+        if line:
+            size += len(line) + (index < len(lines) - 1)
+            largest = max(largest, size)
+        else:
+            size = 0
+    return largest
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    data=sse_text,
+    cut=st.integers(min_value=1, max_value=40),
+    cap=st.integers(min_value=2, max_value=30),
+)
+def test_size_cap_is_exact_however_split(data: bytes, cut: int, cap: int) -> None:
+    reader = EventReader(cap)
+    try:
+        for chunk in split_every(data, cut):
+            reader.feed(chunk)
+        reader.finish()
+    except EventTooLarge:
+        assert largest_event(data) > cap
+    else:
+        assert largest_event(data) <= cap
+
+
+def test_a_read_of_many_events_is_handed_out_in_slices_in_order() -> None:
+    many = 2 * SLICE + 5
+    frames, outcome = run([INIT + OUTPUT * many + DONE + OUTPUT])
+    assert outcome is None
+    assert [type(f) for f in frames] == [InitFrame, *[OutputFrame] * many, DoneFrame]
+    frames, outcome = run([INIT + OUTPUT * many + b"data: !!\n\n" + DONE])
+    # The slices before the bad frame's own are out already; its slice raises at the bad frame.
+    assert [type(f) for f in frames] == [InitFrame, *[OutputFrame] * (2 * SLICE - 1)]
+    assert isinstance(outcome, RunnerError)
+    assert isinstance(outcome.error, ServerlessInvalidBase64)
+
+
+def test_attempt_deadlines_run_on_the_injected_clock() -> None:
+    clock = FakeClock()
+    limits = StartLimits(init_timeout_s=2, idle_timeout_s=5)
+    waiting = Attempt(limits, None, clock)
+    assert waiting.feed(PING) == []  # a ping is activity, but not an init
+    clock.advance(2.5)
+    with pytest.raises(RunnerError) as before:
+        waiting.feed(PING)
+    assert before.value.error == ServerlessConnectionError(
+        message="no init frame within 2 s", reason="timeout"
+    )
+
+    started = Attempt(limits, None, clock)
+    assert [type(f) for f in started.feed(INIT)] == [InitFrame]
+    clock.advance(4)
+    started.feed(b": keep-alive\n")  # a comment counts for idle
+    clock.advance(4)
+    assert started.next_deadline() == (clock.monotonic() + 1, "idle")
+    clock.advance(1)
+    with pytest.raises(RunnerNoResponseError) as idle:
+        started.feed(b"data: cut")  # no complete line: no activity
+    assert idle.value.detail == "no event for 5 s"
+
+    late = Attempt(limits, clock.monotonic() + 1, clock)
+    clock.advance(1.5)
+    with pytest.raises(RunnerError) as deadline:
+        late.connect_timeout()
+    assert deadline.value.error == ServerlessConnectionError(
+        message="the caller's deadline passed before init", reason="timeout"
+    )
 
 
 def test_limits_from_settings_and_validation() -> None:
@@ -710,7 +799,7 @@ def test_a_transport_error_quoting_a_header_value_is_redacted_and_its_cause_drop
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(f"proxy refused {request.headers['authorization']!r}")
 
-    client = RunnerClient(transport=httpx.MockTransport(handler), resolver=resolver)
+    client = RunnerClient(transport=mock(handler), resolver=resolver)
     with client, pytest.raises(RunnerError) as info:
         with client.start(target(), {}) as frames:
             list(frames)

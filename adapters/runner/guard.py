@@ -1,8 +1,8 @@
-"""Outbound safety for calls to user endpoints: an SSRF guard and deadline-aware connections.
+"""The SSRF guard for calls to user endpoints: which addresses may be called; one resolve-and-pin.
 
 A runner URL is user input, and the kit calls it from inside AWS. So, before any byte is sent:
 
-1. only ``http``/``https`` URLs are accepted;
+1. only ``http``/``https`` URLs are accepted (``check_url``);
 2. the host is resolved once and EVERY address is checked (``blocked_reason``); one bad
    address refuses the whole host, so DNS answers that mix public and internal addresses
    cannot pick their target later;
@@ -10,30 +10,23 @@ A runner URL is user input, and the kit calls it from inside AWS. So, before any
    ``Host`` header and the TLS server name (``sni_hostname``, also used for certificate checks)
    keep the original host name. Nothing resolves the name a second time (no DNS rebinding).
 
-``allow_private_network`` (per runner config) opens private ranges, CGNAT and loopback; link-local,
-cloud metadata, unspecified, multicast and reserved addresses stay blocked even then. Inside
-Lambda, loopback also stays blocked: it is where the Lambda runtime API and extensions listen.
-
-The transports built here add two things httpx does not have: the network backend refuses to
-connect to anything but a checked IP literal (a backstop behind ``pin``), and each connection's
-reads honour an absolute deadline that the SSE reader moves as the stream progresses
-(``DeadlineStream.read_deadline``): httpx's own ``read=`` timeout restarts on every ping.
+``resolve_and_pin`` is the one call that does all three for a start. ``allow_private_network``
+(per runner config) opens private ranges, CGNAT and loopback; link-local, cloud metadata,
+unspecified, multicast and reserved addresses stay blocked even then. Inside Lambda, loopback
+also stays blocked: it is where the Lambda runtime API and extensions listen.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import socket
-import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
-import httpcore
 import httpx
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -94,10 +87,6 @@ _SEVERITY: Final[tuple[AddressCategory, ...]] = (
 )
 
 
-class BlockedAddressError(httpcore.ConnectError):
-    """The guard refused an address (raised before any connection is attempted)."""
-
-
 def parse_ip(text: str) -> IPAddress | None:
     """The address in ``text`` (an IPv6 zone suffix is dropped), or None if it is a name."""
     try:
@@ -123,9 +112,8 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return found
 
 
-def _category_v4(ip: ipaddress.IPv4Address) -> AddressCategory:
-    if ip in METADATA_ADDRESSES:
-        return "metadata"
+def _flagged(ip: IPAddress) -> AddressCategory | None:
+    """The category that ``ipaddress``'s own flags give, checked in this order, if any."""
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
@@ -134,6 +122,15 @@ def _category_v4(ip: ipaddress.IPv4Address) -> AddressCategory:
         return "link_local"
     if ip.is_multicast:
         return "multicast"
+    return None
+
+
+def _category_v4(ip: ipaddress.IPv4Address) -> AddressCategory:
+    if ip in METADATA_ADDRESSES:
+        return "metadata"
+    flagged = _flagged(ip)
+    if flagged is not None:
+        return flagged
     if ip in _CGNAT:
         return "cgnat"
     if any(ip in net for net in _RESERVED_V4) or ip == ipaddress.IPv4Address("255.255.255.255"):
@@ -155,14 +152,9 @@ def address_category(ip: IPAddress) -> AddressCategory:
         if any(ip in net for net in _NAT64[1:]):
             categories.add("private")  # local-use NAT64 prefix: a private translator
         return next(c for c in _SEVERITY if c in categories)
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link_local"
-    if ip.is_multicast:
-        return "multicast"
+    flagged = _flagged(ip)
+    if flagged is not None:
+        return flagged
     if ip.is_reserved:
         return "reserved"
     if ip.is_private or ip.is_site_local or not ip.is_global:
@@ -215,14 +207,6 @@ def resolve_with_timeout(host: str, port: int, timeout: float | None) -> list[st
         return future.result(timeout=timeout)
     except FutureTimeout as exc:
         raise TimeoutError(f"DNS lookup of {host} timed out") from exc
-
-
-async def async_system_resolve(host: str, port: int) -> list[str]:
-    """``system_resolve`` without blocking the event loop."""
-    import anyio
-
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return _unique(str(info[4][0]) for info in infos)
 
 
 class Blocked(Exception):
@@ -280,194 +264,60 @@ def pin(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, str], dict[s
     return url.copy_with(host=address), {"Host": host_header}, extensions
 
 
-# --- Deadline-aware, guarded network backends ----------------------------------------------
+@dataclass(frozen=True)
+class Pinned:
+    """A checked request target: ``url`` carries the address, ``headers`` the ``Host``."""
+
+    url: httpx.URL
+    host: str
+    headers: dict[str, str]
+    extensions: dict[str, Any]
 
 
-def _backstop(host: str, allow_loopback: bool) -> None:
-    """Refuse a connection the pinning step should have made impossible."""
-    ip = parse_ip(host)
-    if ip is None:
-        raise BlockedAddressError(f"refusing to connect to unresolved name {host!r}")
-    why = blocked_reason(ip, allow_private=True, allow_loopback=allow_loopback)
-    if why is not None:
-        raise BlockedAddressError(f"refusing to connect to {ip}: {why}")
+class ResolveFailed(Exception):
+    """The host did not resolve (``OSError``, timeout or a bad name is the cause)."""
+
+    def __init__(self, host: str, cause: BaseException) -> None:
+        text = str(cause).strip()
+        shown = f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+        super().__init__(f"cannot resolve {host}: {shown}")
 
 
-def _remaining(deadline: float) -> float:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise httpcore.ReadTimeout("read deadline reached")
-    return remaining
+async def _system_resolve(host: str, port: int) -> list[str]:
+    import anyio  # system_resolve without blocking the event loop
+
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return _unique(str(info[4][0]) for info in infos)
 
 
-class DeadlineStream(httpcore.NetworkStream):
-    """A network stream whose reads stop at ``read_deadline`` (absolute ``time.monotonic()``)."""
+async def resolve_and_pin(
+    url: httpx.URL,
+    *,
+    allow_private: bool,
+    allow_loopback: bool,
+    timeout_s: float,
+    resolver: Resolver | None = None,
+) -> Pinned:
+    """Check ``url``, resolve its host once (bounded), check every address, pin the first.
 
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-        self.read_deadline: float | None = None
+    Raises ``Blocked`` (the URL or an address is refused) or ``ResolveFailed``.
+    """
+    import anyio
 
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self.read_deadline is not None:
-            timeout = _remaining(self.read_deadline)
-        return self._inner.read(max_bytes, timeout)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, timeout)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
-    """The async twin of ``DeadlineStream``."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self.read_deadline: float | None = None
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self.read_deadline is not None:
-            timeout = _remaining(self.read_deadline)
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return AsyncDeadlineStream(inner)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class GuardedBackend(httpcore.NetworkBackend):
-    """Connects only to checked IP literals; hands out ``DeadlineStream``s."""
-
-    def __init__(self, *, allow_loopback: bool = True) -> None:
-        self._inner = httpcore.SyncBackend()
-        self._allow_loopback = allow_loopback
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        _backstop(host, self._allow_loopback)
-        return DeadlineStream(
-            self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        )
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        raise BlockedAddressError("unix sockets are not allowed")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
-    """The async twin of ``GuardedBackend`` (anyio: asyncio or trio)."""
-
-    def __init__(self, *, allow_loopback: bool = True) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self._allow_loopback = allow_loopback
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        _backstop(host, self._allow_loopback)
-        inner = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return AsyncDeadlineStream(inner)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise BlockedAddressError("unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _GuardedTransport(httpx.HTTPTransport):
-    # httpx.HTTPTransport takes no network backend, so build its httpcore pool ourselves.
-    # Each /start is one long stream: no keep-alive, so a TLS connection made for one host
-    # name is never reused for another name that resolves to the same address.
-    def __init__(self, *, allow_loopback: bool, ssl_context: ssl.SSLContext) -> None:
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=None,
-            max_keepalive_connections=0,
-            http1=True,
-            http2=False,
-            network_backend=GuardedBackend(allow_loopback=allow_loopback),
-        )
-
-
-class _AsyncGuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, *, allow_loopback: bool, ssl_context: ssl.SSLContext) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=None,
-            max_keepalive_connections=0,
-            http1=True,
-            http2=False,
-            network_backend=AsyncGuardedBackend(allow_loopback=allow_loopback),
-        )
-
-
-@functools.lru_cache(maxsize=1)
-def default_ssl_context() -> ssl.SSLContext:
-    """One verifying TLS context per process (building one reads the CA bundle: ~40 ms)."""
-    return httpx.create_ssl_context()
-
-
-def guarded_transport(
-    *, allow_loopback: bool = True, ssl_context: ssl.SSLContext | None = None
-) -> httpx.BaseTransport:
-    """An httpx transport that connects only to checked addresses, with deadline-aware reads."""
-    context = ssl_context or default_ssl_context()
-    return _GuardedTransport(allow_loopback=allow_loopback, ssl_context=context)
-
-
-def async_guarded_transport(
-    *, allow_loopback: bool = True, ssl_context: ssl.SSLContext | None = None
-) -> httpx.AsyncBaseTransport:
-    """The async twin of ``guarded_transport``."""
-    context = ssl_context or default_ssl_context()
-    return _AsyncGuardedTransport(allow_loopback=allow_loopback, ssl_context=context)
+    host, port = check_url(url)
+    if parse_ip(host) is not None:
+        addresses = [host]
+    else:
+        try:
+            if resolver is not None:
+                addresses = list(resolver(host, port))
+            else:
+                with anyio.fail_after(timeout_s):
+                    addresses = await _system_resolve(host, port)
+        except (OSError, UnicodeError) as exc:  # TimeoutError is an OSError
+            raise ResolveFailed(host, exc) from exc
+    address = choose_address(
+        host, addresses, allow_private=allow_private, allow_loopback=allow_loopback
+    )
+    pinned, headers, extensions = pin(url, address)
+    return Pinned(pinned, host, headers, extensions)
