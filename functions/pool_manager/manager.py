@@ -29,6 +29,7 @@ from core.errors import RunnerNoResponse
 from core.events import ErrorEvent
 from core.models import PoolKey, RunnerConfig
 from core.policy import backoff_s, fits_deadline
+from core.ports import ProbeResult
 
 if TYPE_CHECKING:
     from core.ports import (
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
         Clock,
         MessageStore,
         PoolErrorStatus,
-        ProbeResult,
         ProbeStore,
         RunnerConfigStore,
         SlotLease,
