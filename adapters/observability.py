@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Final, TypeVar
 
 METRICS_NAMESPACE: Final = "RunnerKit"
@@ -47,9 +47,22 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-@cache
+_LOGGERS: dict[str, Any] = {}
+_LOGGERS_LOCK: Final = threading.Lock()
+
+
 def get_logger(service: str) -> Any:
     """The Powertools Logger of ``service``, built once per process."""
+    # Built under a lock: two Loggers set up at once (threads building deps together, as the
+    # chaos host's pollers do) can come out without a formatter, and every log call then fails.
+    with _LOGGERS_LOCK:
+        logger = _LOGGERS.get(service)
+        if logger is None:
+            logger = _LOGGERS[service] = _build_logger(service)
+        return logger
+
+
+def _build_logger(service: str) -> Any:
     from aws_lambda_powertools import Logger
 
     logger = Logger(service=service, logger_handler=_StdoutHandler())

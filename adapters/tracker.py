@@ -31,11 +31,12 @@ from core.hysteresis import (
     Failure,
     HysteresisPolicy,
     Outcome,
+    PoolErrorStatus,
     PoolState,
     Success,
 )
 from core.models import PoolKey
-from core.ports import Clock, PoolErrorStatus, PoolErrorStore
+from core.ports import Clock, PoolErrorStore
 
 
 @dataclass(frozen=True)

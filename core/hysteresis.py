@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
+from typing import Self, TypeAlias
 
 from core.errors import RunnerPoolError
+from core.models import PoolKey
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,37 @@ def changes(state: PoolState, outcome: Outcome) -> bool:
     """True if ``outcome`` changes ``state`` (needs a write): any failure, or a success while an
     error is active."""
     return isinstance(outcome, Failure) or state.active_error is not None
+
+
+@dataclass(frozen=True)
+class PoolErrorStatus:
+    """A pool's active error as the tracker reports it (the API renders its own views of it)."""
+
+    pool: PoolKey
+    error: RunnerPoolError
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    consecutive_successes: int
+    stale: bool
+    """No failure for longer than the tracker's ``stale_after_s`` (still active: only
+    successes clear an error)."""
+
+    @classmethod
+    def of(
+        cls, pool: PoolKey, state: PoolState, *, now: datetime, stale_after_s: float | None
+    ) -> Self | None:
+        """The status of ``state``; ``None`` while the pool is healthy."""
+        active = state.active_error
+        if active is None:
+            return None
+        age_s = (now - active.last_seen).total_seconds()
+        return cls(
+            pool=pool,
+            error=active.error,
+            first_seen=active.first_seen,
+            last_seen=active.last_seen,
+            count=active.count,
+            consecutive_successes=state.consecutive_successes,
+            stale=stale_after_s is not None and age_s > stale_after_s,
+        )

@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol
 
 from pydantic import JsonValue
 
 from core.errors import ActorError, ActorFailed, ActorFailureReason, RunnerPoolError
 from core.events import ErrorEvent
-from core.hysteresis import HysteresisPolicy, Outcome, PoolState
+from core.hysteresis import HysteresisPolicy, Outcome, PoolErrorStatus, PoolState
 from core.models import (
     ActorRecord,
     ActorStatus,
@@ -389,40 +389,6 @@ class PoolErrorStore(Protocol):
 # --- tracker -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PoolErrorStatus:
-    """A pool's active error as the tracker reports it (the API renders its own views of it)."""
-
-    pool: PoolKey
-    error: RunnerPoolError
-    first_seen: datetime
-    last_seen: datetime
-    count: int
-    consecutive_successes: int
-    stale: bool
-    """No failure for longer than the tracker's ``stale_after_s`` (still active: only
-    successes clear an error)."""
-
-    @classmethod
-    def of(
-        cls, pool: PoolKey, state: PoolState, *, now: datetime, stale_after_s: float | None
-    ) -> Self | None:
-        """The status of ``state``; ``None`` while the pool is healthy."""
-        active = state.active_error
-        if active is None:
-            return None
-        age_s = (now - active.last_seen).total_seconds()
-        return cls(
-            pool=pool,
-            error=active.error,
-            first_seen=active.first_seen,
-            last_seen=active.last_seen,
-            count=active.count,
-            consecutive_successes=state.consecutive_successes,
-            stale=stale_after_s is not None and age_s > stale_after_s,
-        )
-
-
 class Tracker(Protocol):
     """Runner start outcomes in, each pool's active error out (with hysteresis)."""
 
@@ -443,16 +409,6 @@ class Tracker(Protocol):
 
 
 # --- runner client -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """The outcome of one probe start: ``ok`` once the ``init`` frame arrived."""
-
-    ok: bool
-    runner_id: str | None
-    time_to_init_s: float | None
-    error: RunnerPoolError | None
 
 
 class RunnerStarter(Protocol):

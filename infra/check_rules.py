@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 
     from adapters.runner.sse import Event
     from core.errors import RunnerPoolError
-    from core.ports import ProbeResult
-    from core.protocol import Frame
+    from core.protocol import Frame, ProbeResult
 
 RULES: Final = (
     "probe",

@@ -7,7 +7,6 @@ Heavy modules (boto3, httpx) are imported there, not at import time.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
@@ -27,15 +26,9 @@ if TYPE_CHECKING:
 SERVICE: Final = "actor_host"
 
 
-_LOGGER_LOCK: Final = threading.Lock()
-
-
 def get_logger() -> Any:
     """The Powertools Logger, built on first use (it reads its env; importing must not)."""
-    # Built under a lock: two Loggers set up at once (threads building deps together, as the
-    # chaos host's pollers do) can come out without a formatter, and every log call then fails.
-    with _LOGGER_LOCK:
-        return observability.get_logger(SERVICE)
+    return observability.get_logger(SERVICE)
 
 
 @lru_cache(maxsize=1)

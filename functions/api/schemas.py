@@ -35,7 +35,7 @@ from core.models import (
 )
 
 if TYPE_CHECKING:
-    from core.ports import PoolErrorStatus
+    from core.hysteresis import PoolErrorStatus
 
 MAX_JSON_BYTES = 256 * 1024
 """Cap on a message's ``input`` and an actor's ``state`` as JSON: they live in DynamoDB items

@@ -29,14 +29,14 @@ from core.errors import RunnerNoResponse
 from core.events import ErrorEvent
 from core.models import PoolKey, RunnerConfig
 from core.policy import backoff_s, fits_deadline
-from core.ports import ProbeResult
+from core.protocol import ProbeResult
 
 if TYPE_CHECKING:
+    from core.hysteresis import PoolErrorStatus
     from core.ports import (
         ActorStore,
         Clock,
         MessageStore,
-        PoolErrorStatus,
         ProbeStore,
         RunnerConfigStore,
         SlotLease,

@@ -16,8 +16,9 @@ from adapters.memory.runner_configs import InMemoryRunnerConfigStore
 from adapters.settings import Settings
 from adapters.tracker import PoolErrorTracker
 from core.errors import ServerlessHttpError
+from core.hysteresis import PoolErrorStatus
 from core.models import MessageEnvelope, PoolKey
-from core.ports import ActorExistsError, PoolErrorStatus
+from core.ports import ActorExistsError
 from functions.api.app import handle
 from functions.api.deps import ApiDeps
 from functions.api.url_check import make_url_check

@@ -18,9 +18,9 @@ from adapters.settings import Settings
 from adapters.tracker import PoolErrorTracker, build_tracker
 from core.errors import ServerlessConnectionError, ServerlessHttpError
 from core.exceptions import DurableStoreRequiredError
-from core.hysteresis import HysteresisPolicy, Outcome, PoolState
+from core.hysteresis import HysteresisPolicy, Outcome, PoolErrorStatus, PoolState
 from core.models import PoolKey
-from core.ports import ApplyResult, PoolErrorStatus, PoolErrorStore
+from core.ports import ApplyResult, PoolErrorStore
 from tests.helpers.clock import T0, FakeClock
 
 POOL = PoolKey(namespace="ns", runner_name="echo")
