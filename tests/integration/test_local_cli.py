@@ -103,33 +103,25 @@ def test_dev_runner_port_defaults(api_port: int, dev_port: int) -> None:
     assert LocalStack(api_port=api_port, dev_runner_port=7000).dev_runner_port == 7000
 
 
-def test_make_local_passes_the_port() -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(["PORT=9123"], "runner-kit local --port 9123", id="port"),
+        pytest.param(
+            ["PORT=9123", "DEV_PORT=9200"],
+            "runner-kit local --port 9123 --dev-port 9200",
+            id="port_and_dev_port",
+        ),
+        pytest.param([], "runner-kit local --port 8080", id="default"),
+    ],
+)
+def test_make_local_passes_the_port(args: list[str], expected: str) -> None:
     if shutil.which("make") is None:  # pragma: no cover
         pytest.skip("no make")
     done = subprocess.run(
-        ["make", "-n", "local", "PORT=9123"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+        ["make", "-n", "local", *args], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert "runner-kit local --port 9123" in done.stdout
-    done = subprocess.run(
-        ["make", "-n", "local", "PORT=9123", "DEV_PORT=9200"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "runner-kit local --port 9123 --dev-port 9200" in done.stdout
-    default = subprocess.run(
-        ["make", "-n", "local"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "runner-kit local --port 8080" in default.stdout
+    assert expected in done.stdout
 
 
 def test_the_readme_shows_the_walkthrough_for_the_default_ports() -> None:

@@ -94,7 +94,7 @@ class FakeActorHost:
         for r in records:
             if "poison" in r["body"] and self.stack is not None:
                 # Retry at once (as a backoff of 0 would), so redrive is reached quickly.
-                self.stack._sqs.change_message_visibility(
+                self.stack.sqs.change_message_visibility(
                     QueueUrl=self.stack.queue_urls["ActorMessagesQueue"],
                     ReceiptHandle=r["receiptHandle"],
                     VisibilityTimeout=0,
@@ -111,15 +111,16 @@ class FakeActorHost:
 @pytest.fixture(scope="module")
 def fake_stack() -> Iterator[tuple[LocalStack, FakeActorHost]]:
     fake = FakeActorHost()
-    stack = LocalStack(api_port=0, tick_s=3600, dev_runner=False, quiet=True)
-    stack._handlers[ACTOR_HOST_FUNCTION] = fake
+    stack = LocalStack(
+        api_port=0, tick_s=3600, dev_runner=False, quiet=True, handlers={ACTOR_HOST_FUNCTION: fake}
+    )
     fake.stack = stack
     with stack:
         yield stack, fake
 
 
 def _counts(stack: LocalStack) -> tuple[int, int]:
-    attrs = stack._sqs.get_queue_attributes(
+    attrs = stack.sqs.get_queue_attributes(
         QueueUrl=stack.queue_urls["ActorMessagesQueue"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
@@ -134,7 +135,7 @@ def test_poller_deletes_successes_and_keeps_only_failures(
 ) -> None:
     stack, fake = fake_stack
     url = stack.queue_urls["ActorMessagesQueue"]
-    stack._sqs.send_message_batch(
+    stack.sqs.send_message_batch(
         QueueUrl=url,
         Entries=[
             {
@@ -165,7 +166,7 @@ def test_a_message_that_always_fails_is_redriven_by_the_queue(
     fake_stack: tuple[LocalStack, FakeActorHost],
 ) -> None:
     stack, fake = fake_stack
-    stack._sqs.send_message(
+    stack.sqs.send_message(
         QueueUrl=stack.queue_urls["ActorMessagesQueue"],
         MessageBody="poison-1",
         MessageGroupId="poison",
@@ -174,7 +175,7 @@ def test_a_message_that_always_fails_is_redriven_by_the_queue(
     dlq = stack.queue_urls["ActorMessagesDLQ"]
 
     def dead_lettered() -> list[dict[str, Any]]:
-        got = stack._sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
+        got = stack.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
         return list(got.get("Messages", []))
 
     moved = wait_for("the poison message in the DLQ", dead_lettered)
@@ -206,8 +207,13 @@ def test_stop_restores_the_environment() -> None:
     import os
 
     before = dict(os.environ)
-    stack = LocalStack(api_port=0, tick_s=3600, dev_runner=False, quiet=True)
-    stack._handlers[ACTOR_HOST_FUNCTION] = FakeActorHost()
+    stack = LocalStack(
+        api_port=0,
+        tick_s=3600,
+        dev_runner=False,
+        quiet=True,
+        handlers={ACTOR_HOST_FUNCTION: FakeActorHost()},
+    )
     with stack:
         assert os.environ["ACTORS_TABLE"] == stack.table_names["ActorsTable"]
     assert dict(os.environ) == before
