@@ -65,14 +65,11 @@ def test_pool_checks_follow_the_grid() -> None:
     assert scene.pool_checks == [pytest.approx(t) for t in expected]
 
 
-@pytest.mark.parametrize(
-    ("result_at", "expected"),
-    [
-        pytest.param(0.0, 0.0, id="already_done"),
-        pytest.param(0.3, 0.5, id="next_poll"),
-        pytest.param(7.9, 8.0, id="later"),
-    ],
-)
+# By id: when the result lands, and when the gateway returns it (at the next poll).
+NEXT_POLL = {"already_done": (0.0, 0.0), "next_poll": (0.3, 0.5), "later": (7.9, 8.0)}
+
+
+@pytest.mark.parametrize(("result_at", "expected"), NEXT_POLL.values(), ids=NEXT_POLL.keys())
 def test_result_is_returned_at_the_next_poll(result_at: float, expected: float) -> None:
     scene = Scene()
     outcome = run(scene, result_at=result_at)

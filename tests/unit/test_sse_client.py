@@ -385,16 +385,17 @@ def test_reserved_headers_win_over_config_headers() -> None:
     assert rec.requests[0].headers.get_list("accept") == ["text/event-stream"]
 
 
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        pytest.param("https://h.example/", "https://h.example/start", id="trailing_slash"),
-        pytest.param("https://h.example", "https://h.example/start", id="bare_host"),
-        pytest.param("https://h.example/a//", "https://h.example/a/start", id="double_slash"),
-        pytest.param("https://h.example/fn?code=1", "https://h.example/fn/start?code=1", id="qs"),
-        pytest.param("http://h.example:8080/x", "http://h.example:8080/x/start", id="port"),
-    ],
-)
+# By id: a runner URL, and the URL its start request goes to.
+START_URLS = {
+    "trailing_slash": ("https://h.example/", "https://h.example/start"),
+    "bare_host": ("https://h.example", "https://h.example/start"),
+    "double_slash": ("https://h.example/a//", "https://h.example/a/start"),
+    "qs": ("https://h.example/fn?code=1", "https://h.example/fn/start?code=1"),
+    "port": ("http://h.example:8080/x", "http://h.example:8080/x/start"),
+}
+
+
+@pytest.mark.parametrize(("url", "expected"), START_URLS.values(), ids=START_URLS.keys())
 def test_start_url(url: str, expected: str) -> None:
     assert str(start_url(url)) == expected
 

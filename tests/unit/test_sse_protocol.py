@@ -76,17 +76,18 @@ def test_decode_accepts_bytes_and_wrapped_base64() -> None:
     assert isinstance(decode_frame(wrapped.encode()), DoneFrame)
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        pytest.param("not base64!!", id="punctuation"),
-        pytest.param("abc", id="bad_padding"),
-        pytest.param("eyJ0eXBlIjoiZG9uZSJ9 ", id="trailing_space"),
-        pytest.param("ZG9uZQ==ZG9uZQ==", id="data_after_padding"),
-        pytest.param("éé==", id="non_ascii"),
-        pytest.param("-_-_", id="urlsafe_alphabet"),
-    ],
-)
+# Strings that are not standard, padded base64.
+NOT_BASE64 = [
+    pytest.param("not base64!!", id="punctuation"),
+    pytest.param("abc", id="bad_padding"),
+    pytest.param("eyJ0eXBlIjoiZG9uZSJ9 ", id="trailing_space"),
+    pytest.param("ZG9uZQ==ZG9uZQ==", id="data_after_padding"),
+    pytest.param("éé==", id="non_ascii"),
+    pytest.param("-_-_", id="urlsafe_alphabet"),
+]
+
+
+@pytest.mark.parametrize("data", NOT_BASE64)
 def test_invalid_base64(data: str) -> None:
     with pytest.raises(RunnerError) as info:
         decode_frame(data)
