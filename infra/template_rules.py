@@ -7,15 +7,14 @@ the parsed template and returns its ``Violation`` list.
 from __future__ import annotations
 
 import ast
-import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from infra.package import run_json_probe
 from infra.template import (
     TEMPLATE_PATH,
     function_timeout,
@@ -152,18 +151,9 @@ def check_handler_importable(
             out.append(Violation("handler_importable", logical_id, "no Handler"))
             continue
         module, attr = handler_module(handler)
-        proc = subprocess.run(  # noqa: S603 - our interpreter, our probe
-            [sys.executable, "-c", _IMPORT_PROBE, module, attr],
-            capture_output=True,
-            text=True,
-            env=_clean_env(pythonpath),
-            cwd=ROOT,
-            timeout=60,
-            check=False,
-        )
-        try:
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
+        argv = [sys.executable, "-c", _IMPORT_PROBE, module, attr]
+        proc, result = run_json_probe(argv, cwd=ROOT, env=_clean_env(pythonpath), timeout=60)
+        if result is None:
             out.append(
                 Violation("handler_importable", logical_id, f"probe failed: {proc.stderr[-500:]}")
             )
