@@ -31,18 +31,15 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from infra.moto_server import MotoServer  # noqa: E402
-from infra.template import create_queues, create_tables, queue_specs, table_specs  # noqa: E402
+from infra.template import (  # noqa: E402
+    create_queues,
+    create_tables,
+    function_specs,
+    queue_specs,
+    table_specs,
+)
 
 GOAL_S: Final = 1.2
-
-_ENV_TABLES: Final = {
-    "POOL_ERRORS_TABLE": "PoolErrorsTable",
-    "POOL_PROBES_TABLE": "PoolProbesTable",
-    "ACTORS_TABLE": "ActorsTable",
-    "MESSAGES_TABLE": "MessagesTable",
-    "RUNNER_CONFIGS_TABLE": "RunnerConfigsTable",
-    "SLOTS_TABLE": "SlotsTable",
-}
 
 
 def _event(method: str, path: str, body: Any, query: dict[str, str] | None = None) -> Any:
@@ -69,10 +66,8 @@ def measure(runs: int) -> dict[str, Any]:
         tables = {lid: f"bench-{lid}-{suffix}" for lid in table_specs()}
         create_tables(dynamodb, tables)
         queues = create_queues(sqs, {lid: f"bench-{lid}-{suffix}" for lid in queue_specs()})
-        for env, lid in _ENV_TABLES.items():
-            os.environ[env] = tables[lid]
-        os.environ["ACTOR_MESSAGES_QUEUE_URL"] = queues["ActorMessagesQueue"]
-        os.environ["ACTOR_MESSAGES_DLQ_URL"] = queues["ActorMessagesDLQ"]
+        # The API's table names and queue URLs, as the template's !Ref variables name them.
+        os.environ.update(function_specs()["ApiFunction"].resource_environ({**tables, **queues}))
         os.environ.pop("AWS_LAMBDA_FUNCTION_NAME", None)
 
         from adapters.settings import get_settings

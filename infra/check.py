@@ -240,9 +240,9 @@ def _execution_json(obs: Observation) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m infra.check URL ...``: the same as ``runner-kit check``."""
-    parser = argparse.ArgumentParser(prog="runner-kit check", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv), parser)
+    return probe_cmd.main(
+        argv, prog="runner-kit check", doc=__doc__, options=add_arguments, command=run
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -103,6 +103,17 @@ class Story:
         answer = self.api.call("GET", f"/actors/{actor_id}/messages/{message_id}")
         return answer.fields
 
+    def told(
+        self, answer: Answer, status: int, field: str, value: str, request: str, detail: str
+    ) -> bool:
+        """``ok`` if ``answer`` is ``status`` with body ``field == value`` (how long it took, and
+        ``detail``), else ``bad`` with what came instead; True if it was."""
+        if answer.has(status, **{field: value}):
+            self.out.ok(f"{request} -> {status} {value} in {answer.seconds:.2f} s{detail}")
+            return True
+        self.out.bad(f"{request} -> {answer.status} {brief(answer.body)}")
+        return False
+
     # steps
 
     def healthy(self) -> None:
@@ -117,16 +128,10 @@ class Story:
         self.actor_id = self.create_actor("echo", state={"count": 0})
         self.out.ok(f"POST /actors -> {self.actor_id}")
         answer = self.send(self.actor_id, {"hello": "world"}, wait=True)
-        body = answer.fields
-        if answer.status == 200 and body.get("status") == "succeeded":
-            self.out.ok(
-                f"POST .../messages?wait=true -> 200 succeeded in {answer.seconds:.2f} s, "
-                f"result {brief(body.get('result'))}"
-            )
+        result = f", result {brief(answer.fields.get('result'))}"
+        if self.told(answer, 200, "status", "succeeded", "POST .../messages?wait=true", result):
             actor = self.api.call("GET", f"/actors/{self.actor_id}").body
             self.out.line(f"actor state is now {brief(actor.get('state'))}")
-        else:
-            self.out.bad(f"POST .../messages?wait=true -> {answer.status} {brief(answer.body)}")
 
     def actor_error(self, actor_id: str) -> dict[str, Any]:
         body = self.api.call("GET", f"/actors/{actor_id}").body
@@ -198,15 +203,15 @@ class Story:
                 f"pool_error {pool_error_text(config.get('pool_error'))}"
             )
         answer = self.send(self.actor_id, {"client": "waits"}, wait=True)
-        body = answer.fields
-        if answer.status == 503 and body.get("code") == "actor_runner_failed":
-            self.out.ok(
-                f"gateway: POST .../messages?wait=true -> 503 actor_runner_failed in "
-                f"{answer.seconds:.2f} s (not the {DEMO_ENVIRON['GATEWAY_READY_TIMEOUT_S']} s "
-                f"ready timeout), Retry-After: {answer.headers.get('Retry-After')}"
-            )
-        else:
-            self.out.bad(f"gateway answered {answer.status} {brief(body)}")
+        self.told(
+            answer,
+            503,
+            "code",
+            "actor_runner_failed",
+            "gateway: POST .../messages?wait=true",
+            f" (not the {DEMO_ENVIRON['GATEWAY_READY_TIMEOUT_S']} s ready timeout), "
+            f"Retry-After: {answer.headers.get('Retry-After')}",
+        )
 
     def fault_kinds(self) -> None:
         self.out.step(3, self.TOTAL, "Every other way an endpoint fails, classified")

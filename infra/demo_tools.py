@@ -78,6 +78,10 @@ class Answer:
         """The body when it is a JSON object, else ``{}``."""
         return self.body if isinstance(self.body, dict) else {}
 
+    def has(self, status: int, /, **fields: Any) -> bool:
+        """True if the answer has this status and these body fields."""
+        return self.status == status and all(self.fields.get(k) == v for k, v in fields.items())
+
 
 @dataclass
 class Api:

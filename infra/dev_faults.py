@@ -106,10 +106,15 @@ class FaultTimings:
     """How long the slow faults take (bounded hangs, pings, the oversized event)."""
 
     hang_s: float = 30.0
+    """How long a fault that hangs (``init_then_silence``, ``pings_forever``, ...) holds on."""
     slow_init_s: float = 10.0
+    """How long ``slow_init`` waits before its ``init`` frame."""
     ping_interval_s: float = 0.05
+    """The gap between the pings of ``pings_forever``."""
     keepalive_s: float = 0.5
+    """The gap between the pings of a healthy run that is delayed (``/delay/<ms>``)."""
     oversized_bytes: int = 1024 * 1024 + 65536
+    """The size of the data of ``oversized_event`` (1 MiB and 64 KiB by default)."""
 
 
 class ClientGone(Exception):
@@ -122,15 +127,11 @@ class FaultStream(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10  # a client that stops reading cannot pin a thread forever
 
-    @property
-    def timings(self) -> FaultTimings:
-        """The server's timings (the server half provides them)."""
-        raise NotImplementedError
-
-    @property
-    def stopping(self) -> threading.Event:
-        """Set when the server stops: every hang ends."""
-        raise NotImplementedError
+    # The server half sets these two in ``setup()``, before the request is handled.
+    timings: FaultTimings
+    """The server's timings."""
+    stopping: threading.Event
+    """Set when the server stops: every hang ends."""
 
     # --- plumbing --------------------------------------------------------------------------
 

@@ -30,12 +30,10 @@ from __future__ import annotations
 import json
 import random
 import re
-import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import urlsplit
 
@@ -48,7 +46,7 @@ from infra.dev_faults import (
     checked_steps,
     is_fault,
 )
-from infra.serving import Service, http_url, serve_in_thread
+from infra.serving import Service, StreamingHTTPServer, http_url, serve_in_thread
 
 
 @dataclass(frozen=True)
@@ -62,19 +60,10 @@ class ReceivedRequest:
     """The step or fault this request was answered with (``healthy``, ``hold:<ms>``, a fault)."""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128  # the default 5 drops bursts of concurrent connects
-
+class _Server(StreamingHTTPServer):
     def __init__(self, address: tuple[str, int], runner: DevRunner) -> None:
         self.runner = runner
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients hang up mid-stream on purpose; tracebacks would only be noise
 
 
 class _Handler(FaultStream):
@@ -83,17 +72,11 @@ class _Handler(FaultStream):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    @property
-    def runner(self) -> DevRunner:
-        return self.server.runner
-
-    @property
-    def timings(self) -> FaultTimings:
-        return self.runner.timings
-
-    @property
-    def stopping(self) -> threading.Event:
-        return self.runner._stopping
+    def setup(self) -> None:
+        super().setup()
+        self.runner = self.server.runner
+        self.timings = self.runner.timings
+        self.stopping = self.runner._stopping
 
     # --- routing ---------------------------------------------------------------------------
 

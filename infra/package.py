@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 KIT_PACKAGES: Final = ("core", "adapters", "functions")
@@ -186,10 +186,9 @@ print(json.dumps({
 
 def import_check(
     python: str, package: Path, logical_id: str, runtime: Path | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Import the handler under ``python -I -S`` with only ``package`` (and ``runtime``, the
     stand-in for the Lambda runtime's boto3) on the path; with ``runtime``, build ``deps()``."""
-    import json
     import os
 
     package = package.resolve()
@@ -206,28 +205,30 @@ def import_check(
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
-    proc = subprocess.run(  # noqa: S603 - the interpreter the caller names
-        [
-            python,
-            "-I",
-            "-S",
-            "-c",
-            code,
-            str(package),
-            HANDLERS[logical_id],
-            "1" if runtime else "0",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=str(package),
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    argv = [python, "-I", "-S", "-c", code, str(package), HANDLERS[logical_id]]
+    proc, result = run_json_probe([*argv, "1" if runtime else "0"], cwd=package, env=env)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result is None:
+        raise ValueError(f"the import check printed no JSON: {proc.stdout[-500:]!r}")
     return result
+
+
+def run_json_probe(
+    argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    """Run a probe script that prints one JSON object last: the process, and that object (None
+    when the last line of its output is not JSON)."""
+    import json
+
+    proc = subprocess.run(  # noqa: S603 - the interpreter and the script our callers name
+        argv, capture_output=True, text=True, cwd=str(cwd), env=env, timeout=timeout, check=False
+    )
+    try:
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return proc, None
+    return proc, result if isinstance(result, dict) else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -183,11 +183,22 @@ def run(
     return 0 if result.ok else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m infra.probe URL ...``: the same as ``runner-kit probe``."""
-    parser = argparse.ArgumentParser(prog="runner-kit probe", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv), parser)
+Command = Callable[[argparse.Namespace, argparse.ArgumentParser], int]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "runner-kit probe",
+    doc: str | None = __doc__,
+    options: Callable[[argparse.ArgumentParser], None] = add_arguments,
+    command: Command = run,
+) -> int:
+    """``python -m infra.probe URL ...``: the same as ``runner-kit probe`` (and, with the other
+    command's parts, ``python -m infra.check``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
+    options(parser)
+    return command(parser.parse_args(argv), parser)
 
 
 if __name__ == "__main__":  # pragma: no cover

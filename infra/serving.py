@@ -1,16 +1,25 @@
 """What every local server of the kit shares: ports, a server thread, ``with`` to start and stop.
 
-The moto server, the dev runner and the local stack use it; the endpoint SDK
-(``endpoint/runner_kit_endpoint``) keeps its own few lines, as it depends on the stdlib only.
+The moto server, the dev runner and the local stack use it. The URL, the server thread, the
+HTTP server base and ``Service`` come from the endpoint SDK (``runner_kit_endpoint.serving``,
+standard library only, installed beside the kit): the kit may import the SDK, not the reverse.
 """
 
 from __future__ import annotations
 
 import socket
-import socketserver
-import threading
-from types import TracebackType
-from typing import Self
+
+from runner_kit_endpoint.serving import Service, StreamingHTTPServer, http_url, serve_in_thread
+
+__all__ = [
+    "LOOPBACK",
+    "Service",
+    "StreamingHTTPServer",
+    "free_port",
+    "http_url",
+    "port_free",
+    "serve_in_thread",
+]
 
 LOOPBACK = "127.0.0.1"
 
@@ -31,45 +40,3 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def http_url(host: str, port: int) -> str:
-    """``http://host:port``, an IPv6 host in brackets."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def serve_in_thread(
-    server: socketserver.BaseServer, name: str, poll_interval: float = 0.05
-) -> threading.Thread:
-    """Run ``server.serve_forever`` in a started daemon thread; ``shutdown()`` ends it."""
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": poll_interval},
-        name=name,
-        daemon=True,
-    )
-    thread.start()
-    return thread
-
-
-class Service:
-    """Something that starts and stops: ``with X() as x:`` starts it, leaving the block stops it."""
-
-    def start(self) -> Self:
-        """Start serving; returns self."""
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        """Stop serving and release what ``start`` took."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

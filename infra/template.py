@@ -124,6 +124,14 @@ class FunctionSpec:
     def attr(self) -> str:
         return handler_module(self.handler)[1]
 
+    def resource_environ(self, physical: Mapping[str, str]) -> dict[str, str]:
+        """The variables that ``!Ref`` a resource of ``physical`` (logical id -> local name/URL)."""
+        return {
+            name: physical[value["Ref"]]
+            for name, value in self.environment.items()
+            if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in physical
+        }
+
 
 def function_specs(template: Mapping[str, Any] | None = None) -> dict[str, FunctionSpec]:
     """Every function of the template, with Globals merged and parameter defaults resolved."""

@@ -7,15 +7,14 @@ the parsed template and returns its ``Violation`` list.
 from __future__ import annotations
 
 import ast
-import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from infra.package import run_json_probe
 from infra.template import (
     TEMPLATE_PATH,
     function_timeout,
@@ -102,7 +101,18 @@ def _check_visibility(
     return out
 
 
-_IMPORT_PROBE: Final = """
+CLIENT_RECORDER: Final = """
+import botocore.client
+created = []
+_orig = botocore.client.ClientCreator.create_client
+def _record(self, service_name, *args, **kwargs):
+    created.append(service_name)
+    return _orig(self, service_name, *args, **kwargs)
+botocore.client.ClientCreator.create_client = _record
+"""
+"""Script lines that record in ``created`` the service of every botocore client made after."""
+
+_ENV_RECORDER: Final = """
 import json, os, sys
 read = []
 _env = os.environ
@@ -113,13 +123,8 @@ class _Recording(type(_env)):
 os.environ = _Recording(
     _env._data, _env.encodekey, _env.decodekey, _env.encodevalue, _env.decodevalue
 )
-created = []
-import botocore.client
-_orig = botocore.client.ClientCreator.create_client
-def _record(self, service_name, *args, **kwargs):
-    created.append(service_name)
-    return _orig(self, service_name, *args, **kwargs)
-botocore.client.ClientCreator.create_client = _record
+"""
+_IMPORT_THEN_REPORT: Final = """
 import importlib
 module_name, attr = sys.argv[1], sys.argv[2]
 result = {"error": None, "callable": False, "clients": created, "read": read}
@@ -130,6 +135,9 @@ except BaseException as exc:
     result["error"] = f"{type(exc).__name__}: {exc}"
 print(json.dumps(result))
 """
+_IMPORT_PROBE: Final = _ENV_RECORDER + CLIENT_RECORDER + _IMPORT_THEN_REPORT
+"""Imports a handler's module in a fresh interpreter; prints the error, the settings read and
+the clients made."""
 
 
 def _clean_env(pythonpath: Sequence[str] = ()) -> dict[str, str]:
@@ -152,18 +160,9 @@ def check_handler_importable(
             out.append(Violation("handler_importable", logical_id, "no Handler"))
             continue
         module, attr = handler_module(handler)
-        proc = subprocess.run(  # noqa: S603 - our interpreter, our probe
-            [sys.executable, "-c", _IMPORT_PROBE, module, attr],
-            capture_output=True,
-            text=True,
-            env=_clean_env(pythonpath),
-            cwd=ROOT,
-            timeout=60,
-            check=False,
-        )
-        try:
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
+        argv = [sys.executable, "-c", _IMPORT_PROBE, module, attr]
+        proc, result = run_json_probe(argv, cwd=ROOT, env=_clean_env(pythonpath), timeout=60)
+        if result is None:
             out.append(
                 Violation("handler_importable", logical_id, f"probe failed: {proc.stderr[-500:]}")
             )

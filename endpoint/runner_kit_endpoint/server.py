@@ -7,15 +7,14 @@ is HTTP/1.1 chunked, one chunk per event, flushed at once, then ``connection: cl
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from runner_kit_endpoint import wire
+from runner_kit_endpoint.serving import Service, StreamingHTTPServer, http_url, serve_in_thread
 
 if TYPE_CHECKING:
     from runner_kit_endpoint.endpoint import Endpoint
@@ -24,19 +23,10 @@ DRAIN_S = 5.0
 """After SIGTERM, how long open streams get to send ``stopping`` and close."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-
+class _HTTPServer(StreamingHTTPServer):
     def __init__(self, address: tuple[str, int], endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hangs up mid-stream is normal
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -115,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_PUT
 
 
-class EndpointServer:
+class EndpointServer(Service):
     """A started stdlib server in a daemon thread: ``with endpoint.server() as s: s.url``."""
 
     def __init__(self, endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -128,18 +118,11 @@ class EndpointServer:
     @property
     def url(self) -> str:
         """The base URL (the kit calls ``{url}/start``)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
-    def start(self) -> EndpointServer:
+    def start(self) -> Self:
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"endpoint:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, f"endpoint:{self.port}")
         return self
 
     def stop(self) -> None:
@@ -151,16 +134,8 @@ class EndpointServer:
         if self._thread is not None:
             self._thread.join(timeout=DRAIN_S)
 
-    def __enter__(self) -> EndpointServer:
+    def __enter__(self) -> Self:
         return self.start() if self._thread is None else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve_forever(endpoint: Endpoint, host: str, port: int) -> None:

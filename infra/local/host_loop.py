@@ -64,6 +64,16 @@ def failed_ids(response: Any, records: list[dict[str, Any]]) -> set[str]:
     return {i for i in ids if isinstance(i, str)}
 
 
+def delete_succeeded(sqs: Any, queue_url: str, event: dict[str, Any], response: Any) -> None:
+    """Delete the messages of ``event`` that ``response`` does not report as failed, in one
+    ``DeleteMessageBatch`` (as the mapping does after each invocation)."""
+    keep = failed_ids(response, event["Records"])
+    handles = [r["receiptHandle"] for r in event["Records"] if r["messageId"] not in keep]
+    if handles:
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+
+
 @dataclass
 class SqsPoller:
     """One function's event source mapping; several threads may run it (one receive at a time)."""
@@ -106,15 +116,7 @@ class SqsPoller:
         except Exception:
             self.log(f"actor_host raised (the whole batch returns):\n{traceback.format_exc()}")
             return len(messages)
-        keep = failed_ids(response, event["Records"])
-        done = [m for m in messages if m["MessageId"] not in keep]
-        if done:
-            self.sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
-                ],
-            )
+        delete_succeeded(self.sqs, self.queue_url, event, response)
         with self._count_lock:
             self.batches += 1
         return len(messages)

@@ -310,10 +310,9 @@ class LocalStack(Service):
         env: dict[str, str] = {**self.moto.environ(), "AWS_REGION": REGION}
         physical = {**self.table_names, **self.queue_urls}
         for spec in self.functions.specs.values():
+            env.update(spec.resource_environ(physical))
             for name, value in spec.environment.items():
-                if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in physical:
-                    env[name] = physical[value["Ref"]]
-                elif isinstance(value, str | int | float | bool):
+                if isinstance(value, str | int | float | bool):
                     env.setdefault(name, str(value))
         env.pop("POWERTOOLS_SERVICE_NAME", None)  # differs per function; one process here
         if self.quiet:
