@@ -65,11 +65,7 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     limits = StartLimits.from_settings(settings)
     wiring: dict[str, Any] = {
         "settings": settings,
-        "actors": stores.actors,
         "messages": stores.committing_messages,
-        "configs": stores.configs,
-        "slots": stores.slots,
-        "tracker": stores.tracker,
         "runner": lambda: AsyncRunnerClient(limits),
         "target_for": StartTarget.from_config,
         "queue": (
@@ -86,7 +82,7 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
         "logger": get_logger(),
         "clock": SYSTEM_CLOCK,
     }
-    return HostDeps(**{**wiring, **overrides})
+    return stores.fill(HostDeps, **{**wiring, **overrides})
 
 
 def handle(

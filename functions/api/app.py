@@ -315,14 +315,10 @@ def deps() -> ApiDeps:
 
     settings = get_settings()
     stores = DynamoDBStores(settings, boto3.client("dynamodb"))
-    return ApiDeps(
+    return stores.fill(
+        ApiDeps,
         settings=settings,
-        runner_configs=stores.configs,
-        actors=stores.actors,
-        messages=stores.messages,
         queue=SqsMessageQueue(settings.actor_messages_queue_url),
-        tracker=stores.tracker,
-        probes=stores.probes,
         check_url=make_url_check(_resolve, allow_loopback=not settings.in_lambda),
         actor_exists_error=ActorExistsError,
         clock=SYSTEM_CLOCK,

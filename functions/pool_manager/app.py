@@ -65,17 +65,12 @@ def deps() -> PoolManagerDeps:
 
     settings = get_settings()
     stores = DynamoDBStores(settings, boto3.client("dynamodb"))
-    return PoolManagerDeps(
+    return stores.fill(
+        PoolManagerDeps,
         settings=settings,
-        runner_configs=stores.configs,
-        tracker=stores.tracker,
-        probes=stores.probes,
-        actors=stores.actors,
-        messages=stores.messages,
         probe=make_probe(settings),
         clock=SYSTEM_CLOCK,
         rand=random.random,
-        slots=stores.slots,
     )
 
 
