@@ -20,6 +20,7 @@ from adapters.tracker import build_tracker
 T = TypeVar("T")
 
 STORE_OF_FIELD: Final = {
+    "settings": "settings",
     "actors": "actors",
     "messages": "messages",
     "configs": "configs",
@@ -44,6 +45,15 @@ class DynamoDBStores:
         self.messages = DynamoDBMessageStore(settings.messages_table, client)
         """The messages table alone: no commit, no retention (the API and the pool manager)."""
         self.tracker = build_tracker(settings, clock=SYSTEM_CLOCK)
+
+    @classmethod
+    def from_environment(cls) -> DynamoDBStores:
+        """On ``get_settings()`` and a default boto3 client (the API's and pool manager's)."""
+        import boto3
+
+        from adapters.settings import get_settings
+
+        return cls(get_settings(), boto3.client("dynamodb"))
 
     @cached_property
     def committing_messages(self) -> DynamoDBMessageStore:

@@ -64,7 +64,6 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     stores = DynamoDBStores(settings, dynamodb)
     limits = StartLimits.from_settings(settings)
     wiring: dict[str, Any] = {
-        "settings": settings,
         "messages": stores.committing_messages,
         "runner": lambda: AsyncRunnerClient(limits),
         "target_for": StartTarget.from_config,

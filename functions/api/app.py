@@ -304,20 +304,16 @@ def _proxy_answer(response: Response[Any]) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def deps() -> ApiDeps:
     """The composition root: settings, DynamoDB stores, the queue and the tracker (once)."""
-    import boto3
-
     from adapters.clock import SYSTEM_CLOCK
-    from adapters.settings import get_settings
     from adapters.sqs import SqsMessageQueue
     from adapters.stores import DynamoDBStores
     from core.ports import ActorExistsError
     from functions.api.url_check import make_url_check
 
-    settings = get_settings()
-    stores = DynamoDBStores(settings, boto3.client("dynamodb"))
+    stores = DynamoDBStores.from_environment()
+    settings = stores.settings
     return stores.fill(
         ApiDeps,
-        settings=settings,
         queue=SqsMessageQueue(settings.actor_messages_queue_url),
         check_url=make_url_check(_resolve, allow_loopback=not settings.in_lambda),
         actor_exists_error=ActorExistsError,

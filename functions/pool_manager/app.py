@@ -58,19 +58,11 @@ def add_metrics(invocation: Invocation, report: RoundReport) -> None:
 @lru_cache(maxsize=1)
 def deps() -> PoolManagerDeps:
     """The composition root: settings, DynamoDB stores, the tracker and one runner client."""
-    import boto3
-
-    from adapters.settings import get_settings
     from adapters.stores import DynamoDBStores
 
-    settings = get_settings()
-    stores = DynamoDBStores(settings, boto3.client("dynamodb"))
+    stores = DynamoDBStores.from_environment()
     return stores.fill(
-        PoolManagerDeps,
-        settings=settings,
-        probe=make_probe(settings),
-        clock=SYSTEM_CLOCK,
-        rand=random.random,
+        PoolManagerDeps, probe=make_probe(stores.settings), clock=SYSTEM_CLOCK, rand=random.random
     )
 
 
