@@ -21,33 +21,34 @@ from core.errors import InternalError, RunnerPoolError, ServerlessConnectionErro
 from core.exceptions import RunnerError, RunnerNoResponseError
 from core.redaction import contains_secret, redact_error, redact_text
 
-TRANSPORT_REASONS: Final[tuple[tuple[type[BaseException], str], ...]] = (
+
+def _in_order(
+    *runs: tuple[str, tuple[type[BaseException], ...]],
+) -> tuple[tuple[type[BaseException], str], ...]:
+    """``(exception, reason)`` rows from runs of exceptions that share a reason, order kept."""
+    return tuple((kind, reason) for reason, kinds in runs for kind in kinds)
+
+
+TRANSPORT_REASONS: Final = _in_order(
     # Most specific first: the first isinstance match wins. A test checks every httpx
     # exception is listed here or in INTERNAL_EXCEPTIONS.
-    (httpx.ConnectTimeout, "timeout"),
-    (httpx.ReadTimeout, "timeout"),
-    (httpx.WriteTimeout, "timeout"),
-    (httpx.PoolTimeout, "timeout"),
-    (httpx.TimeoutException, "timeout"),
-    (httpx.ConnectError, "connect"),
-    (httpx.ReadError, "read"),
-    (httpx.WriteError, "connect"),  # the request could not be delivered
-    (httpx.CloseError, "read"),
-    (httpx.NetworkError, "read"),
-    (httpx.RemoteProtocolError, "protocol"),
-    (httpx.LocalProtocolError, "protocol"),
-    (httpx.ProtocolError, "protocol"),
-    (httpx.ProxyError, "connect"),
-    (httpx.UnsupportedProtocol, "invalid_url"),
-    (httpx.TransportError, "read"),
-    (httpx.RequestError, "read"),
-    (httpx.DecodingError, "protocol"),  # a broken content-encoding
-    (httpx.TooManyRedirects, "redirect"),
-    (httpx.InvalidURL, "invalid_url"),
-    (TimeoutError, "timeout"),
-    (ConnectionRefusedError, "connect"),
-    (ConnectionError, "read"),
-    (OSError, "connect"),
+    ("timeout", (httpx.ConnectTimeout, httpx.ReadTimeout, httpx.WriteTimeout)),
+    ("timeout", (httpx.PoolTimeout, httpx.TimeoutException)),
+    ("connect", (httpx.ConnectError,)),
+    ("read", (httpx.ReadError,)),
+    ("connect", (httpx.WriteError,)),  # the request could not be delivered
+    ("read", (httpx.CloseError, httpx.NetworkError)),
+    ("protocol", (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.ProtocolError)),
+    ("connect", (httpx.ProxyError,)),
+    ("invalid_url", (httpx.UnsupportedProtocol,)),
+    ("read", (httpx.TransportError, httpx.RequestError)),
+    ("protocol", (httpx.DecodingError,)),  # a broken content-encoding
+    ("redirect", (httpx.TooManyRedirects,)),
+    ("invalid_url", (httpx.InvalidURL,)),
+    ("timeout", (TimeoutError,)),
+    ("connect", (ConnectionRefusedError,)),
+    ("read", (ConnectionError,)),
+    ("connect", (OSError,)),
 )
 """Transport exception -> ``serverless_connection_error`` reason."""
 

@@ -55,32 +55,16 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
     """The composition root: the DynamoDB stores, tracker, SSE client and queues on these
     clients. ``deps()`` uses it as is; tests and the benchmark pass ``overrides`` (any
     ``HostDeps`` field: ``runner``, ``rand``, ``slot_poll_s``, ...) so they run this wiring."""
-    from adapters.dynamodb.actors import DynamoDBActorStore
-    from adapters.dynamodb.messages import DynamoDBMessageStore
-    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
-    from adapters.dynamodb.slots import DynamoDBSlotStore
     from adapters.runner.attempt import StartLimits
     from adapters.runner.client import AsyncRunnerClient
     from adapters.runner.transport import StartTarget
     from adapters.sqs import SqsDeadLetterQueue, SqsMessageQueue, SqsReplies
-    from adapters.tracker import build_tracker
+    from adapters.stores import DynamoDBStores
 
-    actors = DynamoDBActorStore(settings.actors_table, client=dynamodb)
-    slots = DynamoDBSlotStore(settings.slots_table, client=dynamodb)
+    stores = DynamoDBStores(settings, dynamodb)
     limits = StartLimits.from_settings(settings)
     wiring: dict[str, Any] = {
-        "settings": settings,
-        "actors": actors,
-        "messages": DynamoDBMessageStore(
-            settings.messages_table,
-            client=dynamodb,
-            actors=actors,
-            slots=slots,
-            retention_s=settings.message_retention_days * 86_400 or None,
-        ),
-        "configs": DynamoDBRunnerConfigStore(settings.runner_configs_table, client=dynamodb),
-        "slots": slots,
-        "tracker": build_tracker(settings, clock=SYSTEM_CLOCK),
+        "messages": stores.committing_messages,
         "runner": lambda: AsyncRunnerClient(limits),
         "target_for": StartTarget.from_config,
         "queue": (
@@ -97,7 +81,7 @@ def build_deps(settings: Settings, *, dynamodb: Any, sqs: Any, **overrides: Any)
         "logger": get_logger(),
         "clock": SYSTEM_CLOCK,
     }
-    return HostDeps(**{**wiring, **overrides})
+    return stores.fill(HostDeps, **{**wiring, **overrides})
 
 
 def handle(

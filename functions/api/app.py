@@ -304,29 +304,17 @@ def _proxy_answer(response: Response[Any]) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def deps() -> ApiDeps:
     """The composition root: settings, DynamoDB stores, the queue and the tracker (once)."""
-    import boto3
-
     from adapters.clock import SYSTEM_CLOCK
-    from adapters.dynamodb.actors import DynamoDBActorStore
-    from adapters.dynamodb.messages import DynamoDBMessageStore
-    from adapters.dynamodb.probes import DynamoDBProbeStore
-    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
-    from adapters.settings import get_settings
     from adapters.sqs import SqsMessageQueue
-    from adapters.tracker import build_tracker
+    from adapters.stores import DynamoDBStores
     from core.ports import ActorExistsError
     from functions.api.url_check import make_url_check
 
-    settings = get_settings()
-    dynamodb = boto3.client("dynamodb")
-    return ApiDeps(
-        settings=settings,
-        runner_configs=DynamoDBRunnerConfigStore(settings.runner_configs_table, dynamodb),
-        actors=DynamoDBActorStore(settings.actors_table, dynamodb),
-        messages=DynamoDBMessageStore(settings.messages_table, dynamodb),
+    stores = DynamoDBStores.from_environment()
+    settings = stores.settings
+    return stores.fill(
+        ApiDeps,
         queue=SqsMessageQueue(settings.actor_messages_queue_url),
-        tracker=build_tracker(settings, clock=SYSTEM_CLOCK),
-        probes=DynamoDBProbeStore(settings.pool_probes_table, dynamodb),
         check_url=make_url_check(_resolve, allow_loopback=not settings.in_lambda),
         actor_exists_error=ActorExistsError,
         clock=SYSTEM_CLOCK,

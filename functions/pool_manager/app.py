@@ -58,29 +58,11 @@ def add_metrics(invocation: Invocation, report: RoundReport) -> None:
 @lru_cache(maxsize=1)
 def deps() -> PoolManagerDeps:
     """The composition root: settings, DynamoDB stores, the tracker and one runner client."""
-    import boto3
+    from adapters.stores import DynamoDBStores
 
-    from adapters.dynamodb.actors import DynamoDBActorStore
-    from adapters.dynamodb.messages import DynamoDBMessageStore
-    from adapters.dynamodb.probes import DynamoDBProbeStore
-    from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
-    from adapters.dynamodb.slots import DynamoDBSlotStore
-    from adapters.settings import get_settings
-    from adapters.tracker import build_tracker
-
-    settings = get_settings()
-    dynamodb = boto3.client("dynamodb")
-    return PoolManagerDeps(
-        settings=settings,
-        runner_configs=DynamoDBRunnerConfigStore(settings.runner_configs_table, dynamodb),
-        tracker=build_tracker(settings, clock=SYSTEM_CLOCK),
-        probes=DynamoDBProbeStore(settings.pool_probes_table, dynamodb),
-        actors=DynamoDBActorStore(settings.actors_table, dynamodb),
-        messages=DynamoDBMessageStore(settings.messages_table, dynamodb),
-        probe=make_probe(settings),
-        clock=SYSTEM_CLOCK,
-        rand=random.random,
-        slots=DynamoDBSlotStore(settings.slots_table, dynamodb),
+    stores = DynamoDBStores.from_environment()
+    return stores.fill(
+        PoolManagerDeps, probe=make_probe(stores.settings), clock=SYSTEM_CLOCK, rand=random.random
     )
 
 
