@@ -41,6 +41,7 @@ from core.protocol import (
     start_body,
 )
 from infra.cli import main as cli
+from infra.serving import free_port
 from runner_kit_endpoint import ActorError, Context, Endpoint, Result
 from tests.helpers.sdk import EXAMPLE, load_example, stdlib_host
 
@@ -337,10 +338,21 @@ def test_any_prefix_before_start() -> None:
 # --- deadline, stop, hang-up -----------------------------------------------------------------
 
 
-def until_cancelled(ctx: Context) -> None:
-    """What a long function does: run until the endpoint cancels it."""
-    while not ctx.cancelled:
-        time.sleep(0.01)
+class LongRun:
+    """What a long function does: run until the endpoint cancels it; ``started`` and
+    ``cancelled`` are set on the way, and ``ends(state)`` is what it returns then."""
+
+    def __init__(self, ends: Callable[[Any], Any] = lambda state: (None, None)) -> None:
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+        self.ends = ends
+
+    def actor(self, state: Any, input: Any, ctx: Context) -> Any:
+        self.started.set()
+        while not ctx.cancelled:
+            time.sleep(0.01)
+        self.cancelled.set()
+        return self.ends(state)
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -362,16 +374,10 @@ def test_the_lifespan_gives_the_function_a_deadline(host: Host) -> None:
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_past_the_deadline_the_run_ends_with_a_retryable_error(host: Host) -> None:
-    saw_cancel = threading.Event()
-
-    def too_slow(state: Any, input: Any, ctx: Context) -> Any:
-        until_cancelled(ctx)
-        saw_cancel.set()
-        return "late", state
-
-    with host(Endpoint(too_slow, ping_interval_s=0.2)) as url:
+    too_slow = LongRun(lambda state: ("late", state))
+    with host(Endpoint(too_slow.actor, ping_interval_s=0.2)) as url:
         frames = run_kit(url, lifespan=1)
-        assert saw_cancel.wait(10)
+        assert too_slow.cancelled.wait(10)
     assert [type(f) for f in frames] == [InitFrame, ErrorFrame]
     last = frames[-1]
     assert isinstance(last, ErrorFrame)
@@ -381,18 +387,12 @@ def test_past_the_deadline_the_run_ends_with_a_retryable_error(host: Host) -> No
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_stop_ends_open_streams_with_stopping_and_refuses_new_ones(host: Host) -> None:
-    started = threading.Event()
-
-    def slow(state: Any, input: Any, ctx: Context) -> Any:
-        started.set()
-        until_cancelled(ctx)
-        return None, None
-
-    endpoint = Endpoint(slow)
+    slow = LongRun()
+    endpoint = Endpoint(slow.actor)
     with host(endpoint) as url:
         with RunnerClient(LIMITS) as client, client.start(target(url), BODY) as stream:
             frames = [next(stream)]
-            assert started.wait(10)
+            assert slow.started.wait(10)
             endpoint.stop()
             frames.extend(stream)
         with pytest.raises(RunnerError) as refused:
@@ -404,26 +404,14 @@ def test_stop_ends_open_streams_with_stopping_and_refuses_new_ones(host: Host) -
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_a_client_that_hangs_up_cancels_the_run(host: Host) -> None:
-    cancelled = threading.Event()
-
-    def slow(state: Any, input: Any, ctx: Context) -> Any:
-        until_cancelled(ctx)
-        cancelled.set()
-        return None, None
-
-    with host(Endpoint(slow, ping_interval_s=0.05)) as url:
+    slow = LongRun()
+    with host(Endpoint(slow.actor, ping_interval_s=0.05)) as url:
         with RunnerClient(LIMITS) as client, client.start(target(url), BODY) as stream:
             assert isinstance(next(stream), InitFrame)
-        assert cancelled.wait(10)
+        assert slow.cancelled.wait(10)
 
 
 # --- SIGTERM, in a process of its own -------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -89,47 +89,32 @@ def test_one_port_for_both_is_refused() -> None:
     assert "already used by the API" in done.stderr
 
 
-@pytest.mark.parametrize(
-    ("api_port", "dev_port"),
-    [
-        pytest.param(8080, 8081, id="default"),
-        pytest.param(9000, 9001, id="next"),
-        pytest.param(0, 0, id="any"),
-    ],
-)
+DEV_PORTS = {"default": (8080, 8081), "next": (9000, 9001), "any": (0, 0)}
+
+
+@pytest.mark.parametrize(("api_port", "dev_port"), list(DEV_PORTS.values()), ids=list(DEV_PORTS))
 def test_dev_runner_port_defaults(api_port: int, dev_port: int) -> None:
     assert default_dev_port(api_port) == dev_port
     assert LocalStack(api_port=api_port).dev_runner_port == dev_port
     assert LocalStack(api_port=api_port, dev_runner_port=7000).dev_runner_port == 7000
 
 
+def _make_n_local(*variables: str) -> str:
+    """What ``make -n local`` with ``variables`` would run."""
+    done = subprocess.run(
+        ["make", "-n", "local", *variables], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
 def test_make_local_passes_the_port() -> None:
     if shutil.which("make") is None:  # pragma: no cover
         pytest.skip("no make")
-    done = subprocess.run(
-        ["make", "-n", "local", "PORT=9123"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+    assert "runner-kit local --port 9123" in _make_n_local("PORT=9123")
+    assert "runner-kit local --port 9123 --dev-port 9200" in _make_n_local(
+        "PORT=9123", "DEV_PORT=9200"
     )
-    assert "runner-kit local --port 9123" in done.stdout
-    done = subprocess.run(
-        ["make", "-n", "local", "PORT=9123", "DEV_PORT=9200"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "runner-kit local --port 9123 --dev-port 9200" in done.stdout
-    default = subprocess.run(
-        ["make", "-n", "local"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "runner-kit local --port 8080" in default.stdout
+    assert "runner-kit local --port 8080" in _make_n_local()
 
 
 def test_the_readme_shows_the_walkthrough_for_the_default_ports() -> None:

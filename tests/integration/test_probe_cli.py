@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 
 import pytest
 
 from infra.cli import main
 from infra.dev_runner import DevRunner
+from infra.serving import free_port
+from tests.helpers.int_dev import dev_runner_fixture
 
 pytestmark = pytest.mark.integration
 
 SECRET = "Bearer very-secret-value"
 
 
-@pytest.fixture(scope="module")
-def runner() -> Iterator[DevRunner]:
-    with DevRunner(slow_init_s=5) as server:
-        yield server
+runner = dev_runner_fixture(slow_init_s=5)
 
 
 def test_success(runner: DevRunner, capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,9 +93,7 @@ def test_http_status_hint(runner: DevRunner, capsys: pytest.CaptureFixture[str])
 
 
 def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     assert main(["probe", f"http://127.0.0.1:{port}", "--allow-private", "--json"]) == 1
     error = json.loads(capsys.readouterr().out)["error"]
     assert (error["code"], error["reason"]) == ("serverless_connection_error", "connect")
