@@ -142,7 +142,7 @@ def test_a_dead_letter_is_retried_through_the_api_and_by_an_sqs_redrive(
     status, _, sent = http("POST", f"{stack.api_url}/actors/flaky-1/messages", {"input": 2})
     mid2 = sent["message_id"]
     assert _final(stack, "flaky-1", mid2)["status"] == "dead_lettered"
-    sqs = stack._sqs
+    sqs = stack.sqs
     dlq = stack.queue_urls["ActorMessagesDLQ"]
     seen: list[dict[str, Any]] = []
 

@@ -105,18 +105,19 @@ def test_metadata_is_refused_even_with_allow_private(capsys: pytest.CaptureFixtu
     assert error["reason"] == "blocked_address"
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        pytest.param(["ftp://example.com"], id="scheme"),
-        pytest.param(["http://127.0.0.1:1", "--header", "no-colon"], id="header_format"),
-        pytest.param(["http://127.0.0.1:1", "--header", "x-runner-pool: x"], id="reserved_header"),
-        pytest.param(["http://127.0.0.1:1", "--header", "bad name: x"], id="header_name"),
-        pytest.param(["http://127.0.0.1:1", "--timeout", "0"], id="timeout_zero"),
-        pytest.param(["http://127.0.0.1:1", "--timeout", "soon"], id="timeout_text"),
-        pytest.param([], id="no_url"),
-    ],
-)
+# Each bad usage, by id (port 1: nothing is ever sent).
+BAD_USAGE = {
+    "scheme": ["ftp://example.com"],
+    "header_format": ["http://127.0.0.1:1", "--header", "no-colon"],
+    "reserved_header": ["http://127.0.0.1:1", "--header", "x-runner-pool: x"],
+    "header_name": ["http://127.0.0.1:1", "--header", "bad name: x"],
+    "timeout_zero": ["http://127.0.0.1:1", "--timeout", "0"],
+    "timeout_text": ["http://127.0.0.1:1", "--timeout", "soon"],
+    "no_url": [],
+}
+
+
+@pytest.mark.parametrize("args", list(BAD_USAGE.values()), ids=list(BAD_USAGE))
 def test_bad_usage_exits_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["probe", *args])
