@@ -22,6 +22,7 @@ import pytest
 from infra.dev_runner import DevRunner
 from infra.local.stack import LocalStack
 from tests.helpers.http import http, wait_for
+from tests.helpers.int_dev import dev_runner_fixture
 from tests.helpers.local import FAST, quiet_stack
 
 LONG_S = 60.0
@@ -33,10 +34,7 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
-@pytest.fixture
-def dev() -> Iterator[DevRunner]:
-    with DevRunner(hang_s=4.0, slow_init_s=5.0) as runner:
-        yield runner
+dev = dev_runner_fixture("function", hang_s=4.0, slow_init_s=5.0)
 
 
 def call(
@@ -172,6 +170,14 @@ class World:
         return error
 
 
+@pytest.fixture
+def w(stack: LocalStack, dev: DevRunner) -> World:
+    """A fresh namespace with its pool saved (the defaults)."""
+    world = World(stack, dev)
+    world.put_pool()
+    return world
+
+
 def enqueue_behind_the_api(stack: LocalStack, actor_id: str, message_id: str) -> None:
     """What ``POST .../messages`` writes (record, then envelope), without its checks."""
     import boto3
@@ -268,19 +274,15 @@ def test_a_later_pool_error_is_never_hidden_by_runner_no_response(
     w.shows(a, None)
 
 
-def test_actor_failed_lasts_until_a_later_init(stack: LocalStack, dev: DevRunner) -> None:
-    w = World(stack, dev)
-    w.put_pool()
+def test_actor_failed_lasts_until_a_later_init(w: World) -> None:
     # An actor error is not retryable: dead-lettered at once.
     error = w.lasts_until_a_later_init(w.actor("a"), "actor_error", "actor_failed")
     assert error["error_code"] == "actor_crashed"
 
 
 def test_stopped_actor_keeps_its_error_until_resumed_then_its_held_messages_run(
-    stack: LocalStack, dev: DevRunner
+    stack: LocalStack, dev: DevRunner, w: World
 ) -> None:
-    w = World(stack, dev)
-    w.put_pool()
     a = w.actor(
         "a", error_policy={"on_actor": "stop", "on_message": "dead_letter", "max_attempts": 1}
     )
@@ -323,10 +325,8 @@ def test_stopped_actor_keeps_its_error_until_resumed_then_its_held_messages_run(
 
 
 def test_gateway_waits_for_a_message_already_running_while_the_pool_fails(
-    stack: LocalStack, dev: DevRunner
+    dev: DevRunner, w: World
 ) -> None:
-    w = World(stack, dev)
-    w.put_pool()
     a, b = w.actor("a"), w.actor("b")
     dev.set_script(["hold:8000"])
     answer: dict[str, Any] = {}
@@ -346,10 +346,8 @@ def test_gateway_waits_for_a_message_already_running_while_the_pool_fails(
 
 
 def test_a_hanging_endpoint_is_a_pool_error_the_first_waiting_client_hears(
-    stack: LocalStack, dev: DevRunner
+    dev: DevRunner, w: World
 ) -> None:
-    w = World(stack, dev)
-    w.put_pool()
     a = w.actor("a")
     dev.set_fault("slow_init")  # silence before init, longer than INIT_TIMEOUT_S
     try:
@@ -525,12 +523,10 @@ def test_stored_tracker_items_from_a_newer_version_answer_no_500_and_the_round_g
 
 
 def test_an_actor_item_that_does_not_decode_is_a_409_skipped_in_listings_and_deletable(
-    stack: LocalStack, dev: DevRunner
+    stack: LocalStack, w: World
 ) -> None:
     import boto3
 
-    w = World(stack, dev)
-    w.put_pool()
     good = w.actor("good")
     table = stack.table_names["ActorsTable"]
     client = boto3.client("dynamodb", endpoint_url=stack.moto.url, region_name="us-east-1")

@@ -185,15 +185,25 @@ def test_gateway_times_out(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 class HostPump:
-    """Feeds the FIFO queue to ``functions.actor_host.app.lambda_handler`` like Lambda's event
-    source mapping (partial batch failures honoured), on a thread."""
+    """Feeds the FIFO queue to ``functions.actor_host.app.lambda_handler`` through the local
+    stack's event source mapping (``infra.local.host_loop.SqsPoller``: the template's batch size,
+    partial batch failures honoured), on a thread."""
 
     def __init__(self, sqs: Any, queue_url: str) -> None:
-        self.sqs = sqs
-        self.queue_url = queue_url
+        from infra.local.host_loop import SqsPoller
+        from infra.local.lambda_runtime import ACTOR_HOST_FUNCTION
+        from infra.template import function_specs
+
         self.stop = threading.Event()
-        self.batches = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.poller = SqsPoller(
+            function_specs()[ACTOR_HOST_FUNCTION],
+            queue_url,
+            sqs,
+            self._invoke,
+            stop=self.stop,
+            log=print,
+        )
+        self.thread = threading.Thread(target=self.poller.run, daemon=True)
 
     def __enter__(self) -> HostPump:
         self.thread.start()
@@ -203,40 +213,15 @@ class HostPump:
         self.stop.set()
         self.thread.join(timeout=10)
 
-    def _run(self) -> None:
+    @staticmethod
+    def _invoke(event: dict[str, Any]) -> Any:
         from functions.actor_host.app import lambda_handler
-        from infra.local.host_loop import failed_ids, sqs_event
         from infra.local.lambda_runtime import LambdaContext
 
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        while not self.stop.is_set():
-            got = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=1,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not got:
-                continue
-            event = sqs_event(got, arn)
-            context = LambdaContext(
-                function_name="runner-kit-test-actor-host", memory_limit_in_mb=512, timeout_s=300
-            )
-            response = lambda_handler(event, context)
-            keep = failed_ids(response, event["Records"])
-            done = [m for m in got if m["MessageId"] not in keep]
-            if done:
-                self.sqs.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(done)
-                    ],
-                )
-            self.batches += 1
+        context = LambdaContext(
+            function_name="runner-kit-test-actor-host", memory_limit_in_mb=512, timeout_s=300
+        )
+        return lambda_handler(event, context)
 
 
 def test_gateway_returns_the_result_from_the_actor_host(

@@ -22,6 +22,7 @@ from schemathesis.checks import (
 from functions.api.openapi import OPENAPI_PATH
 from infra.local.stack import LocalStack
 from tests.helpers.http import http
+from tests.helpers.local import quiet_stack
 
 schema = schemathesis.openapi.from_path(str(OPENAPI_PATH))
 
@@ -64,9 +65,7 @@ def stack() -> Iterator[LocalStack]:
         "GATEWAY_FIRST_CHECK_S": "0.2",
         "INIT_TIMEOUT_S": "0.5",
     }
-    with LocalStack(
-        api_port=0, tick_s=60.0, quiet=True, environ=environ, log=lambda line: None
-    ) as running:
+    with quiet_stack(tick_s=60.0, environ=environ) as running:
         assert running.dev_runner is not None
         # Something to find: a pool and an actor the fuzzer's ids may hit.
         body = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,16 +11,14 @@ import pytest
 from infra.check_rules import RULES
 from infra.cli import main
 from infra.dev_runner import DevRunner
+from tests.helpers.int_dev import dev_runner_fixture
 
 pytestmark = pytest.mark.integration
 
 SECRET = "Bearer check-secret-value"
 
 
-@pytest.fixture(scope="module")
-def runner() -> Iterator[DevRunner]:
-    with DevRunner(hang_s=5.0) as server:
-        yield server
+runner = dev_runner_fixture(hang_s=5.0)
 
 
 def check_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:

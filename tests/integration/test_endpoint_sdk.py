@@ -27,20 +27,12 @@ import pytest
 from adapters.runner.attempt import StartLimits
 from adapters.runner.client import AsyncRunnerClient, RunnerClient, probe
 from adapters.runner.transport import StartTarget
+from core import protocol
 from core.errors import ServerlessHttpError
 from core.exceptions import RunnerError
 from core.models import PoolKey
-from core.protocol import (
-    DoneFrame,
-    ErrorFrame,
-    Frame,
-    InitFrame,
-    OutputFrame,
-    StoppingFrame,
-    decode_frame,
-    start_body,
-)
 from infra.cli import main as cli
+from infra.serving import free_port
 from runner_kit_endpoint import ActorError, Context, Endpoint, Result
 from tests.helpers.sdk import EXAMPLE, load_example, stdlib_host
 
@@ -49,7 +41,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = ROOT / "tests" / "fixtures" / "slow_endpoint.py"
 LIMITS = StartLimits(connect_timeout_s=2.0, init_timeout_s=5.0, idle_timeout_s=10.0)
-BODY = start_body("actor-1", "msg-1", {"count": 4}, {"hello": "world"})
+BODY = protocol.start_body("actor-1", "msg-1", {"count": 4}, {"hello": "world"})
 
 
 # --- hosts ---------------------------------------------------------------------------------
@@ -99,7 +91,7 @@ def target(url: str, lifespan: int = 60) -> StartTarget:
     )
 
 
-def run_kit(url: str, body: dict[str, Any] = BODY, lifespan: int = 60) -> list[Frame]:
+def run_kit(url: str, body: dict[str, Any] = BODY, lifespan: int = 60) -> list[protocol.Frame]:
     with RunnerClient(LIMITS) as client, client.start(target(url, lifespan), body) as frames:
         return list(frames)
 
@@ -112,9 +104,11 @@ def test_the_example_through_the_kit_client(host: Host) -> None:
     with host(load_example().app) as url:
         frames = run_kit(url)
     init, output, done = frames
-    assert isinstance(init, InitFrame) and init.runner_id.startswith("py-")
-    assert output == OutputFrame(data={"received": {"hello": "world"}})
-    assert done == DoneFrame(output={"echo": {"hello": "world"}, "count": 5}, state={"count": 5})
+    assert isinstance(init, protocol.InitFrame) and init.runner_id.startswith("py-")
+    assert output == protocol.OutputFrame(data={"received": {"hello": "world"}})
+    assert done == protocol.DoneFrame(
+        output={"echo": {"hello": "world"}, "count": 5}, state={"count": 5}
+    )
 
 
 def test_the_sdk_example_in_the_protocol_doc_runs() -> None:
@@ -126,18 +120,20 @@ def test_the_sdk_example_in_the_protocol_doc_runs() -> None:
     exec(compile(match.group(1), "docs/protocol.md", "exec"), namespace)
     with stdlib_host(namespace["app"]) as url:
         frames = run_kit(url)
-        refused = run_kit(url, start_body("a", "m", None, None))
+        refused = run_kit(url, protocol.start_body("a", "m", None, None))
     assert frames[1:] == [
-        OutputFrame(data={"received": {"hello": "world"}}),
-        DoneFrame(output={"echo": {"hello": "world"}}, state={"count": 5}),
+        protocol.OutputFrame(data={"received": {"hello": "world"}}),
+        protocol.DoneFrame(output={"echo": {"hello": "world"}}, state={"count": 5}),
     ]
-    assert refused[-1] == ErrorFrame(code="no_input", message="send an input", retryable=False)
+    assert refused[-1] == protocol.ErrorFrame(
+        code="no_input", message="send an input", retryable=False
+    )
 
 
 def test_the_example_counts_from_a_new_actor() -> None:
     with stdlib_host(load_example().app) as url:
-        frames = run_kit(url, start_body("a", "m", None, "hi"))
-    assert frames[-1] == DoneFrame(output={"echo": "hi", "count": 1}, state={"count": 1})
+        frames = run_kit(url, protocol.start_body("a", "m", None, "hi"))
+    assert frames[-1] == protocol.DoneFrame(output={"echo": "hi", "count": 1}, state={"count": 1})
 
 
 async def _async_actor(state: Any, input: Any, ctx: Context) -> tuple[Any, Any]:
@@ -151,25 +147,30 @@ async def _async_actor(state: Any, input: Any, ctx: Context) -> tuple[Any, Any]:
 @pytest.mark.parametrize("host", HOSTS)
 def test_an_async_function_with_outputs(host: Host) -> None:
     with host(Endpoint(_async_actor)) as url:
-        frames = run_kit(url, start_body("a", "m-9", None, {"a": 2, "b": 3}))
+        frames = run_kit(url, protocol.start_body("a", "m-9", None, {"a": 2, "b": 3}))
     assert frames[1:] == [
-        OutputFrame(data={"step": 1}),
-        OutputFrame(data={"step": 2}),
-        DoneFrame(output={"sum": 5}, state={"seen": "m-9", "pool": "sdk/test"}),
+        protocol.OutputFrame(data={"step": 1}),
+        protocol.OutputFrame(data={"step": 2}),
+        protocol.DoneFrame(output={"sum": 5}, state={"seen": "m-9", "pool": "sdk/test"}),
     ]
 
 
 def test_the_async_kit_client_against_uvicorn() -> None:
-    async def read(url: str) -> list[Frame]:
+    async def read(url: str) -> list[protocol.Frame]:
         async with AsyncRunnerClient(LIMITS) as client:
             async with client.start(target(url), BODY) as frames:
                 return [frame async for frame in frames]
 
     with uvicorn_host(Endpoint(_async_actor)) as url:
         frames = asyncio.run(read(url))
-    assert [type(f) for f in frames] == [InitFrame, OutputFrame, OutputFrame, ErrorFrame]
+    assert [type(f) for f in frames] == [
+        protocol.InitFrame,
+        protocol.OutputFrame,
+        protocol.OutputFrame,
+        protocol.ErrorFrame,
+    ]
     last = frames[-1]
-    assert isinstance(last, ErrorFrame) and last.code == "unhandled_exception"
+    assert isinstance(last, protocol.ErrorFrame) and last.code == "unhandled_exception"
     assert last.message == "KeyError: 'a'"  # BODY's input has no "a": the author's bug, typed
 
 
@@ -193,45 +194,38 @@ def _return_not_json(state: Any, input: Any) -> Any:
     return Result(output={1, 2}, state=None)
 
 
+# Each failure, by id: the actor function, and the error frame's code, message and retryable.
+FAILURES = {
+    "actor_error": (_raise_actor_error, "quota_exceeded", "try again in a minute", True),
+    "async": (_raise_async, "bad_input", "no", False),
+    "unhandled": (_raise_value_error, "unhandled_exception", "ValueError: nope", False),
+    "not_a_result": (
+        _return_int,
+        "invalid_result",
+        "an actor function returns Result(output, state) or a tuple (output, state), not int",
+        False,
+    ),
+}
+
+
 @pytest.mark.parametrize("host", HOSTS)
 @pytest.mark.parametrize(
-    ("fn", "expected"),
-    [
-        pytest.param(
-            _raise_actor_error,
-            ErrorFrame(code="quota_exceeded", message="try again in a minute", retryable=True),
-            id="actor_error",
-        ),
-        pytest.param(
-            _raise_async, ErrorFrame(code="bad_input", message="no", retryable=False), id="async"
-        ),
-        pytest.param(
-            _raise_value_error,
-            ErrorFrame(code="unhandled_exception", message="ValueError: nope", retryable=False),
-            id="unhandled",
-        ),
-        pytest.param(
-            _return_int,
-            ErrorFrame(
-                code="invalid_result",
-                message="an actor function returns Result(output, state) or a tuple "
-                "(output, state), not int",
-            ),
-            id="not_a_result",
-        ),
-    ],
+    ("fn", "code", "message", "retryable"), list(FAILURES.values()), ids=list(FAILURES)
 )
-def test_failures_are_typed_error_frames(host: Host, fn: Any, expected: ErrorFrame) -> None:
+def test_failures_are_typed_error_frames(
+    host: Host, fn: Any, code: str, message: str, retryable: bool
+) -> None:
+    expected = protocol.ErrorFrame(code=code, message=message, retryable=retryable)
     with host(Endpoint(fn)) as url:
         frames = run_kit(url)
-    assert [type(f) for f in frames] == [InitFrame, ErrorFrame]
+    assert [type(f) for f in frames] == [protocol.InitFrame, protocol.ErrorFrame]
     assert frames[-1] == expected
 
 
 def test_a_result_that_is_not_json_is_invalid_result() -> None:
     with stdlib_host(Endpoint(_return_not_json)) as url:
         last = run_kit(url)[-1]
-    assert isinstance(last, ErrorFrame) and last.code == "invalid_result"
+    assert isinstance(last, protocol.ErrorFrame) and last.code == "invalid_result"
     assert "not JSON" in last.message
 
 
@@ -275,7 +269,7 @@ def test_a_probe_gets_init_and_the_end(host: Host) -> None:
             events = list(raw_events(response))
     assert result.ok and result.error is None
     assert len(events) == 1 and events[0][0] == "message"
-    assert isinstance(decode_frame(events[0][1]), InitFrame)
+    assert isinstance(protocol.decode_frame(events[0][1]), protocol.InitFrame)
     assert calls == []  # a probe never runs the actor function
 
 
@@ -291,7 +285,7 @@ def test_pings_while_the_function_runs(host: Host) -> None:
         with start(url, BODY) as response:
             kinds: list[str] = []
             for name, data in raw_events(response):
-                kinds.append(name if name != "message" else decode_frame(data).type)
+                kinds.append(name if name != "message" else protocol.decode_frame(data).type)
                 if name == "ping":
                     release.set()  # the function finishes only after a ping was seen
     assert kinds[0] == "init" and kinds[-1] == "done"
@@ -331,16 +325,27 @@ def test_bad_requests_get_a_json_4xx(
 def test_any_prefix_before_start() -> None:
     with stdlib_host(load_example().app) as url:
         frames = run_kit(url + "/fn/v1/")
-    assert isinstance(frames[-1], DoneFrame)
+    assert isinstance(frames[-1], protocol.DoneFrame)
 
 
 # --- deadline, stop, hang-up -----------------------------------------------------------------
 
 
-def until_cancelled(ctx: Context) -> None:
-    """What a long function does: run until the endpoint cancels it."""
-    while not ctx.cancelled:
-        time.sleep(0.01)
+class LongRun:
+    """What a long function does: run until the endpoint cancels it; ``started`` and
+    ``cancelled`` are set on the way, and ``ends(state)`` is what it returns then."""
+
+    def __init__(self, ends: Callable[[Any], Any] = lambda state: (None, None)) -> None:
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+        self.ends = ends
+
+    def actor(self, state: Any, input: Any, ctx: Context) -> Any:
+        self.started.set()
+        while not ctx.cancelled:
+            time.sleep(0.01)
+        self.cancelled.set()
+        return self.ends(state)
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -351,79 +356,60 @@ def test_the_lifespan_gives_the_function_a_deadline(host: Host) -> None:
     with host(Endpoint(report)) as url:
         done = run_kit(url, lifespan=60)[-1]
         no_lifespan = httpx.post(f"{url}/start", json=BODY, timeout=10).text
-    assert isinstance(done, DoneFrame) and isinstance(done.output, dict)
+    assert isinstance(done, protocol.DoneFrame) and isinstance(done.output, dict)
     assert done.output["has_deadline"] is True
     remaining = done.output["remaining"]
     assert isinstance(remaining, float) and 50.0 < remaining <= 59.0  # 60 s minus the margin
-    frames = [decode_frame(line[6:]) for line in no_lifespan.splitlines() if line[:6] == "data: "]
+    frames = [
+        protocol.decode_frame(line[6:]) for line in no_lifespan.splitlines() if line[:6] == "data: "
+    ]
     last = frames[-1]
-    assert isinstance(last, DoneFrame) and last.output == {"remaining": None, "has_deadline": False}
+    assert isinstance(last, protocol.DoneFrame) and last.output == {
+        "remaining": None,
+        "has_deadline": False,
+    }
 
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_past_the_deadline_the_run_ends_with_a_retryable_error(host: Host) -> None:
-    saw_cancel = threading.Event()
-
-    def too_slow(state: Any, input: Any, ctx: Context) -> Any:
-        until_cancelled(ctx)
-        saw_cancel.set()
-        return "late", state
-
-    with host(Endpoint(too_slow, ping_interval_s=0.2)) as url:
+    too_slow = LongRun(lambda state: ("late", state))
+    with host(Endpoint(too_slow.actor, ping_interval_s=0.2)) as url:
         frames = run_kit(url, lifespan=1)
-        assert saw_cancel.wait(10)
-    assert [type(f) for f in frames] == [InitFrame, ErrorFrame]
+        assert too_slow.cancelled.wait(10)
+    assert [type(f) for f in frames] == [protocol.InitFrame, protocol.ErrorFrame]
     last = frames[-1]
-    assert isinstance(last, ErrorFrame)
+    assert isinstance(last, protocol.ErrorFrame)
     assert (last.code, last.retryable) == ("deadline_exceeded", True)
     assert "request lifespan (1 s)" in last.message
 
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_stop_ends_open_streams_with_stopping_and_refuses_new_ones(host: Host) -> None:
-    started = threading.Event()
-
-    def slow(state: Any, input: Any, ctx: Context) -> Any:
-        started.set()
-        until_cancelled(ctx)
-        return None, None
-
-    endpoint = Endpoint(slow)
+    slow = LongRun()
+    endpoint = Endpoint(slow.actor)
     with host(endpoint) as url:
         with RunnerClient(LIMITS) as client, client.start(target(url), BODY) as stream:
             frames = [next(stream)]
-            assert started.wait(10)
+            assert slow.started.wait(10)
             endpoint.stop()
             frames.extend(stream)
         with pytest.raises(RunnerError) as refused:
             run_kit(url)
-    assert [type(f) for f in frames] == [InitFrame, StoppingFrame]
+    assert [type(f) for f in frames] == [protocol.InitFrame, protocol.StoppingFrame]
     assert isinstance(refused.value.error, ServerlessHttpError)
     assert refused.value.error.status_code == 503
 
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_a_client_that_hangs_up_cancels_the_run(host: Host) -> None:
-    cancelled = threading.Event()
-
-    def slow(state: Any, input: Any, ctx: Context) -> Any:
-        until_cancelled(ctx)
-        cancelled.set()
-        return None, None
-
-    with host(Endpoint(slow, ping_interval_s=0.05)) as url:
+    slow = LongRun()
+    with host(Endpoint(slow.actor, ping_interval_s=0.05)) as url:
         with RunnerClient(LIMITS) as client, client.start(target(url), BODY) as stream:
-            assert isinstance(next(stream), InitFrame)
-        assert cancelled.wait(10)
+            assert isinstance(next(stream), protocol.InitFrame)
+        assert slow.cancelled.wait(10)
 
 
 # --- SIGTERM, in a process of its own -------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -479,7 +465,11 @@ def test_sigterm_ends_open_streams_with_stopping(command: Callable[[int], list[s
             proc.send_signal(signal.SIGTERM)
             frames.extend(stream)
         code = proc.wait(timeout=15)
-    assert [type(f) for f in frames] == [InitFrame, OutputFrame, StoppingFrame]
+    assert [type(f) for f in frames] == [
+        protocol.InitFrame,
+        protocol.OutputFrame,
+        protocol.StoppingFrame,
+    ]
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
 
 

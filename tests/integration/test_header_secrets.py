@@ -7,11 +7,9 @@ and the pool manager use) reads the secret and sends it to a real loopback endpo
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -26,6 +24,7 @@ from core.models import PoolKey, RunnerConfig
 from infra.moto_server import MotoServer
 from tests.helpers.api import make_world
 from tests.helpers.apigw import aws_proxy_event, response_json
+from tests.helpers.int_http import QuietHandler, serving
 
 SEEN: list[dict[str, str]] = []
 INIT = b"data: " + __import__("base64").b64encode(
@@ -33,31 +32,17 @@ INIT = b"data: " + __import__("base64").b64encode(
 )
 
 
-class Endpoint(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class Endpoint(QuietHandler):
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.read_body()
         SEEN.append(dict(self.headers.items()))
-        body = INIT + b"\n\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(200, "text/event-stream", INIT + b"\n\n")
 
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(Endpoint) as url:
+        yield url
 
 
 @pytest.fixture

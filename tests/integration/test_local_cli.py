@@ -89,14 +89,10 @@ def test_one_port_for_both_is_refused() -> None:
     assert "already used by the API" in done.stderr
 
 
-@pytest.mark.parametrize(
-    ("api_port", "dev_port"),
-    [
-        pytest.param(8080, 8081, id="default"),
-        pytest.param(9000, 9001, id="next"),
-        pytest.param(0, 0, id="any"),
-    ],
-)
+DEV_PORTS = {"default": (8080, 8081), "next": (9000, 9001), "any": (0, 0)}
+
+
+@pytest.mark.parametrize(("api_port", "dev_port"), list(DEV_PORTS.values()), ids=list(DEV_PORTS))
 def test_dev_runner_port_defaults(api_port: int, dev_port: int) -> None:
     assert default_dev_port(api_port) == dev_port
     assert LocalStack(api_port=api_port).dev_runner_port == dev_port

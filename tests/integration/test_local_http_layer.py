@@ -13,13 +13,12 @@ from collections.abc import Iterator
 import pytest
 
 from infra.local.stack import LocalStack
+from tests.helpers.local import quiet_stack
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(
-        api_port=0, tick_s=60.0, dev_runner=False, quiet=True, log=lambda line: None
-    ) as running:
+    with quiet_stack(tick_s=60.0, dev_runner=False) as running:
         yield running
 
 

@@ -12,19 +12,13 @@ import pytest
 
 from infra.local.stack import LocalStack
 from tests.helpers.http import http, wait_for
-from tests.helpers.local import FAST
+from tests.helpers.local import FAST, quiet_stack
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(
-        api_port=0,
-        tick_s=1.0,
-        quiet=True,
-        environ=FAST,
-        dev_runner_options={"hang_s": 3.0, "slow_init_s": 3.0},
-        log=lambda line: None,
-    ) as running:
+    hold = {"hang_s": 3.0, "slow_init_s": 3.0}
+    with quiet_stack(tick_s=1.0, environ=FAST, dev_runner_options=hold) as running:
         yield running
 
 

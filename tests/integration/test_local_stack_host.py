@@ -14,6 +14,7 @@ import pytest
 
 from infra.local.stack import LocalStack
 from tests.helpers.http import http, wait_for
+from tests.helpers.local import quiet_stack
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +23,7 @@ FAST = {"INIT_TIMEOUT_S": "2", "IDLE_TIMEOUT_S": "2", "GATEWAY_READY_TIMEOUT_S":
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(
-        api_port=0, tick_s=60.0, quiet=True, environ=FAST, log=lambda line: None
-    ) as running:
+    with quiet_stack(tick_s=60.0, environ=FAST) as running:
         yield running
 
 

@@ -19,8 +19,9 @@ import pytest
 
 from infra.local.stack import LocalStack
 from infra.moto_server import LOCAL_CREDENTIALS
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import assert_api_error, run_cli
 from tests.helpers.http import http, wait_for
+from tests.helpers.local import quiet_stack
 from tests.sigv4 import verify_sigv4
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ NS = "ops"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(api_port=0, tick_s=3600, quiet=True, environ=FAST, log=lambda line: None) as s:
+    with quiet_stack(tick_s=3600, environ=FAST) as s:
         assert s.dev_runner is not None
         _pool(s, "echo", s.dev_runner.url)
         _pool(s, "broken", s.dev_runner.fault_url("http_503"))
@@ -110,12 +111,7 @@ def test_actors_lists_every_page(stack: LocalStack) -> None:
 
 def test_an_api_error_answer_exits_1_with_its_code(stack: LocalStack) -> None:
     argv = ["actors", "--api", stack.api_url, "--namespace", "not a name!"]
-    status, out, err = run_cli(argv)
-    assert (status, out) == (1, "")
-    assert err.startswith("error: invalid_request (HTTP 422): ")
-    status, out, _ = run_cli([*argv, "--json"])
-    assert status == 1
-    assert json.loads(out)["error"]["code"] == "invalid_request"
+    assert_api_error(argv, "invalid_request", 422)
 
 
 def test_an_unreachable_api_exits_1() -> None:

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from infra.local.stack import LocalStack
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import assert_api_error, run_cli
 from tests.helpers.http import http, wait_for
+from tests.helpers.local import quiet_stack
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ DEAD_LETTER = {"on_message": "dead_letter", "max_attempts": 1, "backoff_base_s":
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(api_port=0, tick_s=3600, quiet=True, environ=FAST, log=lambda line: None) as s:
+    with quiet_stack(tick_s=3600, environ=FAST) as s:
         assert s.dev_runner is not None
         body = {"url": s.dev_runner.url, "allow_private_network": True, "request_lifespan": 30}
         status, _, answer = http("PUT", f"{s.api_url}/runner-configs/{NS}/lc", body)
@@ -83,12 +84,7 @@ def test_retry_runs_a_dead_lettered_message_again(stack: LocalStack) -> None:
     assert done["result"] == {"echo": "x"}
     # Succeeded now: not retryable any more; the API's code is printed, exit 1.
     argv = ["retry", "lc-retry", message_id, "--api", stack.api_url]
-    status, out, err = run_cli(argv)
-    assert (status, out) == (1, "")
-    assert err.startswith("error: message_not_retryable (HTTP 409): ")
-    status, out, _ = run_cli([*argv, "--json"])
-    assert status == 1
-    assert json.loads(out)["error"]["code"] == "message_not_retryable"
+    assert_api_error(argv, "message_not_retryable", 409)
 
 
 def test_resume_a_stopped_actor(stack: LocalStack) -> None:

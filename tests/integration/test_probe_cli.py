@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 
 import pytest
 
 from infra.cli import main
 from infra.dev_runner import DevRunner
+from infra.serving import free_port
+from tests.helpers.int_dev import dev_runner_fixture
 
 pytestmark = pytest.mark.integration
 
 SECRET = "Bearer very-secret-value"
 
 
-@pytest.fixture(scope="module")
-def runner() -> Iterator[DevRunner]:
-    with DevRunner(slow_init_s=5) as server:
-        yield server
+runner = dev_runner_fixture(slow_init_s=5)
 
 
 def test_success(runner: DevRunner, capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,9 +93,7 @@ def test_http_status_hint(runner: DevRunner, capsys: pytest.CaptureFixture[str])
 
 
 def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     assert main(["probe", f"http://127.0.0.1:{port}", "--allow-private", "--json"]) == 1
     error = json.loads(capsys.readouterr().out)["error"]
     assert (error["code"], error["reason"]) == ("serverless_connection_error", "connect")
@@ -110,18 +105,19 @@ def test_metadata_is_refused_even_with_allow_private(capsys: pytest.CaptureFixtu
     assert error["reason"] == "blocked_address"
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        pytest.param(["ftp://example.com"], id="scheme"),
-        pytest.param(["http://127.0.0.1:1", "--header", "no-colon"], id="header_format"),
-        pytest.param(["http://127.0.0.1:1", "--header", "x-runner-pool: x"], id="reserved_header"),
-        pytest.param(["http://127.0.0.1:1", "--header", "bad name: x"], id="header_name"),
-        pytest.param(["http://127.0.0.1:1", "--timeout", "0"], id="timeout_zero"),
-        pytest.param(["http://127.0.0.1:1", "--timeout", "soon"], id="timeout_text"),
-        pytest.param([], id="no_url"),
-    ],
-)
+# Each bad usage, by id (port 1: nothing is ever sent).
+BAD_USAGE = {
+    "scheme": ["ftp://example.com"],
+    "header_format": ["http://127.0.0.1:1", "--header", "no-colon"],
+    "reserved_header": ["http://127.0.0.1:1", "--header", "x-runner-pool: x"],
+    "header_name": ["http://127.0.0.1:1", "--header", "bad name: x"],
+    "timeout_zero": ["http://127.0.0.1:1", "--timeout", "0"],
+    "timeout_text": ["http://127.0.0.1:1", "--timeout", "soon"],
+    "no_url": [],
+}
+
+
+@pytest.mark.parametrize("args", list(BAD_USAGE.values()), ids=list(BAD_USAGE))
 def test_bad_usage_exits_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["probe", *args])

@@ -13,10 +13,8 @@ import base64
 import io
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -25,6 +23,7 @@ import pytest
 from infra import probe as probe_cli
 from infra.local.stack import LocalStack
 from tests.helpers.http import http, wait_for
+from tests.helpers.int_http import QuietHandler, serving
 
 # Each secret carries a marker; a marker found anywhere but the config's headers is a leak.
 AUTH = "Bearer MKAUTH-7f3a9c-live"
@@ -43,24 +42,18 @@ def _event(frame: str | bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-class EchoHandler(BaseHTTPRequestHandler):
+class EchoHandler(QuietHandler):
     """An endpoint that echoes every request header back, in the place its path names."""
 
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
+        self.read_body()
         echo = " ".join(f"{k}: {v}" for k, v in self.headers.items())
         mode = self.path.strip("/").split("/")[0]
         auth = self.headers.get("authorization", "")
         if mode in ("e401", "e401pad"):
             # e401pad: the secret straddles byte 512, where errors are cut.
             text = f"{'x' * 498}{auth} {echo}" if mode == "e401pad" else echo
-            self._send(401, "text/plain", f"upstream rejected {text}".encode())
+            self.reply(401, "text/plain", f"upstream rejected {text}".encode())
             return
         init = json.dumps({"v": 1, "type": "init", "runner_id": f"r-{self.headers['x-api-key']}"})
         events = {
@@ -71,25 +64,13 @@ class EchoHandler(BaseHTTPRequestHandler):
             "healthy": _event(init)
             + _event(json.dumps({"type": "done", "output": {"ok": 1}, "state": {"n": 1}})),
         }[mode]
-        self._send(200, "text/event-stream", events)
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(200, "text/event-stream", events)
 
 
 @pytest.fixture(scope="module")
 def echo_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(EchoHandler) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ from core.protocol import (
 )
 from infra.dev_faults import FAULTS
 from infra.dev_runner import DevRunner
+from tests.helpers.int_dev import dev_runner_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +47,7 @@ class Outcome:
     error: BaseException | None
 
 
-@pytest.fixture(scope="module")
-def runner() -> Iterator[DevRunner]:
-    with DevRunner(hang_s=10.0, slow_init_s=5.0) as server:
-        yield server
+runner = dev_runner_fixture(hang_s=10.0, slow_init_s=5.0)
 
 
 def target(url: str) -> StartTarget:
