@@ -101,9 +101,15 @@ def test_the_context_is_passed_when_asked_for(fn: Any, wants: bool) -> None:
 
 
 def _ctx() -> Context:
-    """Runner ``r``, actor ``a``, message ``m``; no pool, slot count or deadline; events dropped."""
     return Context(
-        "r", "a", "m", None, None, None, _sink=lambda event: None, _cancelled=threading.Event()
+        runner_id="r",
+        actor_id="a",
+        message_id="m",
+        pool=None,
+        total_slots=None,
+        deadline=None,
+        _sink=lambda event: None,
+        _cancelled=threading.Event(),
     )
 
 
