@@ -42,8 +42,13 @@ class DynamoDBStores:
         self.slots = DynamoDBSlotStore(settings.slots_table, client)
         self.configs = DynamoDBRunnerConfigStore(settings.runner_configs_table, client)
         self.probes = DynamoDBProbeStore(settings.pool_probes_table, client)
-        self.messages = DynamoDBMessageStore(settings.messages_table, client)
-        """The messages table alone: no commit, no retention (the API and the pool manager)."""
+        self.retention_s = settings.message_retention_days * 86_400 or None
+        """Final message records expire this long after they end (DynamoDB TTL)."""
+        self.messages = DynamoDBMessageStore(
+            settings.messages_table, client, retention_s=self.retention_s
+        )
+        """The messages table without the commit (the API and the pool manager): a record it
+        makes final (a discard, a silent execution) expires like the host's."""
         self.tracker = build_tracker(settings, clock=SYSTEM_CLOCK)
 
     @classmethod
@@ -64,7 +69,7 @@ class DynamoDBStores:
             client=self.client,
             actors=self.actors,
             slots=self.slots,
-            retention_s=self.settings.message_retention_days * 86_400 or None,
+            retention_s=self.retention_s,
         )
 
     def fill(self, deps_type: Callable[..., T], **others: Any) -> T:

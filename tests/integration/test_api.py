@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from adapters.dynamodb.actors import DynamoDBActorStore
+from adapters.dynamodb.items import parse_time
 from adapters.settings import Settings
 from core.errors import NoCapacity, ServerlessHttpError
 from core.models import PoolKey
@@ -151,6 +152,23 @@ def test_post_message_queues_the_envelope(stack: Settings, sqs: Any) -> None:
     assert got[0]["Attributes"]["MessageGroupId"] == "a1"
     again = call("GET", f"/actors/a1/messages/{message_id}")
     assert response_json(again)["input"] == [1, 2]
+
+
+def test_a_message_the_api_discards_expires_like_the_hosts(stack: Settings, dynamodb: Any) -> None:
+    # DELETE /actors ends its pending messages as discarded: final records, so they get the
+    # same TTL (MessageRetentionDays) as the ones the actor host makes final.
+    put_config()
+    create_actor()
+    message_id = response_json(call("POST", "/actors/a1/messages", body={"input": 1}))["message_id"]
+    assert call("DELETE", "/actors/a1")["statusCode"] == 204
+    item = dynamodb.get_item(
+        TableName=stack.messages_table,
+        Key={"actor_id": {"S": "a1"}, "message_id": {"S": message_id}},
+    )["Item"]
+    assert item["status"]["S"] == "discarded"
+    finished = parse_time(item["finished_at"]["S"]).timestamp()
+    expected = finished + stack.message_retention_days * 86_400
+    assert abs(float(item["expires_at"]["N"]) - expected) < 1
 
 
 def test_gateway_fails_fast_on_an_active_pool_error(
