@@ -148,6 +148,7 @@ def test_output_frame_keeps_json_values() -> None:
         pytest.param(b'{"type":"done","output":1,"state":{"a":[Infinity]}}', id="inf_in_state"),
         pytest.param(b'{"type":"done","output":-Infinity,"state":1}', id="minus_infinity"),
         pytest.param(b'{"type":"output","data":1e400}', id="exponent_overflow"),
+        pytest.param(b'{"type":"output","data":[1E400]}', id="upper_exponent_overflow"),
         pytest.param(b'{"type":"output","data":1' + b"0" * 400 + b".0}", id="mantissa_overflow"),
     ],
 )
@@ -159,6 +160,34 @@ def test_non_finite_numbers_are_invalid_payload(payload: bytes) -> None:
             decode(data)
         assert isinstance(info.value.error, ServerlessInvalidPayload)
         assert "RFC 8259" in info.value.error.message
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(b'{"type":"output","data":{"x":-1E999}}', id="exponent"),
+        pytest.param(b'{"type":"output","data":' + b"9" * 320 + b".5}", id="long_mantissa"),
+        pytest.param(b'{"type":"done","output":NaN,"state":1}', id="nan_in_done"),
+    ],
+)
+def test_a_non_finite_frame_in_a_run_of_short_outputs_is_found(bad: bytes) -> None:
+    """The batched decode scans a run at once (a long number only where a frame is long)."""
+    short = base64.b64encode(b'{"type":"output","data":{"i":1}}')
+    with pytest.raises(RunnerError) as info:
+        decode_frames([short] * 5 + [base64.b64encode(bad)] + [short])
+    assert isinstance(info.value.error, ServerlessInvalidPayload)
+    assert "RFC 8259" in info.value.error.message
+
+
+def test_a_run_of_outputs_then_done_decodes_in_order() -> None:
+    outputs = [base64.b64encode(b'{"type":"output","data":%d}' % i) for i in range(3)]
+    done = base64.b64encode(b'{"type":"done","output":"x","state":{"n":3}}')
+    assert decode_frames([*outputs, done]) == [
+        OutputFrame(data=0),
+        OutputFrame(data=1),
+        OutputFrame(data=2),
+        DoneFrame(output="x", state={"n": 3}),
+    ]
 
 
 def test_finite_numbers_and_look_alike_strings_pass() -> None:
