@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import JsonValue
 
@@ -27,7 +27,9 @@ from core.models import (
     PoolKey,
     RunnerConfig,
 )
-from core.protocol import Frame
+
+if TYPE_CHECKING:  # the frames module builds its validators at import; ports need only the name
+    from core.protocol import Frame
 
 
 class Clock(Protocol):
@@ -409,6 +411,16 @@ class Tracker(Protocol):
 
 
 # --- runner client -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome of one probe start: ``ok`` once the ``init`` frame arrived."""
+
+    ok: bool
+    runner_id: str | None
+    time_to_init_s: float | None
+    error: RunnerPoolError | None
 
 
 class RunnerStarter(Protocol):

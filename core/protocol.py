@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
@@ -26,7 +25,7 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 from pydantic import ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from core.errors import RunnerPoolError, ServerlessInvalidBase64, ServerlessInvalidPayload
+from core.errors import ServerlessInvalidBase64, ServerlessInvalidPayload
 from core.exceptions import RunnerError
 
 PROTOCOL_VERSION: Final = 1
@@ -247,13 +246,3 @@ def _decode_carefully(data: str | bytes) -> InitFrame | OutputFrame | DoneFrame 
         ) from exc
     _check_finite(frame, payload)
     return frame
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeResult:
-    """The outcome of one probe start: ``ok`` once the ``init`` frame arrived."""
-
-    ok: bool
-    runner_id: str | None
-    time_to_init_s: float | None
-    error: RunnerPoolError | None

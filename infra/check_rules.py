@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
     from adapters.runner.sse import Event
     from core.errors import RunnerPoolError
-    from core.protocol import Frame, ProbeResult
+    from core.ports import ProbeResult
+    from core.protocol import Frame
 
 RULES: Final = (
     "probe",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from adapters.runner.transport import StartTarget
     from core.errors import RunnerPoolError
-    from core.protocol import ProbeResult
+    from core.ports import ProbeResult
 
 _HINTS: dict[str, str] = {
     "serverless_http_error": "the endpoint answered, but not 200; its own logs say why",

@@ -40,7 +40,6 @@ from adapters.dynamodb.items import (
     decode_fields,
     encode_cursor,
     encode_fields,
-    format_time,
     json_attr,
     number,
     with_timestamps,
@@ -58,6 +57,7 @@ from core.events import append_errors as _append_errors
 from core.models import ActorRecord, ActorStatus
 from core.policy import backoff_s
 from core.ports import ActorExistsError, Clock
+from core.times import format_time
 
 APPEND_TRIES: Final = 8
 """``append_errors`` attempts before the telemetry is dropped (never fails an execution)."""

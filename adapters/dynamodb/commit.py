@@ -34,7 +34,6 @@ from adapters.dynamodb.items import (
     FINAL_REMOVES,
     NOT_FINAL,
     final_fields,
-    format_time,
     held_by,
     json_attr,
     message_key,
@@ -43,6 +42,7 @@ from adapters.dynamodb.slots import slot_held, slot_key
 from core.exceptions import ExecutionLeaseLostError, StoreCommitFailedError
 from core.policy import backoff_s
 from core.ports import SlotLease
+from core.times import format_time
 
 CONFLICT_TRIES: Final = 4
 """Commit attempts when DynamoDB cancels with ``TransactionConflict`` (a concurrent write)."""

@@ -18,7 +18,7 @@ import base64
 import json
 import zlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
@@ -26,19 +26,7 @@ from pydantic import BaseModel
 from adapters.dynamodb.expressions import Cond, among, eq, lt, missing
 from core.models import TERMINAL_STATUSES, MessageRecord
 from core.ports import StoredMessage
-
-
-def format_time(value: datetime) -> str:
-    """Fixed-width ISO-8601 UTC with microseconds and ``Z`` (``2026-01-02T03:04:05.000006Z``):
-    sorts as text and parses back to the same instant. A naive datetime is taken as UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str) -> datetime:
-    """Inverse of ``format_time`` (any ISO-8601 text with an offset or ``Z``), in UTC."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+from core.times import format_time, parse_time
 
 
 def json_attr(value: Any) -> dict[str, str]:

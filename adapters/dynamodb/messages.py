@@ -51,7 +51,6 @@ from adapters.dynamodb.items import (
     decode_message_cursor,
     encode_message_cursor,
     final_fields,
-    format_time,
     held_by,
     json_attr,
     message_key,
@@ -66,6 +65,7 @@ from adapters.dynamodb.slots import DynamoDBSlotStore
 from core.exceptions import StoreCommitFailedError
 from core.models import TERMINAL_STATUSES, MessageRecord, MessageStatus
 from core.ports import Claim, Clock, Disposition, Effect, ReopenOutcome, SlotLease, StoredMessage
+from core.times import format_time
 
 OPEN_INDEX: Final = "open_by_actor"
 RUNNING_INDEX: Final = "running_by_shard"

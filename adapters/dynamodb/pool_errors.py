@@ -37,13 +37,13 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from adapters.aws import CONDITIONAL_CHECK_FAILED, LazyClient, error_code
-from adapters.dynamodb.items import format_time, parse_time
 from core.errors import OtherPoolError, decode_pool_error
 from core.exceptions import StoreCommitFailedError, StoreReadFailedError
 from core.hysteresis import ActiveError, Failure, HysteresisPolicy, Outcome, PoolState
 from core.models import PoolKey
 from core.policy import backoff_s
 from core.ports import ApplyResult
+from core.times import format_time, parse_time
 
 logger = logging.getLogger(__name__)
 

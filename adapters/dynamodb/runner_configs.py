@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from adapters.aws import LazyClient, is_conditional_check_failed
-from adapters.dynamodb.items import format_time
 from core.models import PoolKey, RunnerConfig
+from core.times import format_time
 
 
 def config_to_document(config: RunnerConfig) -> dict[str, Any]:

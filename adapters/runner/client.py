@@ -47,8 +47,8 @@ from adapters.runner.transport import (
 from core.errors import InternalError, ServerlessHttpError
 from core.exceptions import RunnerError, RunnerNoResponseError
 from core.models import header_problem
-from core.ports import Clock
-from core.protocol import Frame, InitFrame, ProbeResult, probe_body
+from core.ports import Clock, ProbeResult
+from core.protocol import Frame, InitFrame, probe_body
 from core.redaction import redact_text
 
 logger = logging.getLogger("runner_kit.sse")

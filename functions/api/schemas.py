@@ -17,7 +17,6 @@ from pydantic import (
     field_validator,
 )
 
-from adapters.dynamodb.items import format_time
 from core.actor_status import ActorFacts
 from core.actor_status import actor_error as actor_error_rule
 from core.errors import ActorError, PoolErrorField, PoolErrorView
@@ -33,6 +32,7 @@ from core.models import (
     PoolKey,
     RunnerConfig,
 )
+from core.times import format_time
 
 if TYPE_CHECKING:
     from core.hysteresis import PoolErrorStatus

@@ -15,7 +15,7 @@ from adapters import observability, snapstart
 from adapters.clock import SYSTEM_CLOCK
 from adapters.observability import Invocation
 from core.models import RunnerConfig
-from core.protocol import ProbeResult
+from core.ports import ProbeResult
 from functions.pool_manager.manager import (
     PoolManagerDeps,
     ProbeFn,

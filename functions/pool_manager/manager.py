@@ -29,7 +29,7 @@ from core.errors import RunnerNoResponse
 from core.events import ErrorEvent
 from core.models import PoolKey, RunnerConfig
 from core.policy import backoff_s, fits_deadline
-from core.protocol import ProbeResult
+from core.ports import ProbeResult
 
 if TYPE_CHECKING:
     from core.hysteresis import PoolErrorStatus

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from adapters.dynamodb.actors import DynamoDBActorStore
-from adapters.dynamodb.items import parse_time
 from adapters.settings import Settings
 from core.errors import NoCapacity, ServerlessHttpError
 from core.models import PoolKey
+from core.times import parse_time
 from infra.dev_runner import DevRunner
 from tests.helpers.api_stack import _clear_caches, call, create_actor, put_config, tracker
 from tests.helpers.api_stack import dev_runner as dev_runner  # a fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.protocol import ProbeResult
+from core.ports import ProbeResult
 from infra.check_rules import RULES, Observation, Observer, evaluate
 from infra.dev_faults import PING, message_event
 

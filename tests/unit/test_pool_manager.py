@@ -18,7 +18,7 @@ from adapters.tracker import PoolErrorTracker
 from core.errors import NoCapacity, RunnerNoResponse, ServerlessConnectionError
 from core.events import read_errors
 from core.models import ActorRecord, MessageRecord, PoolKey, RunnerConfig
-from core.protocol import ProbeResult
+from core.ports import ProbeResult
 from functions.pool_manager.app import handle
 from functions.pool_manager.manager import PoolManagerDeps, run_round
 from tests.helpers.clock import FakeClock
