@@ -21,8 +21,8 @@ import pytest
 
 from infra.dev_runner import DevRunner
 from infra.local.stack import LocalStack
+from tests.helpers.dev_runner import dev_runner_fixture
 from tests.helpers.http import http, wait_for
-from tests.helpers.int_dev import dev_runner_fixture
 from tests.helpers.local import FAST, quiet_stack
 
 LONG_S = 60.0

@@ -11,7 +11,7 @@ import pytest
 from infra.check_rules import RULES
 from infra.cli import main
 from infra.dev_runner import DevRunner
-from tests.helpers.int_dev import dev_runner_fixture
+from tests.helpers.dev_runner import dev_runner_fixture
 
 pytestmark = pytest.mark.integration
 

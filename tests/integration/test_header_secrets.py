@@ -24,7 +24,7 @@ from core.models import PoolKey, RunnerConfig
 from infra.moto_server import MotoServer
 from tests.helpers.api import make_world
 from tests.helpers.apigw import aws_proxy_event, response_json
-from tests.helpers.int_http import QuietHandler, serving
+from tests.helpers.fake_endpoint import QuietHandler, serving
 
 SEEN: list[dict[str, str]] = []
 INIT = b"data: " + __import__("base64").b64encode(

@@ -9,7 +9,7 @@ import pytest
 from infra.cli import main
 from infra.dev_runner import DevRunner
 from infra.serving import free_port
-from tests.helpers.int_dev import dev_runner_fixture
+from tests.helpers.dev_runner import dev_runner_fixture
 
 pytestmark = pytest.mark.integration
 

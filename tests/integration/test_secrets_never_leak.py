@@ -22,8 +22,8 @@ import pytest
 
 from infra import probe as probe_cli
 from infra.local.stack import LocalStack
+from tests.helpers.fake_endpoint import QuietHandler, serving
 from tests.helpers.http import http, wait_for
-from tests.helpers.int_http import QuietHandler, serving
 
 # Each secret carries a marker; a marker found anywhere but the config's headers is a leak.
 AUTH = "Bearer MKAUTH-7f3a9c-live"

@@ -33,7 +33,7 @@ from core.protocol import (
 )
 from infra.dev_faults import FAULTS
 from infra.dev_runner import DevRunner
-from tests.helpers.int_dev import dev_runner_fixture
+from tests.helpers.dev_runner import dev_runner_fixture
 
 pytestmark = pytest.mark.integration
 
