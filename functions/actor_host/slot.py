@@ -11,10 +11,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from core.errors import NoCapacity
 from core.models import RunnerConfig
+from core.policy import backoff_s
 from core.ports import SlotLease
 from functions.actor_host.deps import HostDeps
 from functions.actor_host.telemetry import Telemetry
@@ -34,6 +35,10 @@ class SlotRequest:
     lease_s: float
     start: int
     """The slot tried first (the invocation spreads its executions over distinct slots)."""
+
+
+SLOT_PAUSE_MAX_S: Final = 2.0
+"""The longest pause between two tries for a slot."""
 
 
 class SlotHold:
@@ -89,7 +94,14 @@ class SlotHold:
                 return
             if waits == 0:
                 await self._on_first_wait()
-            pause = min(deps.slot_poll_s * (1.5**waits), 2.0) * (0.5 + deps.rand() / 2)
+            pause = backoff_s(
+                waits + 1,
+                base_s=deps.slot_poll_s,
+                max_s=SLOT_PAUSE_MAX_S,
+                rand=deps.rand(),
+                jitter=0.5,  # at least half the step: waiters spread out, none spins
+                factor=1.5,
+            )
             if waited_s + pause > deps.settings.slot_wait_s:
                 self.refused = "no_slot"
                 return
