@@ -11,6 +11,7 @@ from typing import Any, Final, TypeVar
 from adapters.clock import SYSTEM_CLOCK
 from adapters.dynamodb.actors import DynamoDBActorStore
 from adapters.dynamodb.messages import DynamoDBMessageStore
+from adapters.dynamodb.pool_errors import DynamoDBPoolErrorStore
 from adapters.dynamodb.probes import DynamoDBProbeStore
 from adapters.dynamodb.runner_configs import DynamoDBRunnerConfigStore
 from adapters.dynamodb.slots import DynamoDBSlotStore
@@ -49,7 +50,11 @@ class DynamoDBStores:
         )
         """The messages table without the commit (the API and the pool manager): a record it
         makes final (a discard, a silent execution) expires like the host's."""
-        self.tracker = build_tracker(settings, clock=SYSTEM_CLOCK)
+        self.tracker = build_tracker(
+            settings,
+            clock=SYSTEM_CLOCK,
+            store=DynamoDBPoolErrorStore(settings.pool_errors_table, client),
+        )
 
     @classmethod
     def from_environment(cls) -> DynamoDBStores:

@@ -93,6 +93,14 @@ class StoreCommitFailedError(KitError):
     code = "store_commit_failed"
 
 
+class CommitRefusedError(StoreCommitFailedError):
+    """DynamoDB refused the commit itself (``ValidationException``): final for the message."""
+
+    def __init__(self, message: str, aws_code: str) -> None:
+        super().__init__(message)
+        self.aws_code = aws_code
+
+
 class StoreReadFailedError(KitError):
     """A store could not be read (the AWS error code is in the message)."""
 

@@ -263,6 +263,8 @@ class ActorRecord(BaseModel):
 
 MessageStatus = Literal["pending", "running", "succeeded", "failed", "dead_lettered", "discarded"]
 TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "dead_lettered", "discarded"})
+RETRYABLE_STATUSES: Final = frozenset({"dead_lettered", "discarded"})
+"""Final statuses ``reopen`` (the retry route, an SQS redrive) runs again."""
 
 
 class MessageRecord(BaseModel):

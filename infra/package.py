@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,9 @@ LAMBDA_PIP_TARGET: Final = (
 """pip options for wheels that run on Lambda python3.12 / arm64 (template.yaml Globals)."""
 RUNTIME_PROVIDED: Final = frozenset({"boto3"})
 """Distributions the Lambda Python runtime already has (not installed unless bundled)."""
-JUNK: Final = ("__pycache__", "*.pyc", "bin")
+JUNK: Final = ("__pycache__", "*.pyc")
+"""Dropped at any depth after ``pip install --target`` (plus the top-level ``bin/`` of console
+scripts: a ``bin`` deeper down may be a package's own data)."""
 
 
 def module_file(name: str, root: Path = ROOT) -> Path | None:
@@ -115,10 +118,18 @@ def copy_kit(logical_id: str, target: Path, root: Path = ROOT) -> list[Path]:
 def requirements(root: Path = ROOT, *, bundle_boto3: bool = False) -> list[str]:
     """requirements.txt's lines, without what the runtime provides (unless bundled)."""
     lines = (root / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    reqs = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    reqs = [line.strip() for line in lines]
+    reqs = [r for r in reqs if r and not r.startswith("#")]
     if bundle_boto3:
-        return [*reqs, "boto3>=1.34"]
-    return [r for r in reqs if r.split(">")[0].split("=")[0].strip() not in RUNTIME_PROVIDED]
+        return reqs
+    return [r for r in reqs if requirement_name(r) not in RUNTIME_PROVIDED]
+
+
+def requirement_name(requirement: str) -> str:
+    """The distribution a requirement line names (PEP 503 normalised): ``boto3[crt]~=1.34`` ->
+    ``boto3``."""
+    name = re.split(r"[\s\[<>=!~;@]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def install(target: Path, reqs: list[str], *, pip_target: tuple[str, ...]) -> None:
@@ -139,6 +150,7 @@ def install(target: Path, reqs: list[str], *, pip_target: tuple[str, ...]) -> No
         ],
         check=True,
     )
+    shutil.rmtree(target / "bin", ignore_errors=True)
     for pattern in JUNK:
         for junk in list(target.rglob(pattern)):
             if junk.is_dir():

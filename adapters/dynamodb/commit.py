@@ -39,7 +39,7 @@ from adapters.dynamodb.items import (
     message_key,
 )
 from adapters.dynamodb.slots import slot_held, slot_key
-from core.exceptions import ExecutionLeaseLostError, StoreCommitFailedError
+from core.exceptions import CommitRefusedError, ExecutionLeaseLostError, StoreCommitFailedError
 from core.policy import backoff_s
 from core.ports import SlotLease
 from core.times import format_time
@@ -48,14 +48,6 @@ CONFLICT_TRIES: Final = 4
 """Commit attempts when DynamoDB cancels with ``TransactionConflict`` (a concurrent write)."""
 CONFLICT_BASE_S: Final = 0.02
 CONFLICT_MAX_S: Final = 1.0
-
-
-class CommitRefusedError(StoreCommitFailedError):
-    """DynamoDB refused the commit itself (``ValidationException``): final for the message."""
-
-    def __init__(self, message: str, aws_code: str) -> None:
-        super().__init__(message)
-        self.aws_code = aws_code
 
 
 class CommitCancelledError(Exception):

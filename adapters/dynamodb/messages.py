@@ -63,14 +63,12 @@ from adapters.dynamodb.items import (
 )
 from adapters.dynamodb.slots import DynamoDBSlotStore
 from core.exceptions import StoreCommitFailedError
-from core.models import TERMINAL_STATUSES, MessageRecord, MessageStatus
+from core.models import RETRYABLE_STATUSES, TERMINAL_STATUSES, MessageRecord, MessageStatus
 from core.ports import Claim, Clock, Disposition, Effect, ReopenOutcome, SlotLease, StoredMessage
 from core.times import format_time
 
 OPEN_INDEX: Final = "open_by_actor"
 RUNNING_INDEX: Final = "running_by_shard"
-RETRYABLE_STATUSES: Final = frozenset({"dead_lettered", "discarded"})
-"""Final statuses ``reopen`` (the retry route, an SQS redrive) runs again."""
 
 _EFFECT_ATTR: Final[dict[str, str]] = {"dlq": "dlq_sent_at", "reply": "replied_at"}
 _EXISTS: Final = Exists("message_id")

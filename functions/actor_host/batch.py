@@ -71,7 +71,9 @@ class RecordInfo:
 
 def record_info(raw: Mapping[str, Any]) -> RecordInfo:
     """From a raw SQS record of the event (odd attributes tolerated)."""
-    attributes = raw.get("attributes") or {}
+    attributes = raw.get("attributes")
+    if not isinstance(attributes, dict):
+        attributes = {}
     try:
         receive_count = int(attributes.get("ApproximateReceiveCount", "1"))
     except (TypeError, ValueError):
@@ -82,15 +84,13 @@ def record_info(raw: Mapping[str, Any]) -> RecordInfo:
         receipt_handle=str(raw.get("receiptHandle", "")),
         body=body if isinstance(body, str) else "",
         receive_count=receive_count,
-        group_id=attributes.get("MessageGroupId"),
+        group_id=group if isinstance(group := attributes.get("MessageGroupId"), str) else None,
     )
 
 
 def group_of(record: Mapping[str, Any]) -> str:
     """A record's FIFO message group (its own id when it has none: a standard queue)."""
-    attributes = record.get("attributes") or {}
-    group = attributes.get("MessageGroupId") if isinstance(attributes, dict) else None
-    return str(group or record.get("messageId") or id(record))
+    return str(record_info(record).group_id or record.get("messageId") or id(record))
 
 
 def first_actor_of_each_group(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:

@@ -14,8 +14,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from adapters.dynamodb.commit import CommitRefusedError
-from adapters.dynamodb.messages import RETRYABLE_STATUSES
 from core.actor_status import ActorFacts
 from core.errors import (
     ActorFailed,
@@ -26,6 +24,7 @@ from core.errors import (
 )
 from core.events import ErrorsChannel
 from core.exceptions import (
+    CommitRefusedError,
     ExecutionLeaseLostError,
     RunnerError,
     RunnerNoResponseError,
@@ -33,6 +32,7 @@ from core.exceptions import (
 )
 from core.execution import CommitFailed, oversized_done, stored_json
 from core.models import (
+    RETRYABLE_STATUSES,
     TERMINAL_STATUSES,
     ErrorPolicy,
     MessageEnvelope,

@@ -182,9 +182,10 @@ class Failures:
         if not ok:
             lost = ExecutionLeaseLostError("lease lost before finishing")
             return await self.not_committed(attempt, lost)
-        fresh = await deps.io(deps.messages.load, actor.actor_id, message.message_id)
-        if fresh is not None:
-            await self.outbox.settle(fresh)
+        if self.outbox.owes(decision.status, message.reply_to):  # else no read: nothing to send
+            fresh = await deps.io(deps.messages.load, actor.actor_id, message.message_id)
+            if fresh is not None:
+                await self.outbox.settle(fresh)
         if decision.actor == "stop":
             return Verdict("stopped")
         return Verdict("dead_lettered" if decision.status == "dead_lettered" else "failed")
@@ -307,9 +308,10 @@ class Failures:
                 # Resumed while we held it (after resume listed the held messages): run it.
                 return Verdict.keep("busy", 0, "actor resumed while its message was being held")
             return Verdict("stopped")
-        fresh = await deps.io(deps.messages.load, envelope.actor_id, envelope.message_id)
-        if fresh is not None:
-            await self.outbox.settle(fresh)
+        if self.outbox.owes(status, claim.message.record.reply_to):
+            fresh = await deps.io(deps.messages.load, envelope.actor_id, envelope.message_id)
+            if fresh is not None:
+                await self.outbox.settle(fresh)
         return Verdict("failed")
 
     async def malformed(self, info: RecordInfo, exc: ValidationError) -> Verdict:

@@ -54,6 +54,11 @@ class Outbox:
         self.deps = deps
         self.telemetry = telemetry
 
+    @staticmethod
+    def owes(status: str, reply_to: str | None) -> bool:
+        """Whether a message that just became final (``status``) has a side effect to send."""
+        return status == "dead_lettered" or bool(reply_to)
+
     async def settle(self, stored: StoredMessage) -> None:
         """Dead-letter and reply for a final message, each unless already marked."""
         deps = self.deps

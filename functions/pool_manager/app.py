@@ -7,7 +7,6 @@ keeps ``min_runners`` warm, marks silent executions (``manager.run_round``).
 from __future__ import annotations
 
 import random
-import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
@@ -67,20 +66,16 @@ def deps() -> PoolManagerDeps:
 
 
 def make_probe(settings: Settings, **client_kwargs: Any) -> ProbeFn:
-    """A thread-safe ``(config, deadline) -> ProbeResult`` over one lazily built client
-    (httpx is imported on the first probe, not at cold start)."""
-    client: Any = None
-    lock = threading.Lock()
+    """``(config, deadline) -> ProbeResult``: one probe start, safe from any thread (each start
+    runs on its own client and event loop; httpx is imported on the first probe, not at cold
+    start)."""
 
     def probe_config(config: RunnerConfig, deadline: float) -> ProbeResult:
-        nonlocal client
         from adapters.runner.attempt import StartLimits
         from adapters.runner.client import RunnerClient, probe
         from adapters.runner.transport import StartTarget
 
-        with lock:
-            if client is None:
-                client = RunnerClient(StartLimits.from_settings(settings), **client_kwargs)
+        client = RunnerClient(StartLimits.from_settings(settings), **client_kwargs)
         return probe(client, StartTarget.from_config(config), deadline=deadline)
 
     return probe_config

@@ -14,15 +14,27 @@ import pytest
 WAIT_S = 30.0
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    """Poll ``check`` until it returns something truthy (a timeout fails, never a timing claim)."""
+def wait_for(
+    what: str,
+    check: Callable[[], Any],
+    timeout_s: float = WAIT_S,
+    *,
+    tick: Callable[[], None] | None = None,
+    describe: Callable[[], str] | None = None,
+    pause_s: float = 0.05,
+) -> Any:
+    """Poll ``check`` until it returns something truthy (a timeout fails, never a timing claim);
+    ``tick`` runs before each check, ``describe`` says what was seen when it gives up."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if tick is not None:
+            tick()
         value = check()
         if value:
             return value
-        time.sleep(0.05)
-    pytest.fail(f"gave up waiting for {what}")
+        time.sleep(pause_s)
+    seen = f": {describe()}" if describe is not None else ""
+    pytest.fail(f"gave up waiting for {what}{seen}")
 
 
 def http(

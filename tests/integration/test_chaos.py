@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ from core.models import (
 )
 from infra.dev_runner import DevRunner, ReceivedRequest
 from infra.moto_server import MotoServer
+from tests.helpers.http import wait_for
+from tests.helpers.settings import table_environ
 
 pytestmark = pytest.mark.integration
 
@@ -64,25 +66,6 @@ class Received:
         return self.requests
 
 
-def wait_until(
-    what: str,
-    check: Callable[[], Any],
-    *,
-    bound_s: float,
-    tick: Callable[[], None],
-    describe: Callable[[], str] = str,
-) -> Any:
-    """Poll ``check`` (calling ``tick`` each round) until truthy; fail after ``bound_s``."""
-    end = time.monotonic() + bound_s
-    while time.monotonic() < end:
-        tick()
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"gave up waiting for {what}: {describe()}")
-
-
 @pytest.fixture
 def host_env(
     moto_server: MotoServer, tables: dict[str, str], queues: dict[str, str], sqs: Any
@@ -96,12 +79,7 @@ def host_env(
         **os.environ,
         **moto_server.environ(),
         "AWS_DEFAULT_REGION": "us-east-1",
-        "ACTORS_TABLE": tables["ActorsTable"],
-        "MESSAGES_TABLE": tables["MessagesTable"],
-        "RUNNER_CONFIGS_TABLE": tables["RunnerConfigsTable"],
-        "SLOTS_TABLE": tables["SlotsTable"],
-        "POOL_ERRORS_TABLE": tables["PoolErrorsTable"],
-        "POOL_PROBES_TABLE": tables["PoolProbesTable"],
+        **table_environ(tables),
         "ACTOR_MESSAGES_QUEUE_URL": queues["ActorMessagesQueue"],
         "ACTOR_MESSAGES_DLQ_URL": queues["ActorMessagesDLQ"],
         "POOL_ERROR_CACHE_MS": "0",
@@ -224,21 +202,23 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
                 fresh = received.collect()[seen:]
                 return dev.active_streams > 0 and any(r.behaviour.startswith("hold") for r in fresh)
 
-            wait_until(
+            wait_for(
                 "an execution in flight on a held run",
                 in_flight,
                 describe=lambda: f"{[r.behaviour for r in received.collect()]} {_brief(records())}",
-                bound_s=20,
+                timeout_s=20,
+                pause_s=0.1,
                 tick=tick,
             )
             host.kill()
             host.start()
 
-        wait_until(
+        wait_for(
             "every message final",
             all_final,
             describe=lambda: _brief(records()),
-            bound_s=45,
+            timeout_s=45,
+            pause_s=0.1,
             tick=tick,
         )
         assert host.kills == 2
@@ -258,7 +238,7 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
                 sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
             return set(letters) >= set(dead)
 
-        wait_until("the dead letters in the DLQ", drain_dlq, bound_s=10, tick=tick)
+        wait_for("the dead letters in the DLQ", drain_dlq, timeout_s=10, pause_s=0.1, tick=tick)
         assert set(letters) == set(dead)
 
         # Order: each actor's messages started (first start) in the order they were sent.
@@ -282,14 +262,15 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
                 MessageEnvelope(actor_id=actor_id, message_id=message_id),
                 dedup_id=f"{message_id}.r{stored.retries}",
             )
-        wait_until(
+        wait_for(
             "every message succeeded",
             lambda: (
                 all(r.status == "succeeded" for r in records())
                 and len(records()) == ACTORS * MESSAGES
             ),
             describe=lambda: _brief(records()),
-            bound_s=30,
+            timeout_s=30,
+            pause_s=0.1,
             tick=tick,
         )
 
@@ -303,10 +284,11 @@ def test_chaos_every_message_ends_recorded_in_order_and_counted(
             }
             assert actor.state_version == MESSAGES
         # Nothing pending, nothing left queued.
-        wait_until(
+        wait_for(
             "the inbox empty",
             lambda: _queue_empty(sqs, host_env["ACTOR_MESSAGES_QUEUE_URL"]),
-            bound_s=10,
+            timeout_s=10,
+            pause_s=0.1,
             tick=tick,
         )
         behaviours = {r.behaviour for r in received.collect()}

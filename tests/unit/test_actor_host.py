@@ -167,6 +167,19 @@ def test_record_info_tolerates_odd_attributes() -> None:
     assert (info.receive_count, info.group_id, info.body) == (3, "g", "body")
     raw["attributes"]["ApproximateReceiveCount"] = "not a number"
     assert record_info(raw).receive_count == 1
+    raw["attributes"]["MessageGroupId"] = 7  # not a group id
+    assert record_info(raw).group_id is None
+
+
+@pytest.mark.parametrize("attributes", ["text", ["list"], 3], ids=["str", "list", "int"])
+def test_garbage_attributes_fail_no_batch(attributes: Any) -> None:
+    """A record whose ``attributes`` is not an object is read as having none: it cannot stop
+    the batch (``record_info`` runs before a record's own error handling)."""
+    raw = sqs_record("body", group_id="g", message_id="s1")
+    raw["attributes"] = attributes
+    info = record_info(raw)
+    assert (info.receive_count, info.group_id, info.message_id) == (1, None, "s1")
+    assert group_of(raw) == "s1"
 
 
 def test_first_actor_of_each_group_skips_followers_and_malformed() -> None:

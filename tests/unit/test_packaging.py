@@ -116,3 +116,25 @@ def test_boto3_is_left_to_the_runtime_unless_bundled() -> None:
     names = [_name(r) for r in package.requirements()]
     assert "boto3" not in names and "pydantic" in names
     assert "boto3" in [_name(r) for r in package.requirements(bundle_boto3=True)]
+
+
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        pytest.param("boto3>=1.34", "boto3", id="at_least"),
+        pytest.param("boto3~=1.34", "boto3", id="compatible"),
+        pytest.param("boto3[crt]>=1.34", "boto3", id="extras"),
+        pytest.param("boto3<2", "boto3", id="below"),
+        pytest.param("boto3 ; python_version >= '3.9'", "boto3", id="marker"),
+        pytest.param("Aws_Lambda.Powertools>=3", "aws-lambda-powertools", id="normalised"),
+    ],
+)
+def test_requirement_names_are_read_whatever_the_specifier(line: str, name: str) -> None:
+    assert package.requirement_name(line) == name
+
+
+def test_a_runtime_provided_requirement_is_left_out_whatever_its_spelling(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("  # indented comment\nboto3[crt]~=1.34\nhttpx<1\n")
+    assert package.requirements(tmp_path) == ["httpx<1"]
+    bundled = package.requirements(tmp_path, bundle_boto3=True)
+    assert bundled == ["boto3[crt]~=1.34", "httpx<1"]  # as written, once
